@@ -1,0 +1,85 @@
+//! Logging for the standalone build: one line per event on stderr, quiet by default.
+//! The level comes from `MLN_IPC_LOG` = none|error|warn|info|debug (default error), read
+//! once per process. (The melon build routes the same calls to Melon's `_mln_sys_log`.)
+
+use std::fmt::Arguments;
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u8)]
+pub enum Level {
+    None = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+const UNSET: u8 = u8::MAX;
+static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
+
+/// Parses a `MLN_IPC_LOG` value; unknown words give `None` so a typo is not silently loud.
+pub fn parse_level(s: &str) -> Option<Level> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "none" | "off" => Some(Level::None),
+        "error" => Some(Level::Error),
+        "warn" | "warning" => Some(Level::Warn),
+        "info" => Some(Level::Info),
+        "debug" => Some(Level::Debug),
+        _ => None,
+    }
+}
+
+pub fn level() -> Level {
+    let v = LEVEL.load(Ordering::Relaxed);
+    let v = if v == UNSET {
+        let l = std::env::var("MLN_IPC_LOG")
+            .ok()
+            .and_then(|s| parse_level(&s))
+            .unwrap_or(Level::Error);
+        LEVEL.store(l as u8, Ordering::Relaxed);
+        l as u8
+    } else {
+        v
+    };
+    match v {
+        0 => Level::None,
+        1 => Level::Error,
+        2 => Level::Warn,
+        3 => Level::Info,
+        _ => Level::Debug,
+    }
+}
+
+pub fn enabled(l: Level) -> bool {
+    l != Level::None && l <= level()
+}
+
+fn emit(l: Level, args: Arguments<'_>) {
+    if !enabled(l) {
+        return;
+    }
+    let tag = match l {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        _ => "debug",
+    };
+    // One write per line so that lines of several processes do not interleave.
+    let line = format!("mln_ipc[{}] {tag}: {args}\n", std::process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+pub fn error(args: Arguments<'_>) {
+    emit(Level::Error, args)
+}
+pub fn warn(args: Arguments<'_>) {
+    emit(Level::Warn, args)
+}
+pub fn info(args: Arguments<'_>) {
+    emit(Level::Info, args)
+}
+pub fn debug(args: Arguments<'_>) {
+    emit(Level::Debug, args)
+}

@@ -1,1 +1,310 @@
-// placeholder
+//! Handler registration (spec §3.1, §3.2; DECISIONS.md). Pure logic: no I/O, no `unsafe`.
+//!
+//! Two structures, as in Melon:
+//! * the **registry**: what `mln_ipc_handler_register` records (`mln_ipc_cb_t` entries in
+//!   registration order). It affects dispatch only when installed into the tables
+//!   (`mln_ipc_set_process_handlers`, run by `mln_fork_prepare`).
+//! * the **tables**: per process, one for the master side and one for the worker side,
+//!   type -> installed handler. An installed entry is an `mln_ipc_handler_t` at a stable
+//!   address: its `data` field is the `udata_ptr` slot handed to the handler.
+//!
+//! Where Melon's code and documentation disagree we follow the documentation: a later
+//! registration overrides an earlier one (installing walks oldest to newest), and an
+//! explicitly set handler (`mln_fork_*_ipc_handler_set`) survives `mln_fork_prepare` and
+//! takes precedence over registry entries of the same type.
+//!
+//! Replaced entries are retired, not freed: a handler may be running with a `udata_ptr`
+//! into the entry it replaces. Retired entries live until the process exits (32 bytes per
+//! replacement).
+
+use crate::abi::{ipc_handler, mln_ipc_cb_t, mln_ipc_handler_t};
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Registration order is kept; `mln_ipc_cb_t::next/prev` mirror it for C readers.
+#[derive(Default)]
+pub struct Registry {
+    entries: Vec<Box<mln_ipc_cb_t>>,
+}
+
+// SAFETY (of the auto-trait claim, not of any unsafe code): the raw pointers inside are
+// opaque user values and links between our own boxes; they are never dereferenced here.
+unsafe impl Send for Registry {}
+
+impl Registry {
+    /// Records a registration and returns its stable address (owned by the registry).
+    pub fn register(
+        &mut self,
+        ty: u32,
+        master_handler: ipc_handler,
+        worker_handler: ipc_handler,
+        master_data: *mut c_void,
+        worker_data: *mut c_void,
+    ) -> *mut mln_ipc_cb_t {
+        let mut e = Box::new(mln_ipc_cb_t {
+            next: null_mut(),
+            prev: null_mut(),
+            master_handler,
+            worker_handler,
+            master_data,
+            worker_data,
+            r#type: ty,
+        });
+        let p: *mut mln_ipc_cb_t = &mut *e;
+        if let Some(last) = self.entries.last_mut() {
+            last.next = p;
+            e.prev = &mut **last;
+        }
+        self.entries.push(e);
+        p
+    }
+
+    /// Removes a registration. `false` (and nothing changed) for a pointer that is not a
+    /// live registration: NULL, already unregistered, or never ours.
+    pub fn unregister(&mut self, cb: *const mln_ipc_cb_t) -> bool {
+        let Some(i) = self.entries.iter().position(|e| core::ptr::eq(&**e, cb)) else {
+            return false;
+        };
+        self.entries.remove(i);
+        self.relink(i);
+        true
+    }
+
+    fn relink(&mut self, from: usize) {
+        let n = self.entries.len();
+        for i in from.saturating_sub(1)..n {
+            let next = match self.entries.get_mut(i + 1) {
+                Some(e) => &mut **e as *mut mln_ipc_cb_t,
+                None => null_mut(),
+            };
+            let prev = match i.checked_sub(1).and_then(|j| self.entries.get_mut(j)) {
+                Some(e) => &mut **e as *mut mln_ipc_cb_t,
+                None => null_mut(),
+            };
+            self.entries[i].next = next;
+            self.entries[i].prev = prev;
+        }
+    }
+
+    /// Registrations, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &mln_ipc_cb_t> {
+        self.entries.iter().map(|b| &**b)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Which side of a table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Master,
+    Worker,
+}
+
+/// Where an installed entry came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Origin {
+    /// `mln_fork_*_ipc_handler_set`: survives `mln_fork_prepare`, beats the registry.
+    Explicit,
+    /// Installed from the registry.
+    Registry,
+}
+
+/// A found handler: the function and the address of its data slot (`udata_ptr`).
+#[derive(Clone, Copy, Debug)]
+pub struct Found {
+    pub handler: ipc_handler,
+    pub slot: *mut *mut c_void,
+}
+
+/// Fibonacci hashing for u32 keys: message types are small integers chosen by users.
+#[derive(Default)]
+pub struct TypeHasher(u64);
+impl Hasher for TypeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+struct Installed {
+    entry: Box<mln_ipc_handler_t>,
+    origin: Origin,
+}
+
+/// One per-process table (master side or worker side).
+#[derive(Default)]
+pub struct Table {
+    map: HashMap<u32, Installed, BuildHasherDefault<TypeHasher>>,
+    retired: Vec<Box<mln_ipc_handler_t>>,
+}
+
+impl Table {
+    /// Installs `handler` for `ty`. A registry install does not displace an explicit one.
+    /// Returns whether the table changed.
+    pub fn install(&mut self, ty: u32, handler: ipc_handler, data: *mut c_void, origin: Origin) -> bool {
+        if origin == Origin::Registry
+            && matches!(self.map.get(&ty), Some(i) if i.origin == Origin::Explicit)
+        {
+            return false;
+        }
+        let entry = Box::new(mln_ipc_handler_t { handler, data, r#type: ty, next: null_mut() });
+        if let Some(old) = self.map.insert(ty, Installed { entry, origin }) {
+            self.retired.push(old.entry);
+        }
+        true
+    }
+
+    /// Removes every entry installed from the registry (explicit ones stay).
+    pub fn remove_registry_entries(&mut self) {
+        let retired = &mut self.retired;
+        self.map.retain(|_, i| {
+            let keep = i.origin == Origin::Explicit;
+            if !keep {
+                retired.push(core::mem::replace(&mut i.entry, Box::new(empty_entry())));
+            }
+            keep
+        });
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        for (_, i) in self.map.drain() {
+            self.retired.push(i.entry);
+        }
+    }
+
+    /// The handler for `ty`, if one is installed (its handler may be NULL: drop the frame).
+    pub fn lookup(&mut self, ty: u32) -> Option<Found> {
+        self.map.get_mut(&ty).map(|i| Found { handler: i.entry.handler, slot: &mut i.entry.data })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn empty_entry() -> mln_ipc_handler_t {
+    mln_ipc_handler_t { handler: None, data: null_mut(), r#type: 0, next: null_mut() }
+}
+
+/// The registry plus both tables of one process.
+#[derive(Default)]
+pub struct Handlers {
+    pub registry: Registry,
+    pub master: Table,
+    pub worker: Table,
+}
+
+// SAFETY (auto-trait claim only): as for `Registry`; the tables' raw pointers are opaque
+// user data and are never dereferenced by this module.
+unsafe impl Send for Handlers {}
+
+impl Handlers {
+    pub fn table(&mut self, side: Side) -> &mut Table {
+        match side {
+            Side::Master => &mut self.master,
+            Side::Worker => &mut self.worker,
+        }
+    }
+
+    /// `mln_ipc_set_process_handlers`: installs every registration, oldest first, so the
+    /// newest registration of a type wins. Explicit entries are kept.
+    pub fn install_registry(&mut self) {
+        for cb in self.registry.entries.iter() {
+            self.master.install(cb.r#type, cb.master_handler, cb.master_data, Origin::Registry);
+            self.worker.install(cb.r#type, cb.worker_handler, cb.worker_data, Origin::Registry);
+        }
+    }
+
+    /// What `mln_fork_prepare` does to the tables: registry-installed entries are rebuilt
+    /// from the current registry (so an unregister before prepare restores the previous
+    /// registration, and calling prepare twice gives the same tables).
+    pub fn reinstall_registry(&mut self) {
+        self.master.remove_registry_entries();
+        self.worker.remove_registry_entries();
+        self.install_registry();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn ha(_: *mut crate::abi::mln_event_t, _: *mut c_void, _: *mut c_void, _: u32, _: *mut *mut c_void) {}
+    unsafe extern "C" fn hb(_: *mut crate::abi::mln_event_t, _: *mut c_void, _: *mut c_void, _: u32, _: *mut *mut c_void) {}
+
+    fn is(f: Option<Found>, h: ipc_handler) -> bool {
+        f.map(|f| f.handler.map(|p| p as usize)) == Some(h.map(|p| p as usize))
+    }
+
+    #[test]
+    fn newest_registration_wins_and_unregister_restores() {
+        let mut h = Handlers::default();
+        let a = h.registry.register(7, Some(ha), Some(ha), null_mut(), null_mut());
+        let b = h.registry.register(7, Some(hb), Some(hb), null_mut(), null_mut());
+        h.reinstall_registry();
+        assert!(is(h.worker.lookup(7), Some(hb)));
+        assert!(h.registry.unregister(b));
+        assert!(!h.registry.unregister(b), "second unregister is refused");
+        // Unregister does not uninstall ...
+        assert!(is(h.worker.lookup(7), Some(hb)));
+        // ... but a fresh prepare sees only A.
+        h.reinstall_registry();
+        assert!(is(h.master.lookup(7), Some(ha)));
+        assert!(h.registry.unregister(a));
+        assert!(h.registry.is_empty());
+    }
+
+    #[test]
+    fn explicit_beats_registry_and_survives_prepare() {
+        let mut h = Handlers::default();
+        h.worker.install(5, Some(ha), null_mut(), Origin::Explicit);
+        h.registry.register(5, Some(hb), Some(hb), null_mut(), null_mut());
+        h.reinstall_registry();
+        assert!(is(h.worker.lookup(5), Some(ha)));
+        assert!(is(h.master.lookup(5), Some(hb)));
+    }
+
+    #[test]
+    fn slot_persists_and_is_stable() {
+        let mut t = Table::default();
+        t.install(3, Some(ha), 0x100 as *mut c_void, Origin::Explicit);
+        let s1 = t.lookup(3).unwrap().slot;
+        let s2 = t.lookup(3).unwrap().slot;
+        assert_eq!(s1, s2);
+        assert!(t.lookup(4).is_none());
+    }
+
+    #[test]
+    fn links_follow_registration_order() {
+        let mut r = Registry::default();
+        let a = r.register(1, None, None, null_mut(), null_mut());
+        let b = r.register(2, None, None, null_mut(), null_mut());
+        let c = r.register(3, None, None, null_mut(), null_mut());
+        let links: Vec<_> = r.iter().map(|e| (e.prev, e.next)).collect();
+        assert_eq!(links, vec![(null_mut(), b), (a, c), (b, null_mut())]);
+        assert!(r.unregister(b));
+        let links: Vec<_> = r.iter().map(|e| (e.prev, e.next)).collect();
+        assert_eq!(links, vec![(null_mut(), c), (a, null_mut())]);
+    }
+}

@@ -26,6 +26,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Registration order is kept; `mln_ipc_cb_t::next/prev` mirror it for C readers.
 #[derive(Default)]
 pub struct Registry {
+    // Boxed: C holds pointers to the entries, which must not move when the Vec grows.
+    #[allow(clippy::vec_box)]
     entries: Vec<Box<mln_ipc_cb_t>>,
 }
 
@@ -151,6 +153,8 @@ struct Installed {
 #[derive(Default)]
 pub struct Table {
     map: HashMap<u32, Installed, BuildHasherDefault<TypeHasher>>,
+    // Boxed: handlers may hold `udata_ptr` into a retired entry.
+    #[allow(clippy::vec_box)]
     retired: Vec<Box<mln_ipc_handler_t>>,
 }
 

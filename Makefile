@@ -87,7 +87,8 @@ check-header: build
 	done
 	@echo "check-header: include/mln_ipc.h is up to date; all headers compile on their own"
 
-# STYLE.md item 9: the documented link line must stay what rustc says the archive needs.
+# STYLE.md item 9: the pinned link line (here and in README.md) must stay what rustc says
+# the archive needs.
 check-libs:
 	@actual=$$($(CARGO) rustc --release --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	    | sed -n 's/.*native-static-libs: *//p' | tail -n 1); \
@@ -98,7 +99,11 @@ check-libs:
 	    echo "  Update LIBS in the Makefile, README.md and mln_ipc.pc (via make install)."; \
 	    exit 1; \
 	fi; \
-	echo "check-libs: LIBS = $$actual"
+	if ! grep -qF -- "$(strip $(LIBS))" README.md; then \
+	    echo "error: README.md does not show the pinned LIBS ($(strip $(LIBS)))"; \
+	    exit 1; \
+	fi; \
+	echo "check-libs: LIBS = $$actual (Makefile and README.md agree)"
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -55,7 +55,7 @@ for src in "${srcs[@]}"; do
         continue
     fi
     # shellcheck disable=SC2086 # CTEST_WRAP is a command prefix
-    timeout "$CTEST_TIMEOUT" $CTEST_WRAP "./$bin" >"$log" 2>&1
+    timeout -k 5 "$CTEST_TIMEOUT" $CTEST_WRAP "./$bin" >"$log" 2>&1
     rc=$?
     if [ "$rc" -eq 0 ]; then
         echo "PASS $name"

@@ -1,1 +1,48 @@
-fn main() {}
+//! Generates the C header from the crate sources with the pinned cbindgen (cbindgen.toml).
+//!
+//! Output: `$OUT_DIR/mln_ipc.h`, and a copy beside the library artifacts
+//! (`target/<profile>/mln_ipc.h`) where the Makefile finds it. `include/mln_ipc.h` is never
+//! written here: `make header` copies the generation there and `make check-header` fails
+//! when the committed file differs.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    // OUT_DIR is <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out; the profile
+    // directory is where libmln_ipc.a lands.
+    let profile_dir = out_dir.ancestors().nth(3).map(Path::to_path_buf);
+    let copy = profile_dir.as_ref().map(|d| d.join("mln_ipc.h"));
+
+    let config = cbindgen::Config::from_file(manifest_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is not a valid cbindgen configuration");
+    let generated = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(manifest_dir.join("src/lib.rs"))
+        .generate();
+    match generated {
+        Ok(bindings) => {
+            let header = out_dir.join("mln_ipc.h");
+            bindings.write_to_file(&header);
+            if let Some(copy) = copy {
+                fs::copy(&header, &copy).expect("cannot copy the generated header");
+            }
+        }
+        Err(e) => {
+            // A source that does not parse also fails to compile, and rustc's message is
+            // the useful one; do not leave a stale copy for `make check-header` to trust.
+            if let Some(copy) = copy {
+                let _ = fs::remove_file(copy);
+            }
+            println!("cargo:warning=cbindgen could not generate mln_ipc.h: {e}");
+        }
+    }
+}

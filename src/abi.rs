@@ -97,7 +97,8 @@ pub struct mln_event_s {
 pub type mln_event_t = mln_event_s;
 
 /// Descriptor handler: `(ev, fd, data)`.
-pub type ev_fd_handler = Option<unsafe extern "C" fn(ev: *mut mln_event_t, fd: c_int, data: *mut c_void)>;
+pub type ev_fd_handler =
+    Option<unsafe extern "C" fn(ev: *mut mln_event_t, fd: c_int, data: *mut c_void)>;
 /// Timer handler: `(ev, data)`.
 pub type ev_tm_handler = Option<unsafe extern "C" fn(ev: *mut mln_event_t, data: *mut c_void)>;
 /// Called at the top of every dispatch iteration: `(ev, data)`.
@@ -176,8 +177,9 @@ pub type ipc_handler = Option<
     ),
 >;
 /// Called by `mln_fork_iterate` for each child; a negative return stops the walk.
-pub type fork_iterate_handler =
-    Option<unsafe extern "C" fn(ev: *mut mln_event_t, f: *mut mln_fork_t, data: *mut c_void) -> c_int>;
+pub type fork_iterate_handler = Option<
+    unsafe extern "C" fn(ev: *mut mln_event_t, f: *mut mln_fork_t, data: *mut c_void) -> c_int,
+>;
 /// Resource-clear callback run in every newly forked child.
 pub type clr_handler = Option<unsafe extern "C" fn(data: *mut c_void)>;
 

@@ -139,51 +139,27 @@ typedef struct mln_fheap_node_s mln_event_timer_t;
  */
 #define M_IPC_TYPE_CONF 1
 
+/**
+ * Bytes of the length field.
+ */
+#define LEN_LEN 4
+
+/**
+ * Bytes of the type field.
+ */
+#define TYPE_LEN 4
+
+/**
+ * Bytes before the payload.
+ */
+#define HEADER_LEN (LEN_LEN + TYPE_LEN)
+
+/**
+ * Default largest accepted `length` field (type + payload): 64 MiB.
+ */
+#define DEFAULT_MAX_MESSAGE (64 << 20)
+
 typedef uint32_t mln_u32_t;
-
-typedef uint8_t mln_u8_t;
-
-typedef char mln_s8_t;
-
-typedef uint16_t mln_u16_t;
-
-typedef int16_t mln_s16_t;
-
-typedef int32_t mln_s32_t;
-
-typedef uint64_t mln_u64_t;
-
-typedef int64_t mln_s64_t;
-
-typedef char *mln_s8ptr_t;
-
-typedef uint8_t *mln_u8ptr_t;
-
-typedef int16_t *mln_s16ptr_t;
-
-typedef uint16_t *mln_u16ptr_t;
-
-typedef int32_t *mln_s32ptr_t;
-
-typedef uint32_t *mln_u32ptr_t;
-
-typedef int64_t *mln_s64ptr_t;
-
-typedef uint64_t *mln_u64ptr_t;
-
-typedef size_t mln_size_t;
-
-typedef int64_t mln_off_t;
-
-typedef ptrdiff_t mln_sptr_t;
-
-typedef size_t mln_uptr_t;
-
-typedef int64_t mln_sauto_t;
-
-typedef uint64_t mln_uauto_t;
-
-typedef int64_t mln_spin_t;
 
 /**
  * An event loop (`struct mln_event_s`). Allocate with `mln_event_new`, free with
@@ -207,19 +183,17 @@ typedef struct mln_event_s {
 typedef struct mln_event_s mln_event_t;
 
 /**
- * Descriptor handler: `(ev, fd, data)`.
+ * A message handler: `(ev, f_ptr, buf, len, udata_ptr)`.
+ *
+ * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
+ * (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
+ * only during the call, is not NUL-terminated and is non-NULL even when `len` is 0.
+ * `udata_ptr` points at this process's data slot for the type: it starts as the
+ * registered data, and what the handler stores there is seen by the next message.
  */
-typedef void (*ev_fd_handler)(mln_event_t *ev, int fd, void *data);
+typedef void (*ipc_handler)(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr);
 
-/**
- * Timer handler: `(ev, data)`.
- */
-typedef void (*ev_tm_handler)(mln_event_t *ev, void *data);
-
-/**
- * Called at the top of every dispatch iteration: `(ev, data)`.
- */
-typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
+typedef char *mln_s8ptr_t;
 
 /**
  * A connection (`mln_tcp_conn_t`). In the IPC API it names one end of a socketpair:
@@ -239,6 +213,8 @@ typedef struct mln_tcp_conn_t {
     int sockfd;
     mln_u32_t nonblock;
 } mln_tcp_conn_t;
+
+typedef size_t mln_size_t;
 
 /**
  * One child process as seen by the master (`struct mln_fork_s`, 144 bytes).
@@ -274,64 +250,6 @@ typedef struct mln_fork_s {
 typedef struct mln_fork_s mln_fork_t;
 
 /**
- * Melon's internal fork argument block (`struct mln_fork_attr`, 32 bytes). Declared for
- * layout compatibility only; no function takes it.
- */
-typedef struct mln_fork_attr {
-    mln_s8ptr_t *args;
-    mln_u32_t n_args;
-    int fd;
-    pid_t pid;
-    enum proc_exec_type etype;
-    enum proc_state_type stype;
-} mln_fork_attr;
-
-/**
- * A message handler: `(ev, f_ptr, buf, len, udata_ptr)`.
- *
- * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
- * (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
- * only during the call, is not NUL-terminated and is non-NULL even when `len` is 0.
- * `udata_ptr` points at this process's data slot for the type: it starts as the
- * registered data, and what the handler stores there is seen by the next message.
- */
-typedef void (*ipc_handler)(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr);
-
-/**
- * One installed handler of a per-process table (`struct mln_ipc_handler_s`, 32 bytes).
- */
-typedef struct mln_ipc_handler_s {
-    ipc_handler handler;
-    void *data;
-    mln_u32_t type;
-    struct mln_ipc_handler_s *next;
-} mln_ipc_handler_s;
-
-/**
- * `mln_ipc_handler_t`.
- */
-typedef struct mln_ipc_handler_s mln_ipc_handler_t;
-
-/**
- * A registry entry returned by `mln_ipc_handler_register` (`struct mln_ipc_cb_s`, 56
- * bytes). Owned by melon-ipc until passed to `mln_ipc_handler_unregister`; read-only for C.
- */
-typedef struct mln_ipc_cb_s {
-    struct mln_ipc_cb_s *next;
-    struct mln_ipc_cb_s *prev;
-    ipc_handler master_handler;
-    ipc_handler worker_handler;
-    void *master_data;
-    void *worker_data;
-    mln_u32_t type;
-} mln_ipc_cb_s;
-
-/**
- * `mln_ipc_cb_t`.
- */
-typedef struct mln_ipc_cb_s mln_ipc_cb_t;
-
-/**
  * Called by `mln_fork_iterate` for each child; a negative return stops the walk.
  */
 typedef int (*fork_iterate_handler)(mln_event_t *ev, mln_fork_t *f, void *data);
@@ -363,6 +281,108 @@ typedef struct mln_framework_attr {
     mln_framework_process_t worker_process;
 } mln_framework_attr;
 
+/**
+ * A registry entry returned by `mln_ipc_handler_register` (`struct mln_ipc_cb_s`, 56
+ * bytes). Owned by melon-ipc until passed to `mln_ipc_handler_unregister`; read-only for C.
+ */
+typedef struct mln_ipc_cb_s {
+    struct mln_ipc_cb_s *next;
+    struct mln_ipc_cb_s *prev;
+    ipc_handler master_handler;
+    ipc_handler worker_handler;
+    void *master_data;
+    void *worker_data;
+    mln_u32_t type;
+} mln_ipc_cb_s;
+
+/**
+ * `mln_ipc_cb_t`.
+ */
+typedef struct mln_ipc_cb_s mln_ipc_cb_t;
+
+typedef uint8_t mln_u8_t;
+
+typedef char mln_s8_t;
+
+typedef uint16_t mln_u16_t;
+
+typedef int16_t mln_s16_t;
+
+typedef int32_t mln_s32_t;
+
+typedef uint64_t mln_u64_t;
+
+typedef int64_t mln_s64_t;
+
+typedef uint8_t *mln_u8ptr_t;
+
+typedef int16_t *mln_s16ptr_t;
+
+typedef uint16_t *mln_u16ptr_t;
+
+typedef int32_t *mln_s32ptr_t;
+
+typedef uint32_t *mln_u32ptr_t;
+
+typedef int64_t *mln_s64ptr_t;
+
+typedef uint64_t *mln_u64ptr_t;
+
+typedef int64_t mln_off_t;
+
+typedef ptrdiff_t mln_sptr_t;
+
+typedef size_t mln_uptr_t;
+
+typedef int64_t mln_sauto_t;
+
+typedef uint64_t mln_uauto_t;
+
+typedef int64_t mln_spin_t;
+
+/**
+ * Descriptor handler: `(ev, fd, data)`.
+ */
+typedef void (*ev_fd_handler)(mln_event_t *ev, int fd, void *data);
+
+/**
+ * Timer handler: `(ev, data)`.
+ */
+typedef void (*ev_tm_handler)(mln_event_t *ev, void *data);
+
+/**
+ * Called at the top of every dispatch iteration: `(ev, data)`.
+ */
+typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
+
+/**
+ * Melon's internal fork argument block (`struct mln_fork_attr`, 32 bytes). Declared for
+ * layout compatibility only; no function takes it.
+ */
+typedef struct mln_fork_attr {
+    mln_s8ptr_t *args;
+    mln_u32_t n_args;
+    int fd;
+    pid_t pid;
+    enum proc_exec_type etype;
+    enum proc_state_type stype;
+} mln_fork_attr;
+
+/**
+ * One installed handler of a per-process table (`struct mln_ipc_handler_s`, 32 bytes).
+ */
+typedef struct mln_ipc_handler_s {
+    ipc_handler handler;
+    void *data;
+    mln_u32_t type;
+    struct mln_ipc_handler_s *next;
+} mln_ipc_handler_s;
+
+/**
+ * `mln_ipc_handler_t`.
+ */
+typedef struct mln_ipc_handler_s mln_ipc_handler_t;
+
 #define M_EV_RECV 1
 
 #define M_EV_SEND 2
@@ -382,5 +402,211 @@ typedef struct mln_framework_attr {
 #define M_EV_CLR 128
 
 #define M_EV_FD_MASK 255
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)
+ * and SIGPIPE, creates the master connection record, and installs the registry into the
+ * handler tables (handlers set explicitly are kept). Idempotent. Returns 0, or -1 if a
+ * signal disposition cannot be set.
+ */
+int mln_fork_prepare(void);
+
+/**
+ * Installs `handler` for frames of `type` in this process's master table (frames from
+ * workers), replacing any previous one; `data` is the initial `*udata_ptr`. Works before
+ * or after `mln_fork_prepare` and takes precedence over registry entries of the same
+ * type. Returns 0, or -1 if `handler` is NULL. Thread-safe.
+ */
+int mln_fork_master_ipc_handler_set(mln_u32_t type, ipc_handler handler, void *data);
+
+/**
+ * As `mln_fork_master_ipc_handler_set`, for the worker table (frames from the master). A
+ * master's worker table is inherited by the workers it forks afterwards. Thread-safe.
+ */
+int mln_fork_worker_ipc_handler_set(mln_u32_t type, ipc_handler handler, void *data);
+
+/**
+ * Calls `handler(ev, f, data)` for every live child, oldest first; the handler may close
+ * the child it is given. Returns 0, or -1 when a handler returned a negative value (the
+ * walk stops there) or `ev` is NULL. A NULL handler walks nothing.
+ */
+int mln_fork_iterate(mln_event_t *ev, fork_iterate_handler handler, void *data);
+
+/**
+ * The worker's connection to its master (the `f_ptr` of worker handlers);
+ * `mln_tcp_conn_fd_get` on it gives the socketpair descriptor, -1 in a process that has
+ * no master. Never NULL; owned by the library.
+ */
+struct mln_tcp_conn_t *mln_fork_master_connection_get(void);
+
+/**
+ * Starts the workers: as many as `mln_fork_worker_num_set` says (default 1), each
+ * supervised (restarted when it dies). Returns 1 in the master, 0 in a worker, -1 if a
+ * fork failed (workers started before the failure keep running and stay in the list).
+ * Call `mln_fork_prepare` first.
+ */
+int mln_fork(void);
+
+/**
+ * Extension (not in Melon, standalone build only): the number of workers `mln_fork`
+ * starts. Melon reads it from `worker_proc` in its configuration.
+ */
+void mln_fork_worker_num_set(mln_u32_t n);
+
+/**
+ * Forks and executes `args[0]` with `args[0..n_args]` plus one more argument: the decimal
+ * number of the program's socketpair descriptor (the only descriptor of ours it
+ * inherits; it starts with default SIGPIPE and SIGCHLD dispositions). `stype` M_PST_SUP
+ * restarts the program when it dies (with backoff), M_PST_DFL does not. The strings are
+ * copied: the caller keeps ownership of `args` (a static array is fine). `master_ev`, if
+ * not NULL, gets the child's descriptor registered for receiving.
+ *
+ * Returns 0 in the master, -1 on bad arguments (NULL `args`, `n_args` 0, a NULL string,
+ * `stype` out of range) or when fork or the handshake fails. Never returns in the child.
+ */
+int mln_fork_spawn(enum proc_state_type stype,
+                   mln_s8ptr_t *args,
+                   mln_u32_t n_args,
+                   mln_event_t *master_ev);
+
+/**
+ * Forks one supervised worker. Returns 1 in the parent, 0 in the new child, -1 when
+ * socketpair/fork fails or the child dies before the handshake. With `master_ev` (may be
+ * NULL) the child's descriptor is registered for receiving; a child forked inside that
+ * loop must leave it (`mln_event_break_set`), as the framework does.
+ */
+int mln_fork_restart(mln_event_t *master_ev);
+
+/**
+ * Registers every child's descriptor on `ev` for receiving (a replace registration, as in
+ * Melon). Frames queued before are flushed once the loop runs. NULL: no-op.
+ */
+void mln_fork_master_events_set(mln_event_t *ev);
+
+/**
+ * Registers the master connection on `ev` for receiving. NULL, or a process without a
+ * master: no-op.
+ */
+void mln_fork_worker_events_set(mln_event_t *ev);
+
+/**
+ * Sets the callback run in every newly forked child (before it answers the fork
+ * handshake) with `data`. NULL disables it.
+ */
+void mln_fork_resource_clear_handler_set(clr_handler handler, void *data);
+
+/**
+ * The master's receive handler, registered by `mln_fork_master_events_set` with
+ * `data` = the child's `mln_fork_t *`: reads what arrived and calls the master handlers.
+ * A `data` that is not a live child is ignored.
+ */
+void mln_ipc_fd_handler_master(mln_event_t *ev, int fd, void *data);
+
+/**
+ * The worker's receive handler, registered by `mln_fork_worker_events_set`: reads what
+ * arrived from the master and calls the worker handlers. At end of stream (the master is
+ * gone) the worker exits with status 127.
+ */
+void mln_ipc_fd_handler_worker(mln_event_t *ev, int fd, void *data);
+
+/**
+ * Handles the death of child `f` as the library does when its socket closes: removes its
+ * registration from the loop, closes its descriptor, drops what was queued to it (logged
+ * at warn), frees `f`, and restarts it if supervised. Called from one of `f`'s own
+ * handlers, it takes effect when that handler returns. Not a live child, or NULL: no-op.
+ */
+void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
+
+/**
+ * Queues one message of `type` with `len` bytes from `buf` (copied; NULL with `len` 0 is
+ * an empty payload) for child `f_child`. It is written after the current handlers return
+ * (everything queued meanwhile goes out in one write) and arrives in order, exactly once,
+ * at the child's worker handler for `type`; a full socket only delays it.
+ *
+ * Returns 0, or -1 when `ev` or `f_child` is NULL or not a live child, `buf` is NULL with
+ * `len` > 0, or the message exceeds the maximum message size (and so always when
+ * `4 + len` does not fit 32 bits).
+ *
+ * May be called from a signal handler running on the loop's thread (Melon's conf reload
+ * does): no lock is taken.
+ */
+int mln_ipc_master_send_prepare(mln_event_t *ev,
+                                mln_u32_t type,
+                                void *buf,
+                                mln_size_t len,
+                                mln_fork_t *f_child);
+
+/**
+ * Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
+ * -1 also in a process that is not a worker.
+ */
+int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_size_t len);
+
+/**
+ * Runs the multiprocess lifecycle:
+ * 1. `attr->global_init()` if set (register IPC handlers here); negative: return -1;
+ * 2. `mln_fork_prepare()`, then `mln_fork()` (`mln_fork_worker_num_set` workers);
+ * 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
+ *    dispatch until the loop is broken, free the loop;
+ * 4. worker (including a worker restarted inside the master's loop, which leaves that
+ *    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
+ *    `attr->worker_process(ev)`, dispatch, free the loop.
+ *
+ * Returns 0 when the process's loop ends, -1 on failure (NULL `attr`, `global_init`
+ * failed, fork failed, no event loop). Difference from Melon: when the master's loop is
+ * broken by the program itself, the master returns 0 instead of running the worker
+ * routine with no master connection. `argc`/`argv` and `main_thread` are not used.
+ */
+int mln_framework_init(struct mln_framework_attr *attr);
+
+/**
+ * Records handlers for message type `type`: `master_handler` runs in the master for frames
+ * from workers, `worker_handler` in workers for frames from the master, each with its
+ * data as the initial `*udata_ptr`. Takes effect in the tables when
+ * `mln_ipc_set_process_handlers` runs (done by `mln_fork_prepare`, so register before
+ * `mln_framework_init` or inside `global_init`). A later registration of a type overrides
+ * an earlier one. One NULL handler: frames of that type are dropped on that side.
+ *
+ * Returns the registry entry (owned by the library until `mln_ipc_handler_unregister`), or
+ * NULL when both handlers are NULL. Thread-safe. Types 0..1024 are reserved for Melon.
+ */
+mln_ipc_cb_t *mln_ipc_handler_register(mln_u32_t type,
+                                       ipc_handler master_handler,
+                                       ipc_handler worker_handler,
+                                       void *master_data,
+                                       void *worker_data);
+
+/**
+ * Removes a registration made by `mln_ipc_handler_register` and frees it. Handlers
+ * already installed in a running process keep firing (Melon's configuration reload relies
+ * on it); the removal matters for the next `mln_fork_prepare` /
+ * `mln_ipc_set_process_handlers`. NULL, or an entry already unregistered: no-op.
+ * Thread-safe.
+ */
+void mln_ipc_handler_unregister(mln_ipc_cb_t *cb);
+
+/**
+ * Installs every registration into this process's master and worker tables, oldest first
+ * (so the newest registration of a type wins; handlers set explicitly with
+ * `mln_fork_*_ipc_handler_set` are kept). Returns 0. Thread-safe.
+ */
+int mln_ipc_set_process_handlers(void);
+
+/**
+ * Extension (not in Melon): sets the largest frame accepted and sent, counted as Melon's
+ * length field (4 + payload bytes). Default 64 MiB. A peer announcing a longer frame is
+ * a protocol error: nothing reaches a handler, the connection is closed and handled as
+ * the peer's death. A send of a longer payload returns -1. Returns 0, or -1 if `max` is
+ * below 4 or above 4294967295.
+ */
+int mln_ipc_max_message_set(mln_size_t max);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
 
 #endif  /* MLN_IPC_RS_H */

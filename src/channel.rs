@@ -56,7 +56,13 @@ pub(crate) struct Rx {
 
 impl Rx {
     pub(crate) fn new(max: usize) -> Self {
-        Rx { buf: Vec::new(), start: 0, end: 0, need: 0, dec: Decoder::new(max) }
+        Rx {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            need: 0,
+            dec: Decoder::new(max),
+        }
     }
 
     /// Makes room for the next read, growing only when the buffer is full of bytes that
@@ -99,7 +105,9 @@ impl Rx {
             let dst = &mut self.buf[self.end..];
             let r = retry_eintr(|| {
                 // SAFETY: `dst` is a valid writable buffer of `dst.len()` bytes.
-                let n = unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
+                let n = unsafe {
+                    libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT)
+                };
                 if n < 0 {
                     Err(io::Error::last_os_error())
                 } else {
@@ -128,7 +136,11 @@ impl Rx {
         loop {
             let input = &mut self.buf[self.start..self.end];
             match self.dec.next(input) {
-                Step::Frame { ty, payload, consumed } => {
+                Step::Frame {
+                    ty,
+                    payload,
+                    consumed,
+                } => {
                     let off = consumed - payload.len();
                     let len = payload.len();
                     self.start += consumed;
@@ -184,7 +196,12 @@ impl Tx {
             let r = retry_eintr(|| {
                 // SAFETY: `src` is a valid readable buffer of `src.len()` bytes.
                 let n = unsafe {
-                    libc::send(fd, src.as_ptr().cast(), src.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    libc::send(
+                        fd,
+                        src.as_ptr().cast(),
+                        src.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
                 };
                 if n < 0 {
                     Err(io::Error::last_os_error())
@@ -286,7 +303,10 @@ mod tests {
         let (a, b) = pair();
         let hdr: [u8; 8] = [0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0];
         // SAFETY: valid buffer.
-        assert_eq!(unsafe { libc::send(a.as_raw_fd(), hdr.as_ptr().cast(), 8, 0) }, 8);
+        assert_eq!(
+            unsafe { libc::send(a.as_raw_fd(), hdr.as_ptr().cast(), 8, 0) },
+            8
+        );
         let mut rx = Rx::new(1024);
         let end = rx.receive(b.as_raw_fd(), 1024, |_, _| panic!("no frame expected"));
         assert!(matches!(end, RecvEnd::TooLong(u32::MAX)), "{end:?}");

@@ -76,12 +76,18 @@ struct Cache {
 }
 
 impl Cache {
-    const EMPTY: Cache = Cache { gen: 0, ty: 0, found: None };
+    const EMPTY: Cache = Cache {
+        gen: 0,
+        ty: 0,
+        found: None,
+    };
 
     fn lookup(&mut self, side: Side, ty: u32) -> Option<Found> {
         let gen = TABLE_GEN.load(Ordering::Acquire);
         if self.gen != gen || self.ty != ty {
-            let found = lock_handlers().as_mut().and_then(|hs| hs.table(side).lookup(ty));
+            let found = lock_handlers()
+                .as_mut()
+                .and_then(|hs| hs.table(side).lookup(ty));
             *self = Cache { gen, ty, found };
         }
         self.found
@@ -237,7 +243,10 @@ fn proc() -> &'static mut Proc {
 fn master() -> *mut MasterConn {
     let p = proc();
     if p.master.is_null() {
-        p.master = Box::into_raw(Box::new(MasterConn { conn: conn_new(-1), chan: Chan::new(-1) }));
+        p.master = Box::into_raw(Box::new(MasterConn {
+            conn: conn_new(-1),
+            chan: Chan::new(-1),
+        }));
     }
     p.master
 }
@@ -329,7 +338,10 @@ pub(crate) fn prepare() -> c_int {
         if libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR
             || libc::signal(libc::SIGPIPE, libc::SIG_IGN) == libc::SIG_ERR
         {
-            log::error(format_args!("mln_fork_prepare: signal(): {}", io::Error::last_os_error()));
+            log::error(format_args!(
+                "mln_fork_prepare: signal(): {}",
+                io::Error::last_os_error()
+            ));
             return -1;
         }
     }
@@ -371,7 +383,12 @@ fn fork_core(
     quick_deaths: u32,
 ) -> io::Result<Forked> {
     let mut fds = [-1 as c_int; 2];
-    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
+    syscall!(socketpair(
+        libc::AF_UNIX,
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        0,
+        fds.as_mut_ptr()
+    ))?;
     let [mine, theirs] = fds;
     // Holding the handler lock across fork() keeps another thread from leaving it locked
     // mid-update in the child; the forking thread releases it on both sides.
@@ -534,7 +551,10 @@ pub(crate) fn fork_workers() -> c_int {
 
 /// `mln_fork_spawn`: 0 in the parent, -1 on failure; the child execs and never returns.
 pub(crate) fn spawn(stype: proc_state_type, args: Vec<CString>, ev: *mut mln_event_t) -> c_int {
-    log::info(format_args!("Start up process '{}'", args[0].to_string_lossy()));
+    log::info(format_args!(
+        "Start up process '{}'",
+        args[0].to_string_lossy()
+    ));
     spawn_args(stype, ExecArgs::new(args), ev, 0)
 }
 
@@ -544,7 +564,10 @@ fn spawn_args(stype: proc_state_type, args: ExecArgs, ev: *mut mln_event_t, quic
         Ok(Forked::Parent) => 0,
         Ok(Forked::Child) => exec_child(exec),
         Err(e) => {
-            log::error(format_args!("spawn '{}': {e}", exec.strings[0].to_string_lossy()));
+            log::error(format_args!(
+                "spawn '{}': {e}",
+                exec.strings[0].to_string_lossy()
+            ));
             -1
         }
     }
@@ -571,7 +594,11 @@ fn exec_child(mut a: ExecArgs) -> ! {
     a.ptrs[n] = fd_arg.as_ptr().cast_mut();
     // SAFETY: `ptrs` is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
-    log::error(format_args!("execv '{}': {}", a.strings[0].to_string_lossy(), io::Error::last_os_error()));
+    log::error(format_args!(
+        "execv '{}': {}",
+        a.strings[0].to_string_lossy(),
+        io::Error::last_os_error()
+    ));
     // SAFETY: leaving the child without running the parent's atexit handlers.
     unsafe { libc::_exit(1) }
 }
@@ -585,10 +612,20 @@ fn register_child(ev: *mut mln_event_t, c: *mut Child) {
     let fd = unsafe { (*c).chan.fd };
     // SAFETY: `ev` is a live loop (caller's contract).
     let r = unsafe {
-        reactor::fd_set(ev, fd, M_EV_RECV | M_EV_NONBLOCK, M_EV_UNLIMITED, c.cast(), Some(crate::capi::fork::mln_ipc_fd_handler_master))
+        reactor::fd_set(
+            ev,
+            fd,
+            M_EV_RECV | M_EV_NONBLOCK,
+            M_EV_UNLIMITED,
+            c.cast(),
+            Some(crate::capi::fork::mln_ipc_fd_handler_master),
+        )
     };
     if r < 0 {
-        log::error(format_args!("cannot watch child {}: event registration failed", unsafe { (*c).f.pid }));
+        log::error(format_args!(
+            "cannot watch child {}: event registration failed",
+            unsafe { (*c).f.pid }
+        ));
         return;
     }
     // SAFETY: `c` is live.
@@ -617,15 +654,26 @@ pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
     // SAFETY: the master record is live.
     let fd = unsafe { (*m).chan.fd };
     if fd < 0 {
-        log::warn(format_args!("mln_fork_worker_events_set: this process has no master"));
+        log::warn(format_args!(
+            "mln_fork_worker_events_set: this process has no master"
+        ));
         return;
     }
     // SAFETY: `ev` is a live loop (caller's contract).
     let r = unsafe {
-        reactor::fd_set(ev, fd, M_EV_RECV | M_EV_NONBLOCK, M_EV_UNLIMITED, null_mut(), Some(crate::capi::fork::mln_ipc_fd_handler_worker))
+        reactor::fd_set(
+            ev,
+            fd,
+            M_EV_RECV | M_EV_NONBLOCK,
+            M_EV_UNLIMITED,
+            null_mut(),
+            Some(crate::capi::fork::mln_ipc_fd_handler_worker),
+        )
     };
     if r < 0 {
-        log::error(format_args!("mln_fork_worker_events_set: event registration failed"));
+        log::error(format_args!(
+            "mln_fork_worker_events_set: event registration failed"
+        ));
         return;
     }
     // SAFETY: live record.
@@ -699,13 +747,22 @@ pub(crate) enum SendError {
 }
 
 /// Queues one frame to a child (`mln_ipc_master_send_prepare`).
-pub(crate) fn send_to_child(ev: *mut mln_event_t, f: *const mln_fork_t, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+pub(crate) fn send_to_child(
+    ev: *mut mln_event_t,
+    f: *const mln_fork_t,
+    ty: u32,
+    payload: &[u8],
+) -> Result<(), SendError> {
     let c = find_child(f).ok_or(SendError::NoPeer)?;
     send(ev, Peer::Child(c), ty, payload)
 }
 
 /// Queues one frame to the master (`mln_ipc_worker_send_prepare`).
-pub(crate) fn send_to_master(ev: *mut mln_event_t, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+pub(crate) fn send_to_master(
+    ev: *mut mln_event_t,
+    ty: u32,
+    payload: &[u8],
+) -> Result<(), SendError> {
     // SAFETY: the master record is live.
     if !proc().is_worker || unsafe { (*master()).chan.fd } < 0 {
         return Err(SendError::NoPeer);
@@ -753,7 +810,11 @@ fn schedule_flush(ev: *mut mln_event_t, peer: Peer) {
 
 unsafe extern "C" fn flush_timer_fired(ev: *mut mln_event_t, data: *mut c_void) {
     crate::capi::guard("flush", || {
-        let peer = if data.is_null() { Peer::Master } else { Peer::Child(data.cast()) };
+        let peer = if data.is_null() {
+            Peer::Master
+        } else {
+            Peer::Child(data.cast())
+        };
         let ch = peer.chan();
         // SAFETY: a child's flush timer is cancelled before the child is freed, so `data`
         // is live here.
@@ -798,7 +859,14 @@ fn flush(ev: *mut mln_event_t, peer: Peer) {
             // SAFETY: `send_ev` is the live loop we armed.
             unsafe {
                 if send_ev == recv_ev {
-                    reactor::fd_set(send_ev, fd, M_EV_RECV | M_EV_NONBLOCK, M_EV_UNLIMITED, peer.data(), peer.recv_handler());
+                    reactor::fd_set(
+                        send_ev,
+                        fd,
+                        M_EV_RECV | M_EV_NONBLOCK,
+                        M_EV_UNLIMITED,
+                        peer.data(),
+                        peer.recv_handler(),
+                    );
                 } else {
                     reactor::fd_set(send_ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
                 }
@@ -813,7 +881,14 @@ fn flush(ev: *mut mln_event_t, peer: Peer) {
             // neither direction can stall the other (D10), in either backend.
             // SAFETY: `ev` is a live loop.
             let r = unsafe {
-                reactor::fd_set(ev, fd, M_EV_SEND | M_EV_APPEND | M_EV_NONBLOCK, M_EV_UNLIMITED, peer.data(), Some(send_ready))
+                reactor::fd_set(
+                    ev,
+                    fd,
+                    M_EV_SEND | M_EV_APPEND | M_EV_NONBLOCK,
+                    M_EV_UNLIMITED,
+                    peer.data(),
+                    Some(send_ready),
+                )
             };
             if r == 0 {
                 // SAFETY: live channel.
@@ -844,7 +919,13 @@ pub(crate) fn child_readable(ev: *mut mln_event_t, c: *mut Child) {
         RecvEnd::Drained => {}
         RecvEnd::Stopped => {}
         RecvEnd::Eof => return peer_gone(ev, Peer::Child(c), "end of stream"),
-        RecvEnd::TooLong(n) => return peer_gone(ev, Peer::Child(c), &format!("protocol error: frame length {n} above the maximum")),
+        RecvEnd::TooLong(n) => {
+            return peer_gone(
+                ev,
+                Peer::Child(c),
+                &format!("protocol error: frame length {n} above the maximum"),
+            )
+        }
         RecvEnd::Error(e) => return peer_gone(ev, Peer::Child(c), &format!("recv: {e}")),
     }
     if close {
@@ -857,7 +938,11 @@ pub(crate) fn master_readable(ev: *mut mln_event_t) {
     match receive(ev, Peer::Master) {
         RecvEnd::Drained | RecvEnd::Stopped => {}
         RecvEnd::Eof => peer_gone(ev, Peer::Master, "Master process dead!"),
-        RecvEnd::TooLong(n) => peer_gone(ev, Peer::Master, &format!("protocol error: frame length {n} above the maximum")),
+        RecvEnd::TooLong(n) => peer_gone(
+            ev,
+            Peer::Master,
+            &format!("protocol error: frame length {n} above the maximum"),
+        ),
         RecvEnd::Error(e) => peer_gone(ev, Peer::Master, &format!("recv: {e}")),
     }
 }
@@ -878,9 +963,19 @@ fn receive(ev: *mut mln_event_t, peer: Peer) -> RecvEnd {
         let cache = ptr::addr_of_mut!((*ch).cache);
         let fd = (*ch).fd;
         (*rx).receive(fd, max_message(), |ty, payload| {
-            let Some(found) = (*cache).lookup(side, ty) else { return Flow::Continue };
-            let Some(h) = found.handler else { return Flow::Continue };
-            h(ev, f_ptr, payload.as_mut_ptr().cast(), payload.len() as u32, found.slot);
+            let Some(found) = (*cache).lookup(side, ty) else {
+                return Flow::Continue;
+            };
+            let Some(h) = found.handler else {
+                return Flow::Continue;
+            };
+            h(
+                ev,
+                f_ptr,
+                payload.as_mut_ptr().cast(),
+                payload.len() as u32,
+                found.slot,
+            );
             match peer {
                 Peer::Child(c) if (*c).close_pending => Flow::Stop,
                 _ => Flow::Continue,
@@ -925,14 +1020,25 @@ pub(crate) fn close_child(ev: *mut mln_event_t, c: *mut Child, why: &str) {
     forget_flush(&child.chan);
     let lost = child.chan.tx.undelivered();
     if lost > 0 {
-        log::warn(format_args!("child {} gone with {lost} queued frame(s) undelivered", child.f.pid));
+        log::warn(format_args!(
+            "child {} gone with {lost} queued frame(s) undelivered",
+            child.f.pid
+        ));
     }
     close_fd(fd);
     if child.pidfd >= 0 {
         // Make sure it is really gone: a child that merely closed its end must not live on
         // beside its replacement (D13). Harmless if it already exited.
         // SAFETY: signalling through our own pidfd.
-        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, child.pidfd, libc::SIGKILL, ptr::null::<c_void>(), 0) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                child.pidfd,
+                libc::SIGKILL,
+                ptr::null::<c_void>(),
+                0,
+            )
+        };
         close_fd(child.pidfd);
     }
     log::info(format_args!("child {} dead ({why})", child.f.pid));
@@ -941,7 +1047,11 @@ pub(crate) fn close_child(ev: *mut mln_event_t, c: *mut Child, why: &str) {
     }
     // Backoff (D7): the first restart is immediate; deaths soon after a start double the
     // delay from 100 ms up to 10 s; a child that stayed up a while resets it.
-    let quick = if child.started.elapsed() < STABLE_UPTIME { child.quick_deaths + 1 } else { 0 };
+    let quick = if child.started.elapsed() < STABLE_UPTIME {
+        child.quick_deaths + 1
+    } else {
+        0
+    };
     let delay = backoff_delay(quick);
     let args = child.args.as_ref().map(ExecArgs::copy);
     let etype = child.f.etype;
@@ -1004,15 +1114,29 @@ fn do_restart(ev: *mut mln_event_t, etype: proc_exec_type, args: Option<ExecArgs
     }
 }
 
-fn schedule_restart(ev: *mut mln_event_t, etype: proc_exec_type, args: Option<ExecArgs>, quick: u32, delay: Duration) {
-    let rec = Box::into_raw(Box::new(PendingRestart { ev, timer: null_mut(), etype, args, quick_deaths: quick }));
+fn schedule_restart(
+    ev: *mut mln_event_t,
+    etype: proc_exec_type,
+    args: Option<ExecArgs>,
+    quick: u32,
+    delay: Duration,
+) {
+    let rec = Box::into_raw(Box::new(PendingRestart {
+        ev,
+        timer: null_mut(),
+        etype,
+        args,
+        quick_deaths: quick,
+    }));
     let ms = delay.as_millis().min(u32::MAX as u128) as u32;
     // SAFETY: `ev` is the live loop the death was seen on.
     let t = unsafe { reactor::timer_set(ev, ms, rec.cast(), Some(restart_timer_fired)) };
     if t.is_null() {
         // SAFETY: `rec` was never shared.
         let r = unsafe { Box::from_raw(rec) };
-        log::error(format_args!("cannot schedule a restart: no timer; restarting now"));
+        log::error(format_args!(
+            "cannot schedule a restart: no timer; restarting now"
+        ));
         do_restart(ev, r.etype, r.args, r.quick_deaths);
         return;
     }
@@ -1026,7 +1150,9 @@ unsafe extern "C" fn restart_timer_fired(ev: *mut mln_event_t, data: *mut c_void
     crate::capi::guard("restart", || {
         let rec: *mut PendingRestart = data.cast();
         let p = proc();
-        let Some(i) = p.restarts.iter().position(|r| *r == rec) else { return };
+        let Some(i) = p.restarts.iter().position(|r| *r == rec) else {
+            return;
+        };
         p.restarts.swap_remove(i);
         // SAFETY: removed from the pending list, so we own it now.
         let r = unsafe { Box::from_raw(rec) };

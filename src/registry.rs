@@ -161,13 +161,24 @@ pub struct Table {
 impl Table {
     /// Installs `handler` for `ty`. A registry install does not displace an explicit one.
     /// Returns whether the table changed.
-    pub fn install(&mut self, ty: u32, handler: ipc_handler, data: *mut c_void, origin: Origin) -> bool {
+    pub fn install(
+        &mut self,
+        ty: u32,
+        handler: ipc_handler,
+        data: *mut c_void,
+        origin: Origin,
+    ) -> bool {
         if origin == Origin::Registry
             && matches!(self.map.get(&ty), Some(i) if i.origin == Origin::Explicit)
         {
             return false;
         }
-        let entry = Box::new(mln_ipc_handler_t { handler, data, r#type: ty, next: null_mut() });
+        let entry = Box::new(mln_ipc_handler_t {
+            handler,
+            data,
+            r#type: ty,
+            next: null_mut(),
+        });
         if let Some(old) = self.map.insert(ty, Installed { entry, origin }) {
             self.retired.push(old.entry);
         }
@@ -195,7 +206,10 @@ impl Table {
 
     /// The handler for `ty`, if one is installed (its handler may be NULL: drop the frame).
     pub fn lookup(&mut self, ty: u32) -> Option<Found> {
-        self.map.get_mut(&ty).map(|i| Found { handler: i.entry.handler, slot: &mut i.entry.data })
+        self.map.get_mut(&ty).map(|i| Found {
+            handler: i.entry.handler,
+            slot: &mut i.entry.data,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -208,7 +222,12 @@ impl Table {
 }
 
 fn empty_entry() -> mln_ipc_handler_t {
-    mln_ipc_handler_t { handler: None, data: null_mut(), r#type: 0, next: null_mut() }
+    mln_ipc_handler_t {
+        handler: None,
+        data: null_mut(),
+        r#type: 0,
+        next: null_mut(),
+    }
 }
 
 /// The registry plus both tables of one process.
@@ -235,8 +254,18 @@ impl Handlers {
     /// newest registration of a type wins. Explicit entries are kept.
     pub fn install_registry(&mut self) {
         for cb in self.registry.entries.iter() {
-            self.master.install(cb.r#type, cb.master_handler, cb.master_data, Origin::Registry);
-            self.worker.install(cb.r#type, cb.worker_handler, cb.worker_data, Origin::Registry);
+            self.master.install(
+                cb.r#type,
+                cb.master_handler,
+                cb.master_data,
+                Origin::Registry,
+            );
+            self.worker.install(
+                cb.r#type,
+                cb.worker_handler,
+                cb.worker_data,
+                Origin::Registry,
+            );
         }
     }
 
@@ -254,8 +283,22 @@ impl Handlers {
 mod tests {
     use super::*;
 
-    unsafe extern "C" fn ha(_: *mut crate::abi::mln_event_t, _: *mut c_void, _: *mut c_void, _: u32, _: *mut *mut c_void) {}
-    unsafe extern "C" fn hb(_: *mut crate::abi::mln_event_t, _: *mut c_void, _: *mut c_void, _: u32, _: *mut *mut c_void) {}
+    unsafe extern "C" fn ha(
+        _: *mut crate::abi::mln_event_t,
+        _: *mut c_void,
+        _: *mut c_void,
+        _: u32,
+        _: *mut *mut c_void,
+    ) {
+    }
+    unsafe extern "C" fn hb(
+        _: *mut crate::abi::mln_event_t,
+        _: *mut c_void,
+        _: *mut c_void,
+        _: u32,
+        _: *mut *mut c_void,
+    ) {
+    }
 
     fn is(f: Option<Found>, h: ipc_handler) -> bool {
         f.map(|f| f.handler.map(|p| p as usize)) == Some(h.map(|p| p as usize))
@@ -264,8 +307,12 @@ mod tests {
     #[test]
     fn newest_registration_wins_and_unregister_restores() {
         let mut h = Handlers::default();
-        let a = h.registry.register(7, Some(ha), Some(ha), null_mut(), null_mut());
-        let b = h.registry.register(7, Some(hb), Some(hb), null_mut(), null_mut());
+        let a = h
+            .registry
+            .register(7, Some(ha), Some(ha), null_mut(), null_mut());
+        let b = h
+            .registry
+            .register(7, Some(hb), Some(hb), null_mut(), null_mut());
         h.reinstall_registry();
         assert!(is(h.worker.lookup(7), Some(hb)));
         assert!(h.registry.unregister(b));
@@ -283,7 +330,8 @@ mod tests {
     fn explicit_beats_registry_and_survives_prepare() {
         let mut h = Handlers::default();
         h.worker.install(5, Some(ha), null_mut(), Origin::Explicit);
-        h.registry.register(5, Some(hb), Some(hb), null_mut(), null_mut());
+        h.registry
+            .register(5, Some(hb), Some(hb), null_mut(), null_mut());
         h.reinstall_registry();
         assert!(is(h.worker.lookup(5), Some(ha)));
         assert!(is(h.master.lookup(5), Some(hb)));

@@ -44,7 +44,11 @@ pub fn encode_into(out: &mut Vec<u8>, ty: u32, payload: &[u8]) -> Option<()> {
 pub enum Step<'a> {
     /// A complete frame; `consumed` bytes of the input (everything up to and including
     /// this frame, plus any ignored or discarded bytes before it) are done with.
-    Frame { ty: u32, payload: &'a [u8], consumed: usize },
+    Frame {
+        ty: u32,
+        payload: &'a [u8],
+        consumed: usize,
+    },
     /// The input holds no complete frame. `consumed` bytes (ignored or discarded ones) are
     /// done with; the next frame needs `need` bytes counted from `consumed` (0 while
     /// discarding or waiting for a header).
@@ -97,12 +101,18 @@ impl Decoder {
                 self.discard -= n;
                 pos += n;
                 if self.discard > 0 {
-                    return Step::More { consumed: pos, need: 0 };
+                    return Step::More {
+                        consumed: pos,
+                        need: 0,
+                    };
                 }
             }
             let rest = &input[pos..];
             let Some(len_bytes) = rest.first_chunk::<LEN_LEN>() else {
-                return Step::More { consumed: pos, need: 0 };
+                return Step::More {
+                    consumed: pos,
+                    need: 0,
+                };
             };
             let length = u32::from_ne_bytes(*len_bytes);
             match length as usize {
@@ -115,11 +125,18 @@ impl Decoder {
                 n => {
                     let total = LEN_LEN + n;
                     if rest.len() < total {
-                        return Step::More { consumed: pos, need: total };
+                        return Step::More {
+                            consumed: pos,
+                            need: total,
+                        };
                     }
                     let ty_bytes = rest[LEN_LEN..HEADER_LEN].first_chunk::<TYPE_LEN>();
                     let ty = u32::from_ne_bytes(*ty_bytes.unwrap_or(&[0; TYPE_LEN]));
-                    return Step::Frame { ty, payload: &rest[HEADER_LEN..total], consumed: pos + total };
+                    return Step::Frame {
+                        ty,
+                        payload: &rest[HEADER_LEN..total],
+                        consumed: pos + total,
+                    };
                 }
             }
         }
@@ -171,7 +188,10 @@ mod tests {
     fn header_layout_is_length_then_type_host_order() {
         let h = encode_header(1, 11).unwrap();
         assert_eq!(h, [15, 0, 0, 0, 1, 0, 0, 0]);
-        assert_eq!(encode_header(0, u32::MAX as usize - 4).map(|h| h[..4].to_vec()), Some(vec![255; 4]));
+        assert_eq!(
+            encode_header(0, u32::MAX as usize - 4).map(|h| h[..4].to_vec()),
+            Some(vec![255; 4])
+        );
         assert_eq!(encode_header(0, u32::MAX as usize - 3), None);
         assert_eq!(encode_header(0, usize::MAX), None);
     }
@@ -180,9 +200,28 @@ mod tests {
     fn decodes_frame_and_reports_consumed() {
         let mut d = Decoder::default();
         let f = frame(7, b"abc");
-        assert_eq!(d.next(&f), Step::Frame { ty: 7, payload: b"abc", consumed: 11 });
-        assert_eq!(d.next(&f[..10]), Step::More { consumed: 0, need: 11 });
-        assert_eq!(d.next(&f[..3]), Step::More { consumed: 0, need: 0 });
+        assert_eq!(
+            d.next(&f),
+            Step::Frame {
+                ty: 7,
+                payload: b"abc",
+                consumed: 11
+            }
+        );
+        assert_eq!(
+            d.next(&f[..10]),
+            Step::More {
+                consumed: 0,
+                need: 11
+            }
+        );
+        assert_eq!(
+            d.next(&f[..3]),
+            Step::More {
+                consumed: 0,
+                need: 0
+            }
+        );
     }
 
     #[test]
@@ -190,12 +229,31 @@ mod tests {
         let mut d = Decoder::default();
         let mut s = vec![0, 0, 0, 0, 2, 0, 0, 0, 0xAA, 0xBB];
         s.extend(frame(9, b""));
-        assert_eq!(d.next(&s), Step::Frame { ty: 9, payload: b"", consumed: s.len() });
+        assert_eq!(
+            d.next(&s),
+            Step::Frame {
+                ty: 9,
+                payload: b"",
+                consumed: s.len()
+            }
+        );
         // Discard spanning reads: header 3 then only 1 byte.
         let mut d = Decoder::default();
-        assert_eq!(d.next(&[3, 0, 0, 0, 1]), Step::More { consumed: 5, need: 0 });
+        assert_eq!(
+            d.next(&[3, 0, 0, 0, 1]),
+            Step::More {
+                consumed: 5,
+                need: 0
+            }
+        );
         assert_eq!(d.discarding(), 2);
-        assert_eq!(d.next(&[1, 1]), Step::More { consumed: 2, need: 0 });
+        assert_eq!(
+            d.next(&[1, 1]),
+            Step::More {
+                consumed: 2,
+                need: 0
+            }
+        );
         assert_eq!(d.discarding(), 0);
     }
 

@@ -26,15 +26,27 @@ pub unsafe extern "C" fn mln_fork_prepare() -> c_int {
 /// or after `mln_fork_prepare` and takes precedence over registry entries of the same
 /// type. Returns 0, or -1 if `handler` is NULL. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn mln_fork_master_ipc_handler_set(r#type: u32, handler: ipc_handler, data: *mut c_void) -> c_int {
-    guard("mln_fork_master_ipc_handler_set", || handler_set(Side::Master, r#type, handler, data))
+pub unsafe extern "C" fn mln_fork_master_ipc_handler_set(
+    r#type: mln_u32_t,
+    handler: ipc_handler,
+    data: *mut c_void,
+) -> c_int {
+    guard("mln_fork_master_ipc_handler_set", || {
+        handler_set(Side::Master, r#type, handler, data)
+    })
 }
 
 /// As `mln_fork_master_ipc_handler_set`, for the worker table (frames from the master). A
 /// master's worker table is inherited by the workers it forks afterwards. Thread-safe.
 #[no_mangle]
-pub unsafe extern "C" fn mln_fork_worker_ipc_handler_set(r#type: u32, handler: ipc_handler, data: *mut c_void) -> c_int {
-    guard("mln_fork_worker_ipc_handler_set", || handler_set(Side::Worker, r#type, handler, data))
+pub unsafe extern "C" fn mln_fork_worker_ipc_handler_set(
+    r#type: mln_u32_t,
+    handler: ipc_handler,
+    data: *mut c_void,
+) -> c_int {
+    guard("mln_fork_worker_ipc_handler_set", || {
+        handler_set(Side::Worker, r#type, handler, data)
+    })
 }
 
 fn handler_set(side: Side, ty: u32, handler: ipc_handler, data: *mut c_void) -> c_int {
@@ -49,7 +61,11 @@ fn handler_set(side: Side, ty: u32, handler: ipc_handler, data: *mut c_void) -> 
 /// the child it is given. Returns 0, or -1 when a handler returned a negative value (the
 /// walk stops there) or `ev` is NULL. A NULL handler walks nothing.
 #[no_mangle]
-pub unsafe extern "C" fn mln_fork_iterate(ev: *mut mln_event_t, handler: fork_iterate_handler, data: *mut c_void) -> c_int {
+pub unsafe extern "C" fn mln_fork_iterate(
+    ev: *mut mln_event_t,
+    handler: fork_iterate_handler,
+    data: *mut c_void,
+) -> c_int {
     guard("mln_fork_iterate", || {
         non_null!(ev);
         process::iterate(ev, handler, data)
@@ -147,15 +163,24 @@ pub unsafe extern "C" fn mln_fork_worker_events_set(ev: *mut mln_event_t) {
 /// Sets the callback run in every newly forked child (before it answers the fork
 /// handshake) with `data`. NULL disables it.
 #[no_mangle]
-pub unsafe extern "C" fn mln_fork_resource_clear_handler_set(handler: clr_handler, data: *mut c_void) {
-    guard("mln_fork_resource_clear_handler_set", || process::set_clear_handler(handler, data))
+pub unsafe extern "C" fn mln_fork_resource_clear_handler_set(
+    handler: clr_handler,
+    data: *mut c_void,
+) {
+    guard("mln_fork_resource_clear_handler_set", || {
+        process::set_clear_handler(handler, data)
+    })
 }
 
 /// The master's receive handler, registered by `mln_fork_master_events_set` with
 /// `data` = the child's `mln_fork_t *`: reads what arrived and calls the master handlers.
 /// A `data` that is not a live child is ignored.
 #[no_mangle]
-pub unsafe extern "C" fn mln_ipc_fd_handler_master(ev: *mut mln_event_t, fd: c_int, data: *mut c_void) {
+pub unsafe extern "C" fn mln_ipc_fd_handler_master(
+    ev: *mut mln_event_t,
+    fd: c_int,
+    data: *mut c_void,
+) {
     let _ = fd;
     guard("mln_ipc_fd_handler_master", || {
         non_null!(ev);
@@ -169,7 +194,11 @@ pub unsafe extern "C" fn mln_ipc_fd_handler_master(ev: *mut mln_event_t, fd: c_i
 /// arrived from the master and calls the worker handlers. At end of stream (the master is
 /// gone) the worker exits with status 127.
 #[no_mangle]
-pub unsafe extern "C" fn mln_ipc_fd_handler_worker(ev: *mut mln_event_t, fd: c_int, data: *mut c_void) {
+pub unsafe extern "C" fn mln_ipc_fd_handler_worker(
+    ev: *mut mln_event_t,
+    fd: c_int,
+    data: *mut c_void,
+) {
     let _ = (fd, data);
     guard("mln_ipc_fd_handler_worker", || {
         non_null!(ev);
@@ -182,7 +211,11 @@ pub unsafe extern "C" fn mln_ipc_fd_handler_worker(ev: *mut mln_event_t, fd: c_i
 /// at warn), frees `f`, and restarts it if supervised. Called from one of `f`'s own
 /// handlers, it takes effect when that handler returns. Not a live child, or NULL: no-op.
 #[no_mangle]
-pub unsafe extern "C" fn mln_fork_socketpair_close_handler(ev: *mut mln_event_t, f: *mut mln_fork_t, fd: c_int) {
+pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
+    ev: *mut mln_event_t,
+    f: *mut mln_fork_t,
+    fd: c_int,
+) {
     let _ = fd;
     guard("mln_fork_socketpair_close_handler", || {
         non_null!(ev);
@@ -206,7 +239,7 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(ev: *mut mln_event_t,
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     ev: *mut mln_event_t,
-    r#type: u32,
+    r#type: mln_u32_t,
     buf: *mut c_void,
     len: mln_size_t,
     f_child: *mut mln_fork_t,
@@ -215,7 +248,9 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
         non_null!(ev);
         non_null!(f_child);
         // SAFETY: checked by `payload`, per the caller's contract for `buf`/`len`.
-        let Some(p) = (unsafe { payload(buf, len) }) else { return -1 };
+        let Some(p) = (unsafe { payload(buf, len) }) else {
+            return -1;
+        };
         result(process::send_to_child(ev, f_child, r#type, p))
     })
 }
@@ -223,11 +258,18 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
 /// Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
 /// -1 also in a process that is not a worker.
 #[no_mangle]
-pub unsafe extern "C" fn mln_ipc_worker_send_prepare(ev: *mut mln_event_t, r#type: u32, msg: *mut c_void, len: mln_size_t) -> c_int {
+pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
+    ev: *mut mln_event_t,
+    r#type: mln_u32_t,
+    msg: *mut c_void,
+    len: mln_size_t,
+) -> c_int {
     guard("mln_ipc_worker_send_prepare", || {
         non_null!(ev);
         // SAFETY: as above.
-        let Some(p) = (unsafe { payload(msg, len) }) else { return -1 };
+        let Some(p) = (unsafe { payload(msg, len) }) else {
+            return -1;
+        };
         result(process::send_to_master(ev, r#type, p))
     })
 }

@@ -57,7 +57,9 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
 fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> c_int {
     let ev = ev_loop::new();
     if ev.is_null() {
-        log::error(format_args!("mln_framework_init: cannot create an event loop"));
+        log::error(format_args!(
+            "mln_framework_init: cannot create an event loop"
+        ));
         return -1;
     }
     events_set(ev);

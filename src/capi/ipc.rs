@@ -1,6 +1,6 @@
 //! `mln_ipc.h`: handler registration (spec §3.1).
 
-use crate::abi::{ipc_handler, mln_ipc_cb_t, mln_size_t};
+use crate::abi::{ipc_handler, mln_ipc_cb_t, mln_size_t, mln_u32_t};
 use crate::capi::guard;
 use crate::process::{self, with_handlers};
 use core::ffi::{c_int, c_void};
@@ -16,7 +16,7 @@ use core::ffi::{c_int, c_void};
 /// NULL when both handlers are NULL. Thread-safe. Types 0..1024 are reserved for Melon.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_handler_register(
-    r#type: u32,
+    r#type: mln_u32_t,
     master_handler: ipc_handler,
     worker_handler: ipc_handler,
     master_data: *mut c_void,
@@ -26,7 +26,15 @@ pub unsafe extern "C" fn mln_ipc_handler_register(
         if master_handler.is_none() && worker_handler.is_none() {
             return core::ptr::null_mut();
         }
-        with_handlers(|hs| hs.registry.register(r#type, master_handler, worker_handler, master_data, worker_data))
+        with_handlers(|hs| {
+            hs.registry.register(
+                r#type,
+                master_handler,
+                worker_handler,
+                master_data,
+                worker_data,
+            )
+        })
     })
 }
 
@@ -49,7 +57,10 @@ pub unsafe extern "C" fn mln_ipc_handler_unregister(cb: *mut mln_ipc_cb_t) {
 /// `mln_fork_*_ipc_handler_set` are kept). Returns 0. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_set_process_handlers() -> c_int {
-    guard("mln_ipc_set_process_handlers", process::set_process_handlers)
+    guard(
+        "mln_ipc_set_process_handlers",
+        process::set_process_handlers,
+    )
 }
 
 /// Extension (not in Melon): sets the largest frame accepted and sent, counted as Melon's
@@ -59,5 +70,11 @@ pub unsafe extern "C" fn mln_ipc_set_process_handlers() -> c_int {
 /// below 4 or above 4294967295.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_max_message_set(max: mln_size_t) -> c_int {
-    guard("mln_ipc_max_message_set", || if process::set_max_message(max) { 0 } else { -1 })
+    guard("mln_ipc_max_message_set", || {
+        if process::set_max_message(max) {
+            0
+        } else {
+            -1
+        }
+    })
 }

@@ -1,0 +1,99 @@
+/* mln_fork_spawn: the exec'd program (this binary again, in --child mode) gets its
+ * socketpair descriptor number as its last argument, inherits no other descriptor of the
+ * master, starts with default SIGPIPE/SIGCHLD, and speaks the protocol on that fd. The
+ * caller's argument array is copied (a stack array here). A M_PST_DFL program is not
+ * restarted: once it exits only the plain worker is left in the master's list. */
+#include "ctest.h"
+#include "mln_framework.h"
+#include "mln_fork.h"
+#include "mln_ipc.h"
+#include "mln_event.h"
+
+#define T_REPORT 9201
+#define T_BYE 9202
+
+static int reported, replied;
+
+static int child_mode(int argc, char *argv[])
+{
+    int fd = atoi(argv[argc - 1]), bad = 0;
+    struct sigaction sa;
+    DIR *d;
+    struct dirent *e;
+    mln_u32_t h[2];
+    char msg[64];
+    /* Only stdio and the IPC descriptor may be open (besides the directory listing). */
+    d = opendir("/proc/self/fd");
+    if (d == NULL) return 10;
+    while ((e = readdir(d)) != NULL) {
+        int n;
+        if (e->d_name[0] == '.') continue;
+        n = atoi(e->d_name);
+        if (n > 2 && n != fd && n != dirfd(d)) ++bad;
+    }
+    closedir(d);
+    if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) bad += 100;
+    if (sigaction(SIGCHLD, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) bad += 1000;
+    if (strcmp(argv[1], "--child") != 0 || argc != 3) bad += 10000;
+    snprintf(msg, sizeof(msg), "bad=%d", bad);
+    h[0] = 4 + (mln_u32_t)strlen(msg);
+    h[1] = T_REPORT;
+    if (write(fd, h, 8) != 8 || write(fd, msg, strlen(msg)) != (ssize_t)strlen(msg)) return 11;
+    /* Wait for the master's reply frame, then exit. */
+    if (read(fd, h, 8) != 8 || h[1] != T_BYE) return 12;
+    return 0;
+}
+
+static void master_report(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
+{
+    mln_fork_t *f = f_ptr;
+    (void)udata_ptr;
+    CHECK(len == 5 && memcmp(buf, "bad=0", 5) == 0);
+    CHECK(f->etype == M_PET_EXE && f->stype == M_PST_DFL && f->n_args == 2);
+    CHECK(strcmp(f->args[0], "/proc/self/exe") == 0 && strcmp(f->args[1], "--child") == 0);
+    reported = 1;
+    CHECK(mln_ipc_master_send_prepare(ev, T_BYE, NULL, 0, f) == 0);
+    replied = 1;
+}
+
+static int count(mln_event_t *ev, mln_fork_t *f, void *data)
+{
+    (void)ev; (void)f;
+    ++*(int *)data;
+    return 0;
+}
+
+/* Runs every loop iteration: once the reply went out and the child is gone, stop. */
+static void check_gone(mln_event_t *ev, void *data)
+{
+    int n = 0;
+    (void)data;
+    CHECK(mln_fork_iterate(ev, count, &n) == 0);
+    if (replied && n == 1) mln_event_break_set(ev);
+}
+
+static void master_process(mln_event_t *ev)
+{
+    char a0[] = "/proc/self/exe", a1[] = "--child";
+    char *args[2];
+    args[0] = a0;
+    args[1] = a1;
+    CHECK(mln_fork_spawn(M_PST_DFL, args, 2, ev) == 0);
+    memset(a0, 'x', sizeof(a0) - 1); /* the library must have copied */
+    mln_event_callback_set(ev, check_gone, NULL);
+}
+
+static int global_init(void)
+{
+    mln_fork_worker_num_set(1); /* a sibling whose descriptors must not leak */
+    return mln_ipc_handler_register(T_REPORT, master_report, NULL, NULL, NULL) ? 0 : -1;
+}
+
+int main(int argc, char *argv[])
+{
+    struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
+    if (argc >= 2 && strcmp(argv[1], "--child") == 0) return child_mode(argc, argv);
+    if (mln_framework_init(&a) < 0) return 1;
+    CHECK(reported && replied);
+    return 0;
+}

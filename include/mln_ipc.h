@@ -183,6 +183,21 @@ typedef struct mln_event_s {
 typedef struct mln_event_s mln_event_t;
 
 /**
+ * Descriptor handler: `(ev, fd, data)`.
+ */
+typedef void (*ev_fd_handler)(mln_event_t *ev, int fd, void *data);
+
+/**
+ * Timer handler: `(ev, data)`.
+ */
+typedef void (*ev_tm_handler)(mln_event_t *ev, void *data);
+
+/**
+ * Called at the top of every dispatch iteration: `(ev, data)`.
+ */
+typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
+
+/**
  * A message handler: `(ev, f_ptr, buf, len, udata_ptr)`.
  *
  * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
@@ -341,21 +356,6 @@ typedef uint64_t mln_uauto_t;
 typedef int64_t mln_spin_t;
 
 /**
- * Descriptor handler: `(ev, fd, data)`.
- */
-typedef void (*ev_fd_handler)(mln_event_t *ev, int fd, void *data);
-
-/**
- * Timer handler: `(ev, data)`.
- */
-typedef void (*ev_tm_handler)(mln_event_t *ev, void *data);
-
-/**
- * Called at the top of every dispatch iteration: `(ev, data)`.
- */
-typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
-
-/**
  * Melon's internal fork argument block (`struct mln_fork_attr`, 32 bytes). Declared for
  * layout compatibility only; no function takes it.
  */
@@ -406,6 +406,92 @@ typedef struct mln_ipc_handler_s mln_ipc_handler_t;
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Creates an event loop, or returns NULL when the epoll descriptor or memory cannot be
+ * had. The caller owns the loop and releases it with `mln_event_free`. `is_break` starts
+ * at 0. The loop's epoll descriptor is close-on-exec.
+ */
+mln_event_t *mln_event_new(void);
+
+/**
+ * Releases an event loop: its records, timers and epoll descriptor. Never closes the
+ * descriptors registered with it and never changes the epoll interest set, so a child
+ * after `fork` may free its copy of the parent's loop. NULL is a no-op. Called from a
+ * handler of the loop itself (Melon: use-after-free), no further handler runs, the
+ * running `mln_event_dispatch` returns and the memory is released then. Handles and `ev`
+ * are invalid afterwards.
+ */
+void mln_event_free(mln_event_t *ev);
+
+/**
+ * Runs the loop until `mln_event_break_set(ev)` has been done (by a handler, or by a
+ * signal handler interrupting the wait); it does not reset `is_break`: call
+ * `mln_event_break_reset(ev)` before dispatching again. Each iteration: the callback, due
+ * timers (earliest first), the descriptors that became ready (RECV, then SEND, then ERROR
+ * handler), due fd timeouts, due timers again (including 0 ms timers set by the handlers
+ * just run), then it blocks until the next deadline or event. Handlers may call any
+ * `mln_event_*` function on this loop, including on the descriptor being handled. NULL is
+ * a no-op.
+ */
+void mln_event_dispatch(mln_event_t *ev);
+
+/**
+ * Registers, changes or removes interest in descriptor `fd`; the loop never closes it.
+ *
+ * `flag`: directions `M_EV_RECV`, `M_EV_SEND`, `M_EV_ERROR`, each calling
+ * `fd_handler(ev, fd, data)`; `M_EV_ONESHOT` makes the given directions fire once;
+ * `M_EV_APPEND` adds the given directions to the registered ones (without it the given
+ * directions replace them); `M_EV_NONBLOCK` sets O_NONBLOCK, a replace without it clears
+ * it, `M_EV_BLOCK` clears it on an append; `flag == M_EV_CLR` (alone) removes the
+ * descriptor, also from inside its own handler, and also after it was closed.
+ *
+ * `timeout_ms`: `M_EV_UNLIMITED` (-1) removes the fd timeout, `M_EV_UNMODIFIED` (-2) keeps
+ * it, other values set it: unless the descriptor becomes ready within `timeout_ms` ms, the
+ * handler set by `mln_event_fd_timeout_handler_set` runs once.
+ *
+ * Returns 0, or -1 if `ev` is NULL, `fd` is negative, a new `fd` is not an open
+ * descriptor, or memory ran out. `data` is not owned by the loop.
+ */
+int mln_event_fd_set(mln_event_t *ev,
+                     int fd,
+                     uint32_t flag,
+                     int timeout_ms,
+                     void *data,
+                     ev_fd_handler fd_handler);
+
+/**
+ * Starts a one-shot timer: `tm_handler(ev, data)` runs once, `msec` ms from now
+ * (monotonic clock; any `mln_u32_t` value is fine). Returns a handle valid until the timer
+ * fires or is cancelled, or NULL if `ev` is NULL or memory ran out. `data` is not owned
+ * by the loop.
+ */
+mln_event_timer_t *mln_event_timer_set(mln_event_t *ev,
+                                       uint32_t msec,
+                                       void *data,
+                                       ev_tm_handler tm_handler);
+
+/**
+ * Cancels a pending timer of `ev`; its handler will not run. NULL `timer` is a no-op, and
+ * so (unlike Melon) is a timer that already fired or was cancelled.
+ */
+void mln_event_timer_cancel(mln_event_t *ev, mln_event_timer_t *timer);
+
+/**
+ * Sets the handler that runs as `timeout_handler(ev, fd, data)` when the timeout given to
+ * `mln_event_fd_set` for `fd` expires. `fd` must be registered; otherwise nothing happens.
+ */
+void mln_event_fd_timeout_handler_set(mln_event_t *ev,
+                                      int fd,
+                                      void *data,
+                                      ev_fd_handler timeout_handler);
+
+/**
+ * Sets the callback run as `dc(ev, dc_data)` at the start of every dispatch iteration
+ * (NULL removes it). The loop blocks while idle, so the callback runs when something
+ * happened (an event, a timer, an interrupting signal), not periodically.
+ */
+void mln_event_callback_set(mln_event_t *ev, dispatch_callback dc, void *dc_data);
 
 /**
  * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)

@@ -29,7 +29,7 @@ static void w10_old(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void
 
 static void w10_new(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
-    char s[8];
+    char s[32];
     long n = (long)*udata_ptr + 1;
     (void)f_ptr; (void)buf; (void)len;
     *udata_ptr = (void *)n;

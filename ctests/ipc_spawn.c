@@ -29,7 +29,15 @@ static int child_mode(int argc, char *argv[])
         int n;
         if (e->d_name[0] == '.') continue;
         n = atoi(e->d_name);
-        if (n > 2 && n != fd && n != dirfd(d)) ++bad;
+        if (n > 2 && n != fd && n != dirfd(d)) {
+            char p[64], t[256];
+            ssize_t k;
+            snprintf(p, sizeof(p), "/proc/self/fd/%d", n);
+            k = readlink(p, t, sizeof(t) - 1);
+            t[k > 0 ? k : 0] = 0;
+            fprintf(stderr, "exec'd program inherited fd %d -> %s\n", n, t);
+            ++bad;
+        }
     }
     closedir(d);
     if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) bad += 100;
@@ -44,10 +52,25 @@ static int child_mode(int argc, char *argv[])
     return 0;
 }
 
+/* Descriptors this test inherited from whoever started it are not the library's: mark
+ * them close-on-exec so that any descriptor the program sees came from the library. */
+static void cloexec_inherited(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        int n = atoi(e->d_name);
+        if (e->d_name[0] != '.' && n > 2 && n != dirfd(d)) fcntl(n, F_SETFD, FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
 static void master_report(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     mln_fork_t *f = f_ptr;
     (void)udata_ptr;
+    if (len != 5 || memcmp(buf, "bad=0", 5) != 0) fprintf(stderr, "child says %.*s\n", (int)len, (char *)buf);
     CHECK(len == 5 && memcmp(buf, "bad=0", 5) == 0);
     CHECK(f->etype == M_PET_EXE && f->stype == M_PST_DFL && f->n_args == 2);
     CHECK(strcmp(f->args[0], "/proc/self/exe") == 0 && strcmp(f->args[1], "--child") == 0);
@@ -93,6 +116,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
     if (argc >= 2 && strcmp(argv[1], "--child") == 0) return child_mode(argc, argv);
+    cloexec_inherited();
     if (mln_framework_init(&a) < 0) return 1;
     CHECK(reported && replied);
     return 0;

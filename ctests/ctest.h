@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <sys/prctl.h>
 
 #define CHECK(cond) do { if (!(cond)) { \
     fprintf(stderr, "%s:%d: check failed: %s (pid %d)\n", __FILE__, __LINE__, #cond, (int)getpid()); \
@@ -30,14 +29,8 @@ static inline int count_fds(void)
     return n - 1; /* the directory's own descriptor */
 }
 
-/* Orphaned descendants are re-parented to us, so their exit status can be collected. */
-static inline int prctl_subreaper(void)
-{
-    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-}
-
-/* Waits (bounded by the harness timeout) for any child with pid `pid` and returns its
- * exit status, or -1. */
+/* Waits for child `pid` (bounded by the harness timeout) and returns its exit status,
+ * 128 + the signal that killed it, or -1. */
 static inline int wait_status(pid_t pid)
 {
     int st;

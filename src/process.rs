@@ -99,6 +99,8 @@ impl Cache {
 // ---------------------------------------------------------------------------------------
 
 static MAX_MESSAGE: AtomicUsize = AtomicUsize::new(wire::DEFAULT_MAX_MESSAGE);
+// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 static WORKER_NUM: AtomicU32 = AtomicU32::new(1);
 
 /// `mln_ipc_max_message_set`: the largest `length` field (type + payload) accepted and
@@ -115,6 +117,8 @@ pub(crate) fn max_message() -> usize {
     MAX_MESSAGE.load(Ordering::Relaxed)
 }
 
+// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn set_worker_num(n: u32) {
     WORKER_NUM.store(n, Ordering::Relaxed);
 }
@@ -363,6 +367,8 @@ pub(crate) fn set_clear_handler(h: clr_handler, data: *mut c_void) {
     p.clr_data = data;
 }
 
+// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn is_worker() -> bool {
     proc().is_worker
 }
@@ -536,6 +542,8 @@ pub(crate) fn restart(ev: *mut mln_event_t) -> c_int {
 }
 
 /// `mln_fork`: the standalone build starts `mln_fork_worker_num_set` workers.
+// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn fork_workers() -> c_int {
     let n = WORKER_NUM.load(Ordering::Relaxed);
     for i in 1..=n {

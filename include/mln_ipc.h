@@ -618,7 +618,11 @@ void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
  * `4 + len` does not fit 32 bits).
  *
  * May be called from a signal handler running on the loop's thread (Melon's conf reload
- * does): no lock is taken.
+ * does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
+ * itself, the frame (at most 4096 bytes; at most 32 waiting) is parked without allocating
+ * and queued by the loop right after; whether `f_child` is live is then checked at that
+ * point (a dead child's frame is dropped with a warning). Otherwise the ordinary path runs,
+ * which allocates: the interrupted code must not be inside `malloc`.
  */
 int mln_ipc_master_send_prepare(mln_event_t *ev,
                                 mln_u32_t type,

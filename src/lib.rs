@@ -14,5 +14,6 @@ pub mod log;
 mod process;
 pub mod reactor;
 pub mod registry;
+mod sigsafe;
 mod sys;
 pub mod wire;

@@ -367,8 +367,6 @@ pub(crate) fn set_clear_handler(h: clr_handler, data: *mut c_void) {
     p.clr_data = data;
 }
 
-// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
-#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn is_worker() -> bool {
     proc().is_worker
 }
@@ -507,10 +505,11 @@ fn after_fork_in_child(fd: c_int) {
         (*m).conn = conn_new(fd);
     }
     proc().is_worker = true;
+    crate::sigsafe::after_fork();
     let (clr, data) = (proc().clr, proc().clr_data);
     if let Some(h) = clr {
         // SAFETY: user callback with the user's data, as Melon calls it.
-        unsafe { h(data) };
+        crate::sigsafe::outside(|| unsafe { h(data) });
     }
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
@@ -646,8 +645,59 @@ fn register_child(ev: *mut mln_event_t, c: *mut Child) {
     }
 }
 
+/// Watches this process's wake-up descriptor on `ev`, so that frames sent by a signal
+/// handler that interrupted the library reach their queues (see `sigsafe`).
+fn watch_wake_fd(ev: *mut mln_event_t) {
+    let fd = crate::sigsafe::wake_fd();
+    if fd < 0 {
+        log::warn(format_args!(
+            "no eventfd: sends from signal handlers that interrupt the library will be refused"
+        ));
+        return;
+    }
+    // SAFETY: `ev` is a live loop (caller's contract).
+    unsafe {
+        reactor::fd_set(
+            ev,
+            fd,
+            M_EV_RECV | M_EV_NONBLOCK,
+            M_EV_UNLIMITED,
+            null_mut(),
+            Some(wake_ready),
+        )
+    };
+}
+
+unsafe extern "C" fn wake_ready(_ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
+    crate::capi::guard("wake", drain_parked)
+}
+
+/// Queues the frames parked by signal handlers, in the order they were sent.
+pub(crate) fn drain_parked() {
+    let mut n = 0usize;
+    crate::sigsafe::drain(|p| {
+        n += 1;
+        let ev: *mut mln_event_t = p.ev.cast();
+        let r = if p.to.is_null() {
+            send_to_master(ev, p.ty, p.payload)
+        } else {
+            send_to_child(ev, p.to.cast(), p.ty, p.payload)
+        };
+        if let Err(e) = r {
+            log::warn(format_args!(
+                "frame of type {} sent from a signal handler dropped: {e:?}",
+                p.ty
+            ));
+        }
+    });
+    log::debug(format_args!(
+        "queued {n} frame(s) parked by signal handlers"
+    ));
+}
+
 /// `mln_fork_master_events_set`.
 pub(crate) fn master_events_set(ev: *mut mln_event_t) {
+    watch_wake_fd(ev);
     let mut c = proc().head;
     while !c.is_null() {
         register_child(ev, c);
@@ -703,7 +753,7 @@ pub(crate) fn iterate(ev: *mut mln_event_t, h: fork_iterate_handler, data: *mut 
         let next: *mut Child = unsafe { (*c).f.next.cast() };
         if let Some(h) = h {
             // SAFETY: user callback with a live child.
-            if unsafe { h(ev, c.cast(), data) } < 0 {
+            if crate::sigsafe::outside(|| unsafe { h(ev, c.cast(), data) }) < 0 {
                 return -1;
             }
         }
@@ -977,13 +1027,8 @@ fn receive(ev: *mut mln_event_t, peer: Peer) -> RecvEnd {
             let Some(h) = found.handler else {
                 return Flow::Continue;
             };
-            h(
-                ev,
-                f_ptr,
-                payload.as_mut_ptr().cast(),
-                payload.len() as u32,
-                found.slot,
-            );
+            let (buf, len) = (payload.as_mut_ptr().cast(), payload.len() as u32);
+            crate::sigsafe::outside(|| h(ev, f_ptr, buf, len, found.slot));
             match peer {
                 Peer::Child(c) if (*c).close_pending => Flow::Stop,
                 _ => Flow::Continue,

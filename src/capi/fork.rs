@@ -235,7 +235,11 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 /// `4 + len` does not fit 32 bits).
 ///
 /// May be called from a signal handler running on the loop's thread (Melon's conf reload
-/// does): no lock is taken.
+/// does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
+/// itself, the frame (at most 4096 bytes; at most 32 waiting) is parked without allocating
+/// and queued by the loop right after; whether `f_child` is live is then checked at that
+/// point (a dead child's frame is dropped with a warning). Otherwise the ordinary path runs,
+/// which allocates: the interrupted code must not be inside `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     ev: *mut mln_event_t,
@@ -244,6 +248,13 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     len: mln_size_t,
     f_child: *mut mln_fork_t,
 ) -> c_int {
+    if crate::sigsafe::interrupted_library() {
+        if f_child.is_null() {
+            return -1;
+        }
+        // SAFETY: as below; `park` copies without allocating.
+        return unsafe { park(ev, f_child.cast(), r#type, buf, len) };
+    }
     guard("mln_ipc_master_send_prepare", || {
         non_null!(ev);
         non_null!(f_child);
@@ -264,6 +275,13 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     msg: *mut c_void,
     len: mln_size_t,
 ) -> c_int {
+    if crate::sigsafe::interrupted_library() {
+        if !process::is_worker() {
+            return -1;
+        }
+        // SAFETY: as below.
+        return unsafe { park(ev, core::ptr::null_mut(), r#type, msg, len) };
+    }
     guard("mln_ipc_worker_send_prepare", || {
         non_null!(ev);
         // SAFETY: as above.
@@ -272,6 +290,25 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
         };
         result(process::send_to_master(ev, r#type, p))
     })
+}
+
+/// The signal-handler path of the two sends (see `sigsafe`): checks the arguments and
+/// copies the frame into a preallocated slot, without allocating or taking a lock.
+unsafe fn park(
+    ev: *mut mln_event_t,
+    to: *mut c_void,
+    ty: mln_u32_t,
+    buf: *mut c_void,
+    len: usize,
+) -> c_int {
+    if ev.is_null() {
+        return -1;
+    }
+    // SAFETY: caller contract for `buf`/`len`.
+    match unsafe { payload(buf, len) } {
+        Some(p) if crate::sigsafe::park(ev.cast(), to, ty, p) => 0,
+        _ => -1,
+    }
 }
 
 /// The payload as a slice, or `None` for a NULL buffer with a length, or a length that

@@ -29,7 +29,11 @@ impl<T> Fallback for *mut T {
 
 /// The one panic boundary for every exported body: a panic never crosses into C; it is
 /// logged and the function returns its documented error value (-1, NULL or nothing).
+///
+/// It also marks the thread of control as inside the library (see `sigsafe`), so that a
+/// signal handler interrupting it does not touch the state being updated.
 pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
+    let _inside = crate::sigsafe::Inside::enter();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(_) => {

@@ -863,7 +863,7 @@ unsafe fn run(ev: *mut mln_event_t) -> Result<(), Leave> {
                 (st.callback, st.callback_data)
             };
             if let Some(cb) = cb {
-                cb(ev, data);
+                crate::sigsafe::outside(|| cb(ev, data));
                 leave_if(ev)?;
             }
             run_timers(ev)?; // step 2
@@ -899,7 +899,7 @@ unsafe fn run_timers(ev: *mut mln_event_t) -> Result<(), Leave> {
         };
         if let Some(h) = t.h {
             // SAFETY: a C handler given to `timer_set`, called with its own data.
-            unsafe { h(ev, t.data) };
+            crate::sigsafe::outside(|| unsafe { h(ev, t.data) });
         }
         // SAFETY: `ev` is live.
         unsafe { leave_if(ev) }?;
@@ -953,7 +953,7 @@ unsafe fn run_active(ev: *mut mln_event_t) -> Result<(), Leave> {
             };
             if let Some(h) = call.h {
                 // SAFETY: a C handler given to `fd_set` for this direction.
-                unsafe { h(ev, fd, call.data) };
+                crate::sigsafe::outside(|| unsafe { h(ev, fd, call.data) });
             }
         }
         // SAFETY: `ev` is live.
@@ -976,7 +976,7 @@ unsafe fn run_fd_timeouts(ev: *mut mln_event_t) -> Result<(), Leave> {
         };
         if let Some(h) = call.h {
             // SAFETY: the C handler given to `fd_timeout_handler_set`.
-            unsafe { h(ev, fd, call.data) };
+            crate::sigsafe::outside(|| unsafe { h(ev, fd, call.data) });
         }
         // SAFETY: `ev` is live.
         unsafe { leave_if(ev) }?;
@@ -991,7 +991,16 @@ unsafe fn wait(ev: *mut mln_event_t) {
     };
     let timeout = st.wait_timeout_ms();
     let cap = st.events.len() as c_int;
-    match syscall!(epoll_wait(st.epfd, st.events.as_mut_ptr(), cap, timeout)) {
+    let (epfd, events) = (st.epfd, st.events.as_mut_ptr());
+    // Blocking here is outside the library's critical state: a signal handler that sends
+    // now may use the ordinary path (see `sigsafe`); it may add timers or interests, but
+    // the event buffer is not resized by anything but `take_events`.
+    let r = crate::sigsafe::outside(|| syscall!(epoll_wait(epfd, events, cap, timeout)));
+    // SAFETY: `ev` is live; re-derived after the wait.
+    let Some(st) = (unsafe { state(ev) }) else {
+        return;
+    };
+    match r {
         Ok(n) => st.take_events(n as usize),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
         Err(e) => {

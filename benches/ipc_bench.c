@@ -550,24 +550,24 @@ static const char *only;
 
 #define FIG(n, l, k, s, c, r) {.name = n, .label = l, .kind = k, .size = s, .count = c, .raw = r}
 static struct figure figs[] = {
-    FIG("raw16", "raw stream 16 B", "raw", 16, 8000000, NULL),
-    FIG("raw64", "raw stream 64 B", "raw", 64, 12000000, NULL),
-    FIG("raw1k", "raw stream 1 KiB", "raw", 1024, 1500000, NULL),
-    FIG("raw16k", "raw stream 16 KiB", "raw", 16384, 150000, NULL),
-    FIG("raw256k", "raw stream 256 KiB", "raw", 262144, 10000, NULL),
-    FIG("rawpp", "raw ping-pong 16 B", "rawpp", 16, 20000, NULL),
-    FIG("w2m16", "w2m stream 16 B", "w2m", 16, 4000000, "raw16"),
-    FIG("w2m64", "w2m stream 64 B", "w2m", 64, 8000000, "raw64"),
-    FIG("w2m1k", "w2m stream 1 KiB", "w2m", 1024, 1000000, "raw1k"),
-    FIG("w2m16k", "w2m stream 16 KiB", "w2m", 16384, 100000, "raw16k"),
-    FIG("w2m256k", "w2m stream 256 KiB", "w2m", 262144, 6000, "raw256k"),
-    FIG("m2w16", "m2w stream 16 B", "m2w", 16, 4000000, "raw16"),
-    FIG("m2w64", "m2w stream 64 B", "m2w", 64, 8000000, "raw64"),
-    FIG("m2w1k", "m2w stream 1 KiB", "m2w", 1024, 1000000, "raw1k"),
-    FIG("m2w16k", "m2w stream 16 KiB", "m2w", 16384, 100000, "raw16k"),
-    FIG("m2w256k", "m2w stream 256 KiB", "m2w", 262144, 6000, "raw256k"),
-    FIG("pp", "ping-pong 16 B", "pp", 16, 20000, "rawpp"),
-    FIG("fanout64", "fan-out 4 x 64 B", "fanout", 64, 8000000, "raw64"),
+    FIG("raw16", "raw stream 16 B", "raw", 16, 16000000, NULL),
+    FIG("raw64", "raw stream 64 B", "raw", 64, 24000000, NULL),
+    FIG("raw1k", "raw stream 1 KiB", "raw", 1024, 3000000, NULL),
+    FIG("raw16k", "raw stream 16 KiB", "raw", 16384, 300000, NULL),
+    FIG("raw256k", "raw stream 256 KiB", "raw", 262144, 20000, NULL),
+    FIG("rawpp", "raw ping-pong 16 B", "rawpp", 16, 30000, NULL),
+    FIG("w2m16", "w2m stream 16 B", "w2m", 16, 12000000, "raw16"),
+    FIG("w2m64", "w2m stream 64 B", "w2m", 64, 16000000, "raw64"),
+    FIG("w2m1k", "w2m stream 1 KiB", "w2m", 1024, 2000000, "raw1k"),
+    FIG("w2m16k", "w2m stream 16 KiB", "w2m", 16384, 200000, "raw16k"),
+    FIG("w2m256k", "w2m stream 256 KiB", "w2m", 262144, 12000, "raw256k"),
+    FIG("m2w16", "m2w stream 16 B", "m2w", 16, 12000000, "raw16"),
+    FIG("m2w64", "m2w stream 64 B", "m2w", 64, 16000000, "raw64"),
+    FIG("m2w1k", "m2w stream 1 KiB", "m2w", 1024, 2000000, "raw1k"),
+    FIG("m2w16k", "m2w stream 16 KiB", "m2w", 16384, 200000, "raw16k"),
+    FIG("m2w256k", "m2w stream 256 KiB", "m2w", 262144, 12000, "raw256k"),
+    FIG("pp", "ping-pong 16 B", "pp", 16, 30000, "rawpp"),
+    FIG("fanout64", "fan-out 4 x 64 B", "fanout", 64, 16000000, "raw64"),
     FIG("rss64", "w2m 1M x 64 B (RSS)", "w2m", 64, 1000000, "raw64"),
 };
 #define N_FIGS (sizeof(figs) / sizeof(figs[0]))
@@ -734,7 +734,7 @@ static int run_all(void)
 
     printf("\nmedian [min .. max] of %d; MB = 10^6 payload bytes; ratio = median / median of "
            "the raw figure on the right\n\n", reps);
-    printf("%-22s %9s %-21s %9s %-19s %7s  %-8s %s\n", "figure", "msgs/s", "  [min .. max]",
+    printf("%-22s %9s %-21s %9s %-19s %7s  %-8s %s\n", "figure", "msgs/s|RTT", "  [min .. max]",
            "MB/s", "  [min .. max]", "ratio", "vs", "peak RSS send/recv MiB");
     for (i = 0; i < N_FIGS; ++i) {
         struct figure *f = &figs[i];
@@ -746,10 +746,10 @@ static int run_all(void)
             struct stat3 t = stat_of(f, get_rtt);
             if (f->raw != NULL)
                 snprintf(ratio, sizeof(ratio), "%.2fx", t.med / stat_of(fig(f->raw), get_rtt).med);
-            printf("%-22s %6.2f us %-21s %9s %-19s %7s  %-8s %.1f / %.1f\n", f->label, t.med,
-                   "", "", "", ratio, f->raw ? f->raw : "", rs.med, rr.med);
-            snprintf(c, sizeof(c), "[%.2f .. %.2f] us", t.min, t.max);
-            printf("%-22s %9s %-21s\n", "", "", c);
+            snprintf(a, sizeof(a), "%.2f us", t.med);
+            snprintf(c, sizeof(c), "[%.2f .. %.2f]", t.min, t.max);
+            printf("%-22s %9s %-21s %9s %-19s %7s  %-8s %.1f / %.1f\n", f->label, a, c, "", "",
+                   ratio, f->raw ? f->raw : "", rs.med, rr.med);
             kvn += (size_t)snprintf(kv + kvn, sizeof(kv) - kvn, "%s_rtt_us=%.2f ", f->name, t.med);
             if (f->raw != NULL)
                 kvn += (size_t)snprintf(kv + kvn, sizeof(kv) - kvn, "%s_ratio=%.3f ", f->name,

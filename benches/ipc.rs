@@ -26,7 +26,7 @@ const T_ACK: u32 = 6102;
 const T_PING: u32 = 6104;
 const T_PONG: u32 = 6105;
 const RAW_CHUNK: usize = 64 * 1024;
-const WINDOW_BYTES: usize = 8 << 20;
+const WINDOW_BYTES: usize = 1 << 20;
 
 /// Per-process benchmark state. The library calls handlers on the thread that runs the
 /// loop, one at a time, so plain statics accessed through this one helper suffice.

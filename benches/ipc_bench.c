@@ -51,7 +51,7 @@
 #define T_PONG 6005
 
 #define RAW_CHUNK (64 * 1024)
-#define WINDOW_BYTES (8u << 20)
+#define WINDOW_BYTES (1u << 20)
 #define FANOUT 4
 #define MAX_REPS 51
 
@@ -497,13 +497,20 @@ static int global_init(void)
     return 0;
 }
 
+/* The credit window in bytes: BENCH_WINDOW (bytes) or WINDOW_BYTES. */
+static size_t window_bytes(void)
+{
+    const char *e = getenv("BENCH_WINDOW");
+    return e != NULL && atol(e) > 0 ? (size_t)atol(e) : WINDOW_BYTES;
+}
+
 static int run_melon(int argc, char **argv)
 {
     struct mln_framework_attr a;
     int i;
     long per_worker = kind == K_FANOUT ? msg_count / FANOUT : msg_count;
     if (kind == K_FANOUT && msg_count % FANOUT != 0) fail("fan-out count must divide by 4");
-    window_msgs = (long)(WINDOW_BYTES / (8 + msg_size));
+    window_msgs = (long)(window_bytes() / (8 + msg_size));
     if (window_msgs < 8) window_msgs = 8;
     ack_every = window_msgs / 4;
     /* Inherited by the workers: what a worker sends or expects. */

@@ -8,7 +8,8 @@
 #   make check-header   fail if include/mln_ipc.h differs from a fresh generation
 #   make check-libs     fail if LIBS below differs from rustc's --print native-static-libs
 #   make install        PREFIX=/usr/local (and DESTDIR) headers, libraries, pkg-config file
-#   make bench          benchmarks, if any
+#   make bench          benchmarks: melon-ipc against this machine's raw limit (a few minutes)
+#   make bench-build    compile the benchmarks without running them (part of `make test`)
 #   make clean
 
 CARGO ?= cargo
@@ -35,7 +36,7 @@ CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build test ctest demo header check-header check-libs install bench clean
+.PHONY: all build test ctest demo header check-header check-libs install bench bench-build clean
 
 all: build
 
@@ -52,6 +53,7 @@ test:
 	$(MAKE) --no-print-directory check-header
 	$(MAKE) --no-print-directory check-libs
 	$(MAKE) --no-print-directory ctest
+	$(MAKE) --no-print-directory bench-build
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh
@@ -114,13 +116,18 @@ install: build
 	    mln_ipc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc.pc
 
-# Placeholder until benchmarks land: runs `cargo bench` only if benches/ has sources.
-bench:
-	@if ls benches/*.rs >/dev/null 2>&1; then \
-	    $(CARGO) bench; \
-	else \
-	    echo "bench: no benchmarks yet (benches/ is empty)"; \
-	fi
+# Benchmarks (issue 6; benches/README.md says how to read them). `make test` only builds
+# them: timing never decides a test. BENCH_REPS, BENCH_SCALE and BENCH_ONLY are passed on.
+BENCH_BIN := $(TARGET_DIR)/bench/ipc_bench
+
+bench-build: build
+	@mkdir -p $(TARGET_DIR)/bench
+	$(CC) -O2 $(CTEST_CFLAGS) benches/ipc_bench.c $(LIB_A) $(LIBS) -o $(BENCH_BIN)
+	$(CARGO) bench --no-run
+
+bench: bench-build
+	$(BENCH_BIN)
+	$(CARGO) bench --bench ipc
 
 clean:
 	$(CARGO) clean

@@ -82,15 +82,24 @@ impl Cache {
         found: None,
     };
 
+    /// Runs once per received frame: the hit is inlined into the dispatch loop, the miss
+    /// (lock and table walk) is kept out of it.
+    #[inline]
     fn lookup(&mut self, side: Side, ty: u32) -> Option<Found> {
         let gen = TABLE_GEN.load(Ordering::Acquire);
         if self.gen != gen || self.ty != ty {
-            let found = lock_handlers()
-                .as_mut()
-                .and_then(|hs| hs.table(side).lookup(ty));
-            *self = Cache { gen, ty, found };
+            self.refill(side, ty, gen);
         }
         self.found
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, side: Side, ty: u32, gen: u64) {
+        let found = lock_handlers()
+            .as_mut()
+            .and_then(|hs| hs.table(side).lookup(ty));
+        *self = Cache { gen, ty, found };
     }
 }
 

@@ -1,0 +1,524 @@
+//! Rust-side benchmark: the same core driven from Rust through the crate's `extern "C"`
+//! functions (the safe Rust API is not merged yet), against a raw socketpair baseline
+//! written with std. A smaller companion of `benches/ipc_bench.c`, which is the main
+//! benchmark; see benches/README.md.
+//!
+//! `cargo bench --bench ipc` runs each figure in a fresh process (the library's state is
+//! per process), `BENCH_REPS` times (default 5), and prints median [min .. max] and the
+//! ratio to the raw figure of the same run. Under `cargo test` (no `--bench` argument) it
+//! only says it was skipped: timing never decides a test.
+
+use core::ffi::{c_int, c_void};
+use core::ptr;
+use mln_ipc::abi::{mln_event_t, mln_fork_t, mln_framework_attr};
+use mln_ipc::capi::fork::{mln_fork_iterate, mln_ipc_master_send_prepare};
+use mln_ipc::capi::fork::{mln_fork_worker_num_set, mln_ipc_worker_send_prepare};
+use mln_ipc::capi::framework::mln_framework_init;
+use mln_ipc::capi::ipc::mln_ipc_handler_register;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Instant;
+
+const T_GO: u32 = 6100;
+const T_DATA: u32 = 6101;
+const T_ACK: u32 = 6102;
+const T_PING: u32 = 6104;
+const T_PONG: u32 = 6105;
+const RAW_CHUNK: usize = 64 * 1024;
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// Per-process benchmark state. The library calls handlers on the thread that runs the
+/// loop, one at a time, so plain statics accessed through this one helper suffice.
+struct St {
+    size: usize,
+    count: u64,
+    sent: u64,
+    acked: u64,
+    received: u64,
+    window: u64,
+    ack_every: u64,
+    msg: Vec<u8>,
+    child: *mut mln_fork_t,
+    t0: Option<Instant>,
+}
+
+static mut ST: St = St {
+    size: 0,
+    count: 0,
+    sent: 0,
+    acked: 0,
+    received: 0,
+    window: 0,
+    ack_every: 0,
+    msg: Vec::new(),
+    child: ptr::null_mut(),
+    t0: None,
+};
+
+fn st() -> &'static mut St {
+    // SAFETY: single-threaded process (see `St`); no two references are used at once.
+    unsafe { &mut *ptr::addr_of_mut!(ST) }
+}
+
+fn set_seq(p: &mut [u8], seq: u64) {
+    p[..4].copy_from_slice(&(seq as u32).to_ne_bytes());
+}
+
+fn seq_of(p: &[u8]) -> u64 {
+    u64::from(u32::from_ne_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+fn check(p: &[u8], want: u64) {
+    let s = st();
+    assert_eq!(p.len(), s.size, "payload length");
+    assert_eq!(seq_of(p), want, "sequence number");
+    if want + 1 == s.count {
+        assert_eq!(&p[4..], &s.msg[4..], "content of the last message");
+    }
+}
+
+fn report(ns: u128, msgs: u64) {
+    println!("ns={ns} msgs={msgs}");
+}
+
+unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
+    if buf.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: the library passes a pointer into its receive buffer, valid for `len` bytes
+    // during the handler.
+    unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) }
+}
+
+unsafe fn break_loop(ev: *mut mln_event_t) {
+    // SAFETY: `ev` is the live loop a handler was given (`mln_event_break_set`).
+    unsafe { (*ev).is_break = 1 };
+}
+
+/// Worker: queue while the credit window allows.
+unsafe fn fill(ev: *mut mln_event_t) {
+    let s = st();
+    while s.sent < s.count && s.sent - s.acked < s.window {
+        let seq = s.sent;
+        set_seq(&mut s.msg, seq);
+        // SAFETY: valid buffer of `size` bytes; `ev` is the live loop.
+        let r =
+            unsafe { mln_ipc_worker_send_prepare(ev, T_DATA, s.msg.as_mut_ptr().cast(), s.size) };
+        assert_eq!(r, 0, "send_prepare");
+        s.sent += 1;
+    }
+}
+
+unsafe extern "C" fn w_go(
+    ev: *mut mln_event_t,
+    _: *mut c_void,
+    _: *mut c_void,
+    _: u32,
+    _: *mut *mut c_void,
+) {
+    // SAFETY: forwarded handler arguments.
+    unsafe { fill(ev) }
+}
+
+unsafe extern "C" fn w_ack(
+    ev: *mut mln_event_t,
+    _: *mut c_void,
+    buf: *mut c_void,
+    len: u32,
+    _: *mut *mut c_void,
+) {
+    // SAFETY: handler arguments.
+    let p = unsafe { payload(buf, len) };
+    st().acked = u64::from_ne_bytes(p.try_into().expect("ack length"));
+    // SAFETY: forwarded handler arguments.
+    unsafe { fill(ev) }
+}
+
+unsafe extern "C" fn w_ping(
+    ev: *mut mln_event_t,
+    _: *mut c_void,
+    buf: *mut c_void,
+    len: u32,
+    _: *mut *mut c_void,
+) {
+    // SAFETY: echoing the received buffer, valid during the handler.
+    let r = unsafe { mln_ipc_worker_send_prepare(ev, T_PONG, buf, len as usize) };
+    assert_eq!(r, 0, "send pong");
+}
+
+unsafe extern "C" fn m_data(
+    ev: *mut mln_event_t,
+    f: *mut c_void,
+    buf: *mut c_void,
+    len: u32,
+    _: *mut *mut c_void,
+) {
+    // SAFETY: handler arguments.
+    let p = unsafe { payload(buf, len) };
+    let s = st();
+    check(p, s.received);
+    s.received += 1;
+    if s.received == s.count {
+        report(s.t0.expect("started").elapsed().as_nanos(), s.count);
+        // SAFETY: handler's loop.
+        unsafe { break_loop(ev) };
+    } else if s.received.is_multiple_of(s.ack_every) {
+        let mut n = s.received.to_ne_bytes();
+        // SAFETY: valid 8-byte buffer; `f` is the sending worker.
+        let r =
+            unsafe { mln_ipc_master_send_prepare(ev, T_ACK, n.as_mut_ptr().cast(), 8, f.cast()) };
+        assert_eq!(r, 0, "send ack");
+    }
+}
+
+unsafe extern "C" fn m_pong(
+    ev: *mut mln_event_t,
+    f: *mut c_void,
+    buf: *mut c_void,
+    len: u32,
+    _: *mut *mut c_void,
+) {
+    // SAFETY: handler arguments.
+    let p = unsafe { payload(buf, len) };
+    let s = st();
+    check(p, s.received);
+    s.received += 1;
+    if s.received == s.count {
+        report(s.t0.expect("started").elapsed().as_nanos(), s.count);
+        // SAFETY: handler's loop.
+        unsafe { break_loop(ev) };
+        return;
+    }
+    let seq = s.received;
+    set_seq(&mut s.msg, seq);
+    // SAFETY: valid buffer; `f` is the worker that answered.
+    let r = unsafe {
+        mln_ipc_master_send_prepare(ev, T_PING, s.msg.as_mut_ptr().cast(), s.size, f.cast())
+    };
+    assert_eq!(r, 0, "send ping");
+}
+
+unsafe extern "C" fn take_child(_: *mut mln_event_t, f: *mut mln_fork_t, _: *mut c_void) -> c_int {
+    st().child = f;
+    0
+}
+
+static mut PINGPONG: bool = false;
+
+unsafe extern "C" fn master_process(ev: *mut mln_event_t) {
+    // SAFETY: the master's live loop.
+    unsafe { mln_fork_iterate(ev, Some(take_child), ptr::null_mut()) };
+    let s = st();
+    assert!(!s.child.is_null(), "one worker");
+    s.t0 = Some(Instant::now());
+    // SAFETY: read once, written before the fork only.
+    let (ty, buf, len) = if unsafe { PINGPONG } {
+        set_seq(&mut s.msg, 0);
+        (T_PING, s.msg.as_mut_ptr(), s.size)
+    } else {
+        (T_GO, ptr::null_mut(), 0)
+    };
+    // SAFETY: valid buffer (or none); the live child.
+    let r = unsafe { mln_ipc_master_send_prepare(ev, ty, buf.cast(), len, s.child) };
+    assert_eq!(r, 0, "first send");
+}
+
+unsafe extern "C" fn global_init() -> c_int {
+    // SAFETY: plain registrations before the fork.
+    unsafe {
+        mln_fork_worker_num_set(1);
+        let regs = [
+            (T_GO, None, Some(w_go as HandlerFn)),
+            (T_DATA, Some(m_data as HandlerFn), None),
+            (T_ACK, None, Some(w_ack as HandlerFn)),
+            (T_PING, None, Some(w_ping as HandlerFn)),
+            (T_PONG, Some(m_pong as HandlerFn), None),
+        ];
+        for (ty, m, w) in regs {
+            if mln_ipc_handler_register(ty, m, w, ptr::null_mut(), ptr::null_mut()).is_null() {
+                return -1;
+            }
+        }
+    }
+    0
+}
+
+type HandlerFn =
+    unsafe extern "C" fn(*mut mln_event_t, *mut c_void, *mut c_void, u32, *mut *mut c_void);
+
+/// melon-ipc, worker to master (or ping-pong), in this process and its worker.
+fn run_melon(pingpong: bool) {
+    let s = st();
+    s.window = ((WINDOW_BYTES / (8 + s.size)) as u64).max(8);
+    s.ack_every = s.window / 4;
+    // SAFETY: written before the fork, single-threaded.
+    unsafe { PINGPONG = pingpong };
+    let mut a = mln_framework_attr {
+        argc: 0,
+        argv: ptr::null_mut(),
+        global_init: Some(global_init),
+        main_thread: None,
+        master_process: Some(master_process),
+        worker_process: None,
+    };
+    // SAFETY: a valid attribute block.
+    let r = unsafe { mln_framework_init(&mut a) };
+    assert_eq!(r, 0, "mln_framework_init");
+    // Master only (a worker never returns: it exits when the master is gone). Stop the
+    // worker so the next figure has the machine to itself.
+    let child = st().child;
+    if !child.is_null() {
+        // SAFETY: the record stays valid until the library frees it; we only read the pid.
+        let pid = unsafe { (*child).pid };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        for _ in 0..2000 {
+            // SAFETY: probing / reaping our own child.
+            let gone = unsafe {
+                libc::kill(pid, 0) != 0 || libc::waitpid(pid, ptr::null_mut(), libc::WNOHANG) != 0
+            };
+            if gone {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+    }
+}
+
+/// Raw limit: blocking std I/O, 64 KiB batched writes and reads, frames parsed in place.
+fn run_raw(pingpong: bool) {
+    let (mut a, mut b) = UnixStream::pair().expect("socketpair");
+    let s = st();
+    let (size, count) = (s.size, s.count);
+    let mut msg = s.msg.clone();
+    let t0 = Instant::now();
+    // Two processes, as the C figure and melon-ipc: the child sends (or echoes).
+    // SAFETY: the process is single-threaded here; the child only runs `sender` and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    let mut sender = move || {
+        let frame = 8 + size;
+        if pingpong {
+            let mut f = vec![0u8; frame];
+            for _ in 0..count {
+                b.read_exact(&mut f).expect("read");
+                b.write_all(&f).expect("write");
+            }
+            return;
+        }
+        let mut out = Vec::with_capacity(RAW_CHUNK);
+        let mut hdr = [0u8; 8];
+        hdr[..4].copy_from_slice(&((4 + size) as u32).to_ne_bytes());
+        hdr[4..].copy_from_slice(&T_DATA.to_ne_bytes());
+        for i in 0..count {
+            set_seq(&mut msg, i);
+            for part in [&hdr[..], &msg[..]] {
+                let mut p = part;
+                while !p.is_empty() {
+                    let k = (RAW_CHUNK - out.len()).min(p.len());
+                    out.extend_from_slice(&p[..k]);
+                    p = &p[k..];
+                    if out.len() == RAW_CHUNK {
+                        b.write_all(&out).expect("write");
+                        out.clear();
+                    }
+                }
+            }
+        }
+        b.write_all(&out).expect("write");
+    };
+    if pid == 0 {
+        drop(a);
+        sender();
+        // SAFETY: leaving the forked child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    drop(sender);
+    if pingpong {
+        let mut f = vec![0u8; 8 + size];
+        f[..4].copy_from_slice(&((4 + size) as u32).to_ne_bytes());
+        f[4..8].copy_from_slice(&T_PING.to_ne_bytes());
+        f[8..].copy_from_slice(&s.msg);
+        let mut back = f.clone();
+        for i in 0..count {
+            set_seq(&mut f[8..], i);
+            a.write_all(&f).expect("write");
+            a.read_exact(&mut back).expect("read");
+            s.received = i;
+            check(&back[8..], i);
+        }
+    } else {
+        let cap = 2 * (8 + size) + 2 * RAW_CHUNK;
+        let mut buf = vec![0u8; cap];
+        let (mut start, mut end, mut seq) = (0usize, 0usize, 0u64);
+        while seq < count {
+            if cap - end < RAW_CHUNK {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            }
+            let n = a.read(&mut buf[end..end + RAW_CHUNK]).expect("read");
+            assert!(n > 0, "unexpected end of stream");
+            end += n;
+            while end - start >= 8 {
+                let len = u32::from_ne_bytes(buf[start..start + 4].try_into().expect("4")) as usize;
+                if end - start < 4 + len {
+                    break;
+                }
+                check(&buf[start + 8..start + 4 + len], seq);
+                seq += 1;
+                start += 4 + len;
+            }
+            if start == end {
+                start = 0;
+                end = 0;
+            }
+        }
+    }
+    let ns = t0.elapsed().as_nanos();
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "raw child failed"
+    );
+    report(ns, count);
+}
+
+fn one(kind: &str, size: usize, count: u64) {
+    let s = st();
+    s.size = size;
+    s.count = count;
+    s.msg = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+    match kind {
+        "raw" => run_raw(false),
+        "rawpp" => run_raw(true),
+        "w2m" => run_melon(false),
+        "pp" => run_melon(true),
+        _ => panic!("unknown kind {kind}"),
+    }
+}
+
+fn measure(kind: &str, size: usize, count: u64) -> (f64, f64) {
+    let out = Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            "--bench",
+            "one",
+            kind,
+            &size.to_string(),
+            &count.to_string(),
+        ])
+        .env(
+            "MLN_IPC_LOG",
+            std::env::var("MLN_IPC_LOG").unwrap_or("error".into()),
+        )
+        .output()
+        .expect("run a figure");
+    assert!(
+        out.status.success(),
+        "{kind} {size}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ns="))
+        .expect("result line");
+    let mut ns = 0f64;
+    let mut msgs = 0f64;
+    for kv in line.split_whitespace() {
+        if let Some(v) = kv.strip_prefix("ns=") {
+            ns = v.parse().expect("ns");
+        } else if let Some(v) = kv.strip_prefix("msgs=") {
+            msgs = v.parse().expect("msgs");
+        }
+    }
+    (ns, msgs)
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (med, v[0], v[n - 1])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("ipc bench: skipped (run it with `cargo bench --bench ipc` or `make bench`)");
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "one") {
+        let kind = &args[i + 1];
+        let size = args[i + 2].parse().expect("size");
+        let count = args[i + 3].parse().expect("count");
+        one(kind, size, count);
+        return;
+    }
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    // (name, kind, size, count, raw figure)
+    let figs: [(&str, &str, usize, u64, Option<usize>); 6] = [
+        ("raw64", "raw", 64, 12_000_000, None),
+        ("raw16k", "raw", 16384, 150_000, None),
+        ("rawpp", "rawpp", 16, 20_000, None),
+        ("w2m64", "w2m", 64, 8_000_000, Some(0)),
+        ("w2m16k", "w2m", 16384, 100_000, Some(1)),
+        ("pp", "pp", 16, 20_000, Some(2)),
+    ];
+    let mut res: Vec<Vec<(f64, f64)>> = vec![Vec::new(); figs.len()];
+    for _ in 0..reps {
+        for (i, f) in figs.iter().enumerate() {
+            res[i].push(measure(f.1, f.2, f.3));
+        }
+    }
+    println!("\nRust driver (crate extern fns), {reps} repetitions: median [min .. max]");
+    let mut kv = String::new();
+    let mut meds = vec![0f64; figs.len()];
+    for (i, f) in figs.iter().enumerate() {
+        let pp = f.1.ends_with("pp");
+        let vals: Vec<f64> = res[i]
+            .iter()
+            .map(|&(ns, m)| if pp { ns / 1e3 / m } else { m / (ns / 1e9) })
+            .collect();
+        let (med, lo, hi) = stats(vals);
+        meds[i] = med;
+        let ratio = f.4.map(|r| med / meds[r]);
+        let ratio_s = match ratio {
+            Some(x) if pp => format!("{x:.2}x {}", figs[f.4.unwrap_or(0)].0),
+            Some(x) => format!("{:.1}% {}", 100.0 * x, figs[f.4.unwrap_or(0)].0),
+            None => String::new(),
+        };
+        if pp {
+            println!(
+                "  {:<8} {med:>9.2} us/rt  [{lo:.2} .. {hi:.2}]  {ratio_s}",
+                f.0
+            );
+            kv += &format!("rs_{}_rtt_us={med:.2} ", f.0);
+        } else {
+            let mbs = med * f.2 as f64 / 1e6;
+            println!(
+                "  {:<8} {:>9.2} M msgs/s [{:.2} .. {:.2}]  {mbs:>7.0} MB/s  {ratio_s}",
+                f.0,
+                med / 1e6,
+                lo / 1e6,
+                hi / 1e6
+            );
+            kv += &format!("rs_{}_msgs={med:.0} ", f.0);
+        }
+        if let Some(x) = ratio {
+            kv += &format!("rs_{}_ratio={x:.3} ", f.0);
+        }
+    }
+    println!("{}", kv.trim_end());
+}

@@ -47,6 +47,8 @@ test:
 	$(CARGO) build --release
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) run --release --example ping_pong
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --no-default-features --features melon --lib -- -D warnings
 	$(CARGO) fmt --check

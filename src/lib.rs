@@ -4,10 +4,55 @@
 //! compile unchanged against `include/`. Layers, inner to outer: [`wire`] (frame codec) and
 //! [`registry`] (handler tables) are pure; `channel` owns one socketpair end; `process`
 //! forks, supervises and dispatches; `reactor` is the seam to the event loop; `capi` is the
-//! `extern "C"` face.
+//! `extern "C"` face; [`api`] is the safe Rust face over the same core.
+//!
+//! # From Rust
+//! [`api::Builder`] registers closures as handlers per message type, forks supervised
+//! workers and runs each process's event loop; handlers get a [`api::Master`] or
+//! [`api::Worker`] context to send, broadcast, set timers and stop. See [`api`] for the
+//! threading, fork-safety and ownership rules. A complete program (it forks three workers,
+//! plays ping-pong with each and finishes by itself):
+//!
+//! ```
+//! use mln_ipc::api::{Builder, Master, Worker, WorkerId};
+//!
+//! const PING: u32 = 2000;
+//! const PONG: u32 = 2001;
+//! const ROUNDS: u32 = 10;
+//!
+//! fn main() -> Result<(), mln_ipc::api::Error> {
+//!     let mut finished = 0;
+//!     Builder::new()
+//!         .workers(3)
+//!         // In the master, once the workers are forked: one ball per worker.
+//!         .on_master_start(|m: &mut Master| {
+//!             m.broadcast(PING, 1u32.to_le_bytes()).expect("broadcast");
+//!         })
+//!         // In each worker: return the ball, one higher.
+//!         .on_worker(PING, |w: &mut Worker, payload: &[u8]| {
+//!             let n = u32::from_le_bytes(payload.try_into().expect("4 bytes"));
+//!             w.send(PONG, (n + 1).to_le_bytes()).expect("send");
+//!         })
+//!         // In the master: keep playing until ROUNDS, then stop once all are done.
+//!         .on_master(PONG, move |m: &mut Master, from: WorkerId, payload: &[u8]| {
+//!             let n = u32::from_le_bytes(payload.try_into().expect("4 bytes"));
+//!             if n < ROUNDS {
+//!                 m.send_to(from, PING, n.to_le_bytes()).expect("send");
+//!             } else {
+//!                 finished += 1;
+//!                 if finished == 3 {
+//!                     m.stop();
+//!                 }
+//!             }
+//!         })
+//!         .run()
+//! }
+//! ```
 #![allow(clippy::missing_safety_doc)]
 
 pub mod abi;
+#[cfg(feature = "standalone")]
+pub mod api;
 pub mod capi;
 mod channel;
 pub mod log;

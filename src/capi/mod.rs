@@ -1,5 +1,5 @@
 //! The `extern "C"` surface: Melon's function names and prototypes, one file per Melon
-//! header. Each exported body runs inside [`guard`], checks its pointers, converts, and
+//! header. Each exported body runs inside `guard`, checks its pointers, converts, and
 //! delegates to the core; no logic lives here.
 
 pub mod event;

@@ -150,8 +150,10 @@ install: build
 
 # The melon build (README "The melon build"). No libmelon is needed to build it or to check
 # its symbols; nothing links against libmelon here except `melon-example`.
+# One codegen unit: the whole API is then one object of the archive, so a static link takes
+# all of it or none of it, and never half ours and half Melon's mln_fork.o / mln_ipc.o.
 melon:
-	$(CARGO) build --release $(MELON_FEATURES) --target-dir $(MELON_TARGET_DIR)
+	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 $(CARGO) build --release $(MELON_FEATURES) --target-dir $(MELON_TARGET_DIR)
 
 check-melon-symbols: melon
 	@defined=$$(nm -g --defined-only $(MELON_LIB_A) 2>/dev/null | awk 'NF == 3 {print $$3}' | sort -u); \
@@ -165,6 +167,9 @@ check-melon-symbols: melon
 	done; \
 	own=$$(echo "$$defined" | grep -E '$(MELON_FOREIGN)'); \
 	if [ -n "$$own" ]; then echo "error: $(MELON_LIB_A) defines Melon's own symbols:" $$own; fail=1; fi; \
+	objs=$$(nm -A -g --defined-only $(MELON_LIB_A) 2>/dev/null | grep -E ' [TDB] ($(shell echo $(MELON_DEFINES) | tr ' ' '|'))$$' \
+	    | cut -d: -f2 | sort -u | wc -l); \
+	if [ "$$objs" != 1 ]; then echo "error: the API is spread over $$objs objects of $(MELON_LIB_A) (want 1: codegen-units=1)"; fail=1; fi; \
 	[ $$fail = 0 ] && echo "check-melon-symbols: $(MELON_LIB_A) defines the IPC/fork API and imports the loop, conf, log and connection helpers"; \
 	exit $$fail
 

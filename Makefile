@@ -10,6 +10,12 @@
 #   make install        PREFIX=/usr/local (and DESTDIR) headers, libraries, pkg-config file
 #   make bench          benchmarks: melon-ipc against this machine's raw limit (a few minutes)
 #   make bench-build    compile the benchmarks without running them (part of `make test`)
+#   make melon          the melon build (libmln_ipc.a/.so for linking before -lmelon) into
+#                       $(TARGET_DIR)/melon/release, never over the standalone outputs
+#   make check-melon-symbols  the melon archive defines the IPC/fork API and leaves the event
+#                       loop, conf and log undefined (imported from libmelon)
+#   make melon-example  examples/melon_burst.c against the melon build and an installed
+#                       Melon at MELON_PREFIX (static and shared); not part of `make test`
 #   make clean
 
 CARGO ?= cargo
@@ -19,6 +25,8 @@ endif
 CXX_CHECK ?= $(shell command -v g++ 2>/dev/null)
 PREFIX ?= /usr/local
 DESTDIR ?=
+# An installed Melon (its ./configure --prefix), only for `make melon-example`.
+MELON_PREFIX ?= /usr/local/melon
 
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
@@ -26,6 +34,30 @@ LIB_A := $(RELEASE_DIR)/libmln_ipc.a
 LIB_SO := $(RELEASE_DIR)/libmln_ipc.so
 # Written by build.rs on every build (never into include/).
 GEN_HEADER := $(RELEASE_DIR)/mln_ipc.h
+
+# The melon build has a target directory of its own.
+MELON_FEATURES := --no-default-features --features melon
+MELON_TARGET_DIR := $(TARGET_DIR)/melon
+MELON_RELEASE_DIR := $(MELON_TARGET_DIR)/release
+MELON_LIB_A := $(MELON_RELEASE_DIR)/libmln_ipc.a
+# What the melon archive must define (mln_ipc.h, mln_fork.h, and Melon's exported data
+# symbols of mln_fork.c, spec §1.13) ...
+MELON_DEFINES := mln_ipc_set_process_handlers mln_ipc_handler_register \
+    mln_ipc_handler_unregister mln_ipc_max_message_set mln_fork_prepare \
+    mln_fork_master_ipc_handler_set mln_fork_worker_ipc_handler_set mln_fork_iterate \
+    mln_fork_master_connection_get mln_fork mln_fork_spawn mln_fork_restart \
+    mln_fork_master_events_set mln_fork_worker_events_set \
+    mln_fork_resource_clear_handler_set mln_ipc_fd_handler_master mln_ipc_fd_handler_worker \
+    mln_fork_socketpair_close_handler mln_ipc_master_send_prepare mln_ipc_worker_send_prepare \
+    master_conn worker_list_head worker_list_tail rs_clr_handler rs_clr_data child_state \
+    cur_msg_len cur_msg_type child_error_bytes child_msg_content child_msg_buf_size
+# ... what it must import from libmelon ...
+MELON_IMPORTS := mln_event_fd_set mln_event_timer_set mln_event_timer_cancel mln_conf \
+    mln_conf_cmd_num mln_conf_cmds mln_conf_arg_num mln_string_const_strcmp _mln_sys_log \
+    mln_log_destroy mln_tcp_conn_init mln_tcp_conn_destroy mln_tcp_conn_fd_set
+# ... and the prefixes of Melon's own modules it must not define (loop, framework, conf,
+# log, connections; mln_fork_worker_num_set is the standalone build's extension).
+MELON_FOREIGN := ^(mln_event_|mln_framework_|mln_conf|mln_log|_mln_sys_log|mln_tcp_conn_|mln_string_|mln_fork_worker_num_set$$)
 
 # System libraries libmln_ipc.a needs, pinned from
 #   cargo rustc --release --lib --crate-type staticlib -- --print native-static-libs
@@ -36,7 +68,8 @@ CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build test ctest demo header check-header check-libs install bench bench-build clean
+.PHONY: all build test ctest demo header check-header check-libs install bench bench-build clean \
+    melon check-melon-symbols melon-example
 
 all: build
 
@@ -54,6 +87,7 @@ test:
 	$(CARGO) fmt --check
 	$(MAKE) --no-print-directory check-header
 	$(MAKE) --no-print-directory check-libs
+	$(MAKE) --no-print-directory check-melon-symbols
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory bench-build
 
@@ -130,6 +164,46 @@ bench-build: build
 bench: bench-build
 	$(BENCH_BIN)
 	$(CARGO) bench --bench ipc
+
+# The melon build (README "The melon build"). No libmelon is needed to build it or to check
+# its symbols; nothing links against libmelon here except `melon-example`.
+# One codegen unit: the whole API is then one object of the archive, so a static link takes
+# all of it or none of it, and never half ours and half Melon's mln_fork.o / mln_ipc.o.
+melon:
+	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 $(CARGO) build --release $(MELON_FEATURES) --target-dir $(MELON_TARGET_DIR)
+
+check-melon-symbols: melon
+	@defined=$$(nm -g --defined-only $(MELON_LIB_A) 2>/dev/null | awk 'NF == 3 {print $$3}' | sort -u); \
+	undefined=$$(nm -g --undefined-only $(MELON_LIB_A) 2>/dev/null | awk '{print $$NF}' | sort -u); \
+	fail=0; \
+	for s in $(MELON_DEFINES); do \
+	    echo "$$defined" | grep -qx "$$s" || { echo "error: $(MELON_LIB_A) does not define $$s"; fail=1; }; \
+	done; \
+	for s in $(MELON_IMPORTS); do \
+	    echo "$$undefined" | grep -qx "$$s" || { echo "error: $(MELON_LIB_A) does not import $$s"; fail=1; }; \
+	done; \
+	own=$$(echo "$$defined" | grep -E '$(MELON_FOREIGN)'); \
+	if [ -n "$$own" ]; then echo "error: $(MELON_LIB_A) defines Melon's own symbols:" $$own; fail=1; fi; \
+	objs=$$(nm -A -g --defined-only $(MELON_LIB_A) 2>/dev/null | grep -E ' [TDB] ($(shell echo $(MELON_DEFINES) | tr ' ' '|'))$$' \
+	    | cut -d: -f2 | sort -u | wc -l); \
+	if [ "$$objs" != 1 ]; then echo "error: the API is spread over $$objs objects of $(MELON_LIB_A) (want 1: codegen-units=1)"; fail=1; fi; \
+	[ $$fail = 0 ] && echo "check-melon-symbols: $(MELON_LIB_A) defines the IPC/fork API and imports the loop, conf, log and connection helpers"; \
+	exit $$fail
+
+# Links a Melon framework program against the melon build and the Melon at MELON_PREFIX:
+# static (our archive before libmelon_static.a) and shared (-lmln_ipc before -lmelon).
+melon-example: melon
+	@test -f $(MELON_PREFIX)/include/mln_framework.h || { echo "error: no Melon at MELON_PREFIX=$(MELON_PREFIX)"; exit 1; }
+	@mkdir -p $(MELON_TARGET_DIR)/examples
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -I$(MELON_PREFIX)/include examples/melon_burst.c \
+	    $(MELON_LIB_A) $(MELON_PREFIX)/lib/libmelon_static.a $(LIBS) \
+	    -o $(MELON_TARGET_DIR)/examples/melon_burst_static
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -I$(MELON_PREFIX)/include examples/melon_burst.c \
+	    -L$(MELON_RELEASE_DIR) -lmln_ipc -L$(MELON_PREFIX)/lib -lmelon \
+	    -Wl,-rpath,$(abspath $(MELON_RELEASE_DIR)):$(MELON_PREFIX)/lib \
+	    -o $(MELON_TARGET_DIR)/examples/melon_burst
+	@echo "built $(MELON_TARGET_DIR)/examples/melon_burst{,_static}; run with BURST_CONF=<conf with framework \"multiprocess\"; worker_proc 1;>"
+
 
 clean:
 	$(CARGO) clean

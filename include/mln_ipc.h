@@ -530,10 +530,18 @@ int mln_fork_iterate(mln_event_t *ev, fork_iterate_handler handler, void *data);
 struct mln_tcp_conn_t *mln_fork_master_connection_get(void);
 
 /**
- * Starts the workers: as many as `mln_fork_worker_num_set` says (default 1), each
- * supervised (restarted when it dies). Returns 1 in the master, 0 in a worker, -1 if a
- * fork failed (workers started before the failure keep running and stay in the list).
- * Call `mln_fork_prepare` first.
+ * Starts the workers, each supervised (restarted when it dies). Call `mln_fork_prepare`
+ * first.
+ *
+ * Standalone build: as many workers as `mln_fork_worker_num_set` says (default 1).
+ * Returns 1 in the master, 0 in a worker, -1 if a fork failed (workers started before
+ * the failure keep running and stay in the list).
+ *
+ * Melon build: reads Melon's configuration as Melon does: `worker_proc` workers, then
+ * every program of the `proc_exec` domain (`keepalive` supervised, `default` not; the
+ * argument strings are copied). A malformed `worker_proc` or `proc_exec` exits with
+ * status 1 (nothing of `proc_exec` is started then); no configuration aborts. Returns
+ * 1 in the master, 0 in a worker, -1 when memory runs out.
  */
 int mln_fork(void);
 

@@ -50,12 +50,17 @@
 //! ```
 #![allow(clippy::missing_safety_doc)]
 
+#[cfg(not(any(feature = "standalone", feature = "melon")))]
+compile_error!("enable one build: feature `standalone` (default) or `melon`");
+
 pub mod abi;
 #[cfg(feature = "standalone")]
 pub mod api;
 pub mod capi;
 mod channel;
 pub mod log;
+#[cfg(not(feature = "standalone"))]
+mod melon;
 mod process;
 pub mod reactor;
 pub mod registry;

@@ -1,8 +1,10 @@
-//! Logging for the standalone build: one line per event on stderr, quiet by default.
-//! The level comes from `MLN_IPC_LOG` = none|error|warn|info|debug (default error), read
-//! once per process. (The melon build routes the same calls to Melon's `_mln_sys_log`.)
+//! Logging. Standalone build: one line per event on stderr, quiet by default; the level
+//! comes from `MLN_IPC_LOG` = none|error|warn|info|debug (default error), read once per
+//! process. Melon build: every call goes to Melon's `_mln_sys_log` (info as `report`),
+//! pre-formatted, and Melon's `log_level` decides what is written.
 
 use std::fmt::Arguments;
+#[cfg(feature = "standalone")]
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -56,6 +58,12 @@ pub fn enabled(l: Level) -> bool {
     l != Level::None && l <= level()
 }
 
+#[cfg(not(feature = "standalone"))]
+fn emit(l: Level, args: Arguments<'_>) {
+    crate::melon::log(l, &args.to_string());
+}
+
+#[cfg(feature = "standalone")]
 fn emit(l: Level, args: Arguments<'_>) {
     if !enabled(l) {
         return;

@@ -201,6 +201,14 @@ pub(crate) struct Child {
     close_pending: bool,
 }
 
+/// Melon build: a child's `conn` is a Melon connection with a pool of its own.
+#[cfg(not(feature = "standalone"))]
+impl Drop for Child {
+    fn drop(&mut self) {
+        crate::melon::conn::destroy(&mut self.f.conn);
+    }
+}
+
 /// The worker's connection to its master. `conn` first: `mln_fork_master_connection_get`
 /// returns it, and worker handlers get it as `f_ptr`.
 #[repr(C)]
@@ -280,8 +288,14 @@ fn conn_new(fd: c_int) -> mln_tcp_conn_t {
 
 /// `mln_fork_master_connection_get`.
 pub(crate) fn master_connection() -> *mut mln_tcp_conn_t {
+    // Melon build: Melon's exported `master_conn` (spec §1.13), a genuine Melon connection.
+    #[cfg(not(feature = "standalone"))]
+    return crate::capi::globals::master_conn_ptr();
     // SAFETY: `master()` returns a live, never-freed record.
-    unsafe { ptr::addr_of_mut!((*master()).conn) }
+    #[cfg(feature = "standalone")]
+    unsafe {
+        ptr::addr_of_mut!((*master()).conn)
+    }
 }
 
 /// Is `f` a child in our list?
@@ -310,6 +324,7 @@ fn list_append(c: *mut Child) {
         }
     }
     p.tail = c;
+    publish();
 }
 
 fn list_remove(c: *mut Child) {
@@ -330,6 +345,17 @@ fn list_remove(c: *mut Child) {
         }
         (*c).f.prev = null_mut();
         (*c).f.next = null_mut();
+    }
+    publish();
+}
+
+/// Melon build: mirrors the worker list and the resource-clear handler into Melon's
+/// exported data symbols (spec §1.13, `capi::globals`). No-op in the standalone build.
+fn publish() {
+    #[cfg(not(feature = "standalone"))]
+    {
+        let p = proc();
+        crate::capi::globals::publish(p.head.cast(), p.tail.cast(), p.clr, p.clr_data);
     }
 }
 
@@ -359,6 +385,8 @@ pub(crate) fn prepare() -> c_int {
         }
     }
     master();
+    #[cfg(not(feature = "standalone"))]
+    crate::melon::conn::master_prepare();
     with_handlers(|hs| hs.reinstall_registry());
     0
 }
@@ -374,6 +402,7 @@ pub(crate) fn set_clear_handler(h: clr_handler, data: *mut c_void) {
     let p = proc();
     p.clr = h;
     p.clr_data = data;
+    publish();
 }
 
 pub(crate) fn is_worker() -> bool {
@@ -463,6 +492,9 @@ fn fork_core(
         etype,
         stype,
     };
+    // Melon build: a genuine Melon connection (spec §7), released when the child is freed.
+    #[cfg(not(feature = "standalone"))]
+    crate::melon::conn::init(&mut f.conn);
     let mut args = args;
     if let Some(a) = args.as_mut() {
         f.args = a.ptrs.as_mut_ptr();
@@ -519,6 +551,15 @@ fn after_fork_in_child(fd: c_int) {
     if let Some(h) = clr {
         // SAFETY: user callback with the user's data, as Melon calls it.
         crate::sigsafe::outside(|| unsafe { h(data) });
+    }
+
+    // Melon build: a wake-up eventfd of our own, and `master_conn` names our end (after the
+    // clear handler, as in Melon).
+    #[cfg(not(feature = "standalone"))]
+    {
+        crate::melon::wake::after_fork();
+        crate::melon::conn::master_attach(fd);
+        publish();
     }
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
@@ -608,6 +649,8 @@ fn exec_child(mut a: ExecArgs) -> ! {
     let fd_arg = CString::new(fd.to_string()).unwrap_or_default();
     let n = a.strings.len();
     a.ptrs[n] = fd_arg.as_ptr().cast_mut();
+    #[cfg(not(feature = "standalone"))]
+    crate::melon::before_exec();
     // SAFETY: `ptrs` is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
     log::error(format_args!(
@@ -624,6 +667,9 @@ fn exec_child(mut a: ExecArgs) -> ! {
 // ---------------------------------------------------------------------------------------
 
 fn register_child(ev: *mut mln_event_t, c: *mut Child) {
+    // Melon build: sends reach the socket through the wake-up eventfd (D9).
+    #[cfg(not(feature = "standalone"))]
+    crate::melon::wake::watch(ev);
     // SAFETY: `c` is a live child.
     let fd = unsafe { (*c).chan.fd };
     // SAFETY: `ev` is a live loop (caller's contract).
@@ -726,6 +772,9 @@ pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
         ));
         return;
     }
+    // Melon build: sends reach the socket through the wake-up eventfd (D9).
+    #[cfg(not(feature = "standalone"))]
+    crate::melon::wake::watch(ev);
     // SAFETY: `ev` is a live loop (caller's contract).
     let r = unsafe {
         reactor::fd_set(
@@ -857,6 +906,12 @@ fn schedule_flush(ev: *mut mln_event_t, peer: Peer) {
     if armed || pending {
         return;
     }
+    // Melon build: never call into Melon's loop from the send path, which Melon's SIGUSR2
+    // handler runs in signal context (D9); the eventfd's handler flushes.
+    #[cfg(not(feature = "standalone"))]
+    if crate::melon::wake::kick() {
+        return;
+    }
     let data = match peer {
         Peer::Child(c) => c.cast(),
         Peer::Master => null_mut(),
@@ -965,6 +1020,49 @@ fn flush(ev: *mut mln_event_t, peer: Peer) {
             }
         }
         Flushed::Error(e) => peer_gone(ev, peer, &format!("send: {e}")),
+    }
+}
+
+/// Melon build: flushes every queue that waits for a flush (non-empty, no SEND interest
+/// armed, no flush timer), on the loop its channel receives on. Run by the wake-up
+/// eventfd's handler (`melon::wake`), in normal context.
+#[cfg(not(feature = "standalone"))]
+pub(crate) fn flush_pending(ev: *mut mln_event_t) {
+    fn waiting(ch: *mut Chan) -> bool {
+        // SAFETY: a live channel; short borrow.
+        unsafe { !(*ch).tx.is_empty() && (*ch).send_ev.is_null() && (*ch).flush_timer.is_null() }
+    }
+    fn loop_of(ch: *mut Chan, ev: *mut mln_event_t) -> *mut mln_event_t {
+        // SAFETY: as above.
+        let r = unsafe { (*ch).recv_ev };
+        if r.is_null() {
+            ev
+        } else {
+            r
+        }
+    }
+    let mut children = Vec::new();
+    let mut c = proc().head;
+    while !c.is_null() {
+        children.push(c);
+        // SAFETY: list members are live.
+        c = unsafe { (*c).f.next.cast() };
+    }
+    for c in children {
+        // A flush may close a child, and a restart may turn us into a new worker: act only
+        // on children that are still ours.
+        if proc().is_worker || find_child(c.cast()).is_none() {
+            continue;
+        }
+        let peer = Peer::Child(c);
+        if waiting(peer.chan()) {
+            flush(loop_of(peer.chan(), ev), peer);
+        }
+    }
+    let peer = Peer::Master;
+    // SAFETY: the master record is live.
+    if proc().is_worker && unsafe { (*peer.chan()).fd } >= 0 && waiting(peer.chan()) {
+        flush(loop_of(peer.chan(), ev), peer);
     }
 }
 

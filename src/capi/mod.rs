@@ -5,6 +5,7 @@
 pub mod event;
 pub mod fork;
 pub mod framework;
+pub mod globals;
 pub mod ipc;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -88,8 +88,8 @@ test:
 	$(MAKE) --no-print-directory check-header
 	$(MAKE) --no-print-directory check-libs
 	$(MAKE) --no-print-directory check-melon-symbols
-	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory bench-build
+	$(MAKE) --no-print-directory ctest
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh

@@ -557,7 +557,6 @@ fn after_fork_in_child(fd: c_int) {
     // clear handler, as in Melon).
     #[cfg(not(feature = "standalone"))]
     {
-        crate::melon::wake::after_fork();
         crate::melon::conn::master_attach(fd);
         publish();
     }
@@ -669,7 +668,7 @@ fn exec_child(mut a: ExecArgs) -> ! {
 fn register_child(ev: *mut mln_event_t, c: *mut Child) {
     // Melon build: sends reach the socket through the wake-up eventfd (D9).
     #[cfg(not(feature = "standalone"))]
-    crate::melon::wake::watch(ev);
+    watch_wake_fd(ev);
     // SAFETY: `c` is a live child.
     let fd = unsafe { (*c).chan.fd };
     // SAFETY: `ev` is a live loop (caller's contract).
@@ -700,8 +699,10 @@ fn register_child(ev: *mut mln_event_t, c: *mut Child) {
     }
 }
 
-/// Watches this process's wake-up descriptor on `ev`, so that frames sent by a signal
-/// handler that interrupted the library reach their queues (see `sigsafe`).
+/// Watches this process's wake-up eventfd on `ev` (a replace registration: idempotent), so
+/// that frames parked by signal handlers reach their queues and, in the melon build, so
+/// that every send is flushed without the send path calling into Melon's loop (D9). Then
+/// wakes it once, for whatever was queued before.
 fn watch_wake_fd(ev: *mut mln_event_t) {
     let fd = crate::sigsafe::wake_fd();
     if fd < 0 {
@@ -721,10 +722,17 @@ fn watch_wake_fd(ev: *mut mln_event_t) {
             Some(wake_ready),
         )
     };
+    crate::sigsafe::kick();
 }
 
-unsafe extern "C" fn wake_ready(_ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
-    crate::capi::guard("wake", drain_parked)
+unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
+    crate::capi::guard("wake", || {
+        drain_parked();
+        #[cfg(not(feature = "standalone"))]
+        flush_pending(ev);
+        #[cfg(feature = "standalone")]
+        let _ = ev;
+    })
 }
 
 /// Queues the frames parked by signal handlers, in the order they were sent.
@@ -772,9 +780,7 @@ pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
         ));
         return;
     }
-    // Melon build: sends reach the socket through the wake-up eventfd (D9).
-    #[cfg(not(feature = "standalone"))]
-    crate::melon::wake::watch(ev);
+    watch_wake_fd(ev);
     // SAFETY: `ev` is a live loop (caller's contract).
     let r = unsafe {
         reactor::fd_set(
@@ -909,7 +915,7 @@ fn schedule_flush(ev: *mut mln_event_t, peer: Peer) {
     // Melon build: never call into Melon's loop from the send path, which Melon's SIGUSR2
     // handler runs in signal context (D9); the eventfd's handler flushes.
     #[cfg(not(feature = "standalone"))]
-    if crate::melon::wake::kick() {
+    if crate::sigsafe::kick() {
         return;
     }
     let data = match peer {
@@ -1025,7 +1031,7 @@ fn flush(ev: *mut mln_event_t, peer: Peer) {
 
 /// Melon build: flushes every queue that waits for a flush (non-empty, no SEND interest
 /// armed, no flush timer), on the loop its channel receives on. Run by the wake-up
-/// eventfd's handler (`melon::wake`), in normal context.
+/// eventfd's handler (`wake_ready`), in normal context.
 #[cfg(not(feature = "standalone"))]
 pub(crate) fn flush_pending(ev: *mut mln_event_t) {
     fn waiting(ch: *mut Chan) -> bool {

@@ -27,7 +27,9 @@
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 
 thread_local! {
     /// How deep this thread's control flow is inside melon-ipc (not counting frames
@@ -121,6 +123,24 @@ static SLOTS: [Slot; SLOT_COUNT] = [EMPTY_SLOT; SLOT_COUNT];
 static SEQ: AtomicU64 = AtomicU64::new(0);
 /// The process's wake-up eventfd (-1 until created).
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// A wake-up was written and the loop has not consumed it yet.
+static KICKED: AtomicBool = AtomicBool::new(false);
+
+/// Wakes the loops watching the eventfd (async-signal-safe: an atomic and `write(2)`);
+/// skipped while a wake-up is already pending. `false` when there is no eventfd yet.
+pub(crate) fn kick() -> bool {
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return false;
+    }
+    if !KICKED.swap(true, Ordering::SeqCst) {
+        let one: u64 = 1;
+        // SAFETY: write(2) of 8 bytes from a valid u64 to our non-blocking eventfd; an
+        // error (counter saturated) still leaves it readable.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+    true
+}
 
 /// Creates this process's wake-up descriptor if it has none. Not for signal context.
 pub(crate) fn wake_fd() -> c_int {
@@ -144,6 +164,7 @@ pub(crate) fn after_fork() {
         // SAFETY: closing our own descriptor.
         unsafe { libc::close(old) };
     }
+    KICKED.store(false, Ordering::SeqCst);
     for s in SLOTS.iter() {
         s.state.store(FREE, Ordering::SeqCst);
     }
@@ -171,12 +192,7 @@ pub(crate) fn park(ev: *mut c_void, to: *mut c_void, ty: u32, payload: &[u8]) ->
     s.seq
         .store(SEQ.fetch_add(1, Ordering::SeqCst), Ordering::Relaxed);
     s.state.store(READY, Ordering::Release);
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        let one: u64 = 1;
-        // SAFETY: write(2) is async-signal-safe; 8 bytes from a valid u64.
-        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-    }
+    kick();
     true
 }
 
@@ -191,6 +207,8 @@ pub(crate) struct Parked<'a> {
 /// Moves every parked frame, oldest first, to `send` (normal context), and clears the
 /// eventfd.
 pub(crate) fn drain(mut send: impl FnMut(Parked<'_>)) {
+    // Clear the flag before reading: a kick that lands in between writes again.
+    KICKED.store(false, Ordering::SeqCst);
     let fd = WAKE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
         let mut v: u64 = 0;

@@ -1,14 +1,14 @@
 //! The melon build's glue to libmelon: what the core needs from Melon beyond the reactor
 //! seam. [`sys`] holds every imported declaration (the only `extern` block of the build);
 //! [`conf`] is `mln_fork()` over Melon's configuration; [`conn`] makes the connections
-//! inside `mln_fork_t` and `master_conn` genuine Melon connections; [`wake`] lets a send
-//! (also from Melon's SIGUSR2 handler) reach the socket without calling into Melon's loop.
+//! inside `mln_fork_t` and `master_conn` genuine Melon connections. (How a send, also from
+//! Melon's SIGUSR2 handler, reaches the socket without calling into Melon's loop: the
+//! eventfd of `crate::sigsafe`.)
 //! Compiled only in the melon build (`--no-default-features --features melon`).
 
 pub(crate) mod conf;
 pub(crate) mod conn;
 pub(crate) mod sys;
-pub(crate) mod wake;
 
 use crate::log::Level;
 use std::ffi::CString;

@@ -690,12 +690,10 @@ fn register_child(ev: *mut mln_event_t, c: *mut Child) {
         return;
     }
     // SAFETY: `c` is live.
-    unsafe {
-        (*c).chan.recv_ev = ev;
-        (*c).chan.send_ev = null_mut();
-        if !(*c).chan.tx.is_empty() {
-            schedule_flush(ev, Peer::Child(c));
-        }
+    unsafe { rebind(ptr::addr_of_mut!((*c).chan), ev) };
+    // SAFETY: `c` is live.
+    if unsafe { !(*c).chan.tx.is_empty() } {
+        schedule_flush(ev, Peer::Child(c));
     }
 }
 
@@ -758,6 +756,23 @@ pub(crate) fn drain_parked() {
     ));
 }
 
+/// Records that `ch` now receives on `ev` (a replace registration, so no SEND interest is
+/// left). A flush timer pending on another loop is forgotten, not cancelled: that loop is
+/// usually gone (the framework frees the master's loop when it ends), and a flush that
+/// still fires there is harmless; without this the queue would wait for a timer that never
+/// runs.
+unsafe fn rebind(ch: *mut Chan, ev: *mut mln_event_t) {
+    // SAFETY: caller passes a live channel.
+    unsafe {
+        (*ch).recv_ev = ev;
+        (*ch).send_ev = null_mut();
+        if (*ch).flush_ev != ev {
+            (*ch).flush_ev = null_mut();
+            (*ch).flush_timer = null_mut();
+        }
+    }
+}
+
 /// `mln_fork_master_events_set`.
 pub(crate) fn master_events_set(ev: *mut mln_event_t) {
     watch_wake_fd(ev);
@@ -799,12 +814,10 @@ pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
         return;
     }
     // SAFETY: live record.
-    unsafe {
-        (*m).chan.recv_ev = ev;
-        (*m).chan.send_ev = null_mut();
-        if !(*m).chan.tx.is_empty() {
-            schedule_flush(ev, Peer::Master);
-        }
+    unsafe { rebind(ptr::addr_of_mut!((*m).chan), ev) };
+    // SAFETY: live record.
+    if unsafe { !(*m).chan.tx.is_empty() } {
+        schedule_flush(ev, Peer::Master);
     }
 }
 
@@ -938,17 +951,23 @@ fn schedule_flush(ev: *mut mln_event_t, peer: Peer) {
 
 unsafe extern "C" fn flush_timer_fired(ev: *mut mln_event_t, data: *mut c_void) {
     crate::capi::guard("flush", || {
+        // A child's flush timer is cancelled before the child is freed, unless the channel
+        // moved to another loop meanwhile (`rebind`): look it up rather than trust `data`.
         let peer = if data.is_null() {
             Peer::Master
         } else {
-            Peer::Child(data.cast())
+            match find_child(data.cast()) {
+                Some(c) => Peer::Child(c),
+                None => return,
+            }
         };
         let ch = peer.chan();
-        // SAFETY: a child's flush timer is cancelled before the child is freed, so `data`
-        // is live here.
+        // SAFETY: a live channel.
         unsafe {
-            (*ch).flush_timer = null_mut();
-            (*ch).flush_ev = null_mut();
+            if (*ch).flush_ev == ev {
+                (*ch).flush_timer = null_mut();
+                (*ch).flush_ev = null_mut();
+            }
         }
         flush(ev, peer);
     })

@@ -46,7 +46,7 @@ for name in "${names[@]}"; do
     mkdir -p "$logs"
     # ipc_spawn's exec'd program ignores valgrind's own log descriptors by this prefix.
     export CTEST_VALGRIND_LOGS="$root/$logs/"
-    export CTEST_WRAP="$VALGRIND -q --trace-children=yes --error-exitcode=99 \
+    export CTEST_WRAP="$VALGRIND -q --vgdb=no --trace-children=yes --error-exitcode=99 \
 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 --suppressions=$root/ctests/valgrind.supp --log-file=$root/$logs/%p.log"
     out=$(./ctests/run.sh "$name" 2>&1)

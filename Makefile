@@ -65,6 +65,7 @@ test:
 	$(MAKE) --no-print-directory check-libs
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory memcheck-quick
+	$(MAKE) --no-print-directory miri
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh

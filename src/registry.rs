@@ -309,7 +309,7 @@ mod tests {
     }
 
     fn tag(t: usize) -> *mut c_void {
-        t as *mut c_void
+        core::ptr::without_provenance_mut(t)
     }
 
     #[test]
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn slot_persists_and_is_stable() {
         let mut t = Table::default();
-        t.install(3, Some(ha), 0x100 as *mut c_void, Origin::Explicit);
+        t.install(3, Some(ha), tag(0x100), Origin::Explicit);
         let s1 = t.lookup(3).unwrap().slot;
         let s2 = t.lookup(3).unwrap().slot;
         assert_eq!(s1, s2);

@@ -4,7 +4,8 @@
 #   make test           everything CI runs (see the `test` recipe for the order)
 #   make ctest          C tests in ctests/ against the static library
 #   make memcheck       every C test under valgrind memcheck, children included
-#                       (MEMCHECK_TESTS="ipc_basic ..." to choose; `make test` runs a few)
+#                       (MEMCHECK_TESTS="ipc_basic ..." to choose; part of `make test`)
+#   make memcheck-quick the core exchange and the hostile peers only
 #   make fuzz           cargo-fuzz targets in fuzz/ for FUZZ_TIME seconds each (nightly)
 #   make miri           the pure modules' unit tests (wire, registry) under Miri (nightly)
 #   make demo           build and run examples/demo.c
@@ -39,7 +40,7 @@ CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-# The C tests `make test` runs under memcheck: the core exchange, and the hostile peers.
+# `make memcheck-quick`: the core exchange and the hostile peers (`make test` runs them all).
 MEMCHECK_QUICK := ipc_basic ipc_replies ipc_hostile
 MEMCHECK_TESTS ?=
 FUZZ_TIME ?= 60
@@ -64,7 +65,7 @@ test:
 	$(MAKE) --no-print-directory check-header
 	$(MAKE) --no-print-directory check-libs
 	$(MAKE) --no-print-directory ctest
-	$(MAKE) --no-print-directory memcheck-quick
+	$(MAKE) --no-print-directory memcheck
 	$(MAKE) --no-print-directory miri
 
 ctest: build

@@ -73,13 +73,13 @@ int main(void)
     int st;
     mln_event_t *ev;
     CHECK(mln_fork_prepare() == 0);
+    /* mln_fork_prepare ignores SIGCHLD (children are reaped automatically, as in Melon),
+     * which would make the helper's status vanish: restore the default disposition for
+     * the helper's lifetime. */
+    signal(SIGCHLD, SIG_DFL);
     pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) _exit(helper());
-    /* mln_fork_prepare ignores SIGCHLD (children are reaped automatically, as in Melon), so
-     * the helper's status is gone: waitpid fails with ECHILD once it exited. Restore the
-     * default disposition around the wait instead. */
-    signal(SIGCHLD, SIG_DFL);
     st = wait_status(pid);
     CHECK(mln_fork_prepare() == 0);
     if (st == -1) {

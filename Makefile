@@ -3,6 +3,11 @@
 #   make / make build   cargo build --release (libmln_ipc.a, libmln_ipc.so)
 #   make test           everything CI runs (see the `test` recipe for the order)
 #   make ctest          C tests in ctests/ against the static library
+#   make memcheck       every C test under valgrind memcheck, children included
+#                       (MEMCHECK_TESTS="ipc_basic ..." to choose; part of `make test`)
+#   make memcheck-quick the core exchange and the hostile peers only
+#   make fuzz           cargo-fuzz targets in fuzz/ for FUZZ_TIME seconds each (nightly)
+#   make miri           the pure modules' unit tests (wire, registry) under Miri (nightly)
 #   make demo           build and run examples/demo.c
 #   make header         copy the freshly generated header to include/mln_ipc.h
 #   make check-header   fail if include/mln_ipc.h differs from a fresh generation
@@ -68,8 +73,16 @@ CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all build test ctest demo header check-header check-libs install bench bench-build clean \
-    melon check-melon-symbols melon-example
+# `make memcheck-quick`: the core exchange and the hostile peers (`make test` runs them all).
+MEMCHECK_QUICK := ipc_basic ipc_replies ipc_hostile
+MEMCHECK_TESTS ?=
+FUZZ_TIME ?= 60
+# Property tests' case count when `make fuzz` has no cargo-fuzz to run.
+FUZZ_FALLBACK_CASES ?= 20000
+FUZZ_TARGETS := decoder capi_calls
+
+.PHONY: all build test ctest memcheck memcheck-quick fuzz miri demo header check-header check-libs install \
+    bench bench-build clean melon check-melon-symbols melon-example
 
 all: build
 
@@ -89,10 +102,44 @@ test:
 	$(MAKE) --no-print-directory check-libs
 	$(MAKE) --no-print-directory check-melon-symbols
 	$(MAKE) --no-print-directory bench-build
+	$(MAKE) --no-print-directory miri
 	$(MAKE) --no-print-directory ctest
+	$(MAKE) --no-print-directory memcheck
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh
+
+memcheck: build
+	TARGET_DIR="$(TARGET_DIR)" CC="$(CC)" LIBS="$(LIBS)" ./ctests/memcheck.sh $(MEMCHECK_TESTS)
+
+memcheck-quick: build
+	TARGET_DIR="$(TARGET_DIR)" CC="$(CC)" LIBS="$(LIBS)" ./ctests/memcheck.sh $(MEMCHECK_QUICK)
+
+# cargo-fuzz needs a nightly toolchain (sanitizer flags). Installs cargo-fuzz when missing;
+# without nightly it says so and runs the property-test versions with many cases instead.
+fuzz:
+	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
+	    echo "fuzz: no nightly toolchain (rustup toolchain install nightly); cargo-fuzz cannot run."; \
+	    echo "fuzz: falling back to the property tests with PROPTEST_CASES=$(FUZZ_FALLBACK_CASES)."; \
+	    PROPTEST_CASES=$(FUZZ_FALLBACK_CASES) $(CARGO) test --release --test wire_props --test registry_props --test capi_props; \
+	    exit $$?; \
+	fi; \
+	if ! $(CARGO) fuzz --version >/dev/null 2>&1; then \
+	    echo "fuzz: installing cargo-fuzz"; \
+	    $(CARGO) install cargo-fuzz --locked || exit 1; \
+	fi; \
+	for t in $(FUZZ_TARGETS); do \
+	    echo "fuzz: $$t for $(FUZZ_TIME) s"; \
+	    (cd fuzz && $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_TIME)) || exit 1; \
+	done
+
+# Miri needs nightly with the miri component (rustup +nightly component add miri).
+miri:
+	@if ! $(CARGO) +nightly miri --version >/dev/null 2>&1; then \
+	    echo "miri: not available (rustup +nightly component add miri); skipped"; \
+	    exit 0; \
+	fi; \
+	$(CARGO) +nightly miri test --lib -- wire:: registry::
 
 demo: build
 	@mkdir -p $(TARGET_DIR)/examples

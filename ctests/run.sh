@@ -7,6 +7,9 @@
 #   N passed, M failed
 #
 # Exits non-zero if any test failed or no test was found. Tests run one at a time.
+# A test whose source has a line containing "CTEST_XFAIL:" (followed by the reason) is a
+# known failure waiting for a fix elsewhere: it still runs, prints XFAIL or XPASS, and is
+# counted as skipped ("N passed, M failed, K skipped"). Remove the marker with the fix.
 # Environment: CC (gcc), LIBS (default: the pinned LIBS of the Makefile), TARGET_DIR
 # (target), CTEST_TIMEOUT (60 s), CTEST_WRAP (a command prefix, e.g. "valgrind -q
 # --error-exitcode=99"), MLN_IPC_LOG (error unless set). Run from anywhere; `make ctest`
@@ -43,6 +46,7 @@ fi
 
 passed=0
 failed=0
+skipped=0
 for src in "${srcs[@]}"; do
     name=$(basename "$src" .c)
     bin="$out/$name"
@@ -57,6 +61,17 @@ for src in "${srcs[@]}"; do
     # shellcheck disable=SC2086 # CTEST_WRAP is a command prefix
     timeout -k 5 "$CTEST_TIMEOUT" $CTEST_WRAP "./$bin" >"$log" 2>&1
     rc=$?
+    if grep -q 'CTEST_XFAIL:' "$src"; then
+        why=$(sed -n 's/.*CTEST_XFAIL: *\(.*\)/\1/p' "$src" | head -n 1 | sed 's| *\*/$||')
+        if [ "$rc" -eq 0 ]; then
+            echo "XPASS $name (known failure: $why)"
+        else
+            echo "XFAIL $name (exit $rc; known failure: $why)"
+            tail -n 5 "$log" | sed 's/^/    /'
+        fi
+        skipped=$((skipped + 1))
+        continue
+    fi
     if [ "$rc" -eq 0 ]; then
         echo "PASS $name"
         passed=$((passed + 1))
@@ -71,8 +86,12 @@ for src in "${srcs[@]}"; do
     fi
 done
 
-if [ $((passed + failed)) -eq 0 ]; then
+if [ $((passed + failed + skipped)) -eq 0 ]; then
     echo "no C tests found"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ $((passed + failed)) -gt 0 ]
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ] && [ $((passed + failed + skipped)) -gt 0 ]

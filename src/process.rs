@@ -1044,7 +1044,13 @@ fn flush(ev: *mut mln_event_t, peer: Peer) {
                 log::error(format_args!("cannot wait for writability on fd {fd}"));
             }
         }
-        Flushed::Error(e) => peer_gone(ev, peer, &format!("send: {e}")),
+        Flushed::Error(e) => match peer {
+            // SAFETY: live child.
+            Peer::Child(c) if unsafe { (*c).busy } == 0 => {
+                drain_then_close(ev, c, &format!("send: {e}"))
+            }
+            _ => peer_gone(ev, peer, &format!("send: {e}")),
+        },
     }
 }
 
@@ -1089,6 +1095,23 @@ pub(crate) fn flush_pending(ev: *mut mln_event_t) {
     if proc().is_worker && unsafe { (*peer.chan()).fd } >= 0 && waiting(peer.chan()) {
         flush(loop_of(peer.chan(), ev), peer);
     }
+}
+
+/// Upper bound of receive passes when draining a child whose socket failed on send.
+const DRAIN_PASSES: usize = 64;
+
+/// A child's socket failed on send (it died, typically with frames of ours unread). What it
+/// sent before is still in our receive buffer: deliver that first, so a dead worker loses
+/// only what it had not sent (spec D6); `child_readable` closes it at the end of stream.
+/// If it is still there after that (alive but not reading), close it now.
+fn drain_then_close(ev: *mut mln_event_t, c: *mut Child, why: &str) {
+    for _ in 0..DRAIN_PASSES {
+        child_readable(ev, c);
+        if find_child(c.cast()).is_none() {
+            return;
+        }
+    }
+    close_child(ev, c, why);
 }
 
 // ---------------------------------------------------------------------------------------

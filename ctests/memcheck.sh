@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs C tests under valgrind memcheck, children included (workers, restarted workers and
+# exec'd programs): every ctests/*.c, or the names given as arguments.
+#
+#   PASS name | FAIL name (test) | FAIL name (memcheck: N report(s))
+#   ...
+#   memcheck: N passed, M failed, K skipped (known failures: CTEST_XFAIL, see run.sh)
+#
+# A test fails when it fails on its own terms (exit status, including valgrind's 99 for the
+# top process) or when any of its processes got a valgrind error report: one log file per
+# process under $TARGET_DIR/memcheck/<test>/, and a process's report lines start with
+# "==pid==" (valgrind's own warnings, "--pid--", are not errors).
+#
+# Leaks: only definite and indirect losses count. Rust's process-wide state (the handler
+# tables, the master record, retired handler entries kept on purpose) is still reachable at
+# exit and does not count; "possibly lost" is not reported (interior pointers of glibc's
+# thread and stdio structures). ctests/valgrind.supp holds the suppressions (see there).
+#
+# Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here).
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+VALGRIND=${VALGRIND:-valgrind}
+TARGET_DIR=${TARGET_DIR:-target}
+export CTEST_TIMEOUT=${CTEST_TIMEOUT:-300}
+if ! command -v "$VALGRIND" >/dev/null 2>&1; then
+    echo "error: $VALGRIND not found (apt-get install valgrind)" >&2
+    exit 2
+fi
+
+if [ $# -gt 0 ]; then
+    names=("$@")
+else
+    names=()
+    for src in ctests/*.c; do names+=("$(basename "$src" .c)"); done
+fi
+
+passed=0
+failed=0
+skipped=0
+for name in "${names[@]}"; do
+    name=${name%.c}
+    if grep -q 'CTEST_XFAIL:' "ctests/$name.c"; then
+        echo "SKIP $name (known failure, see CTEST_XFAIL in ctests/$name.c)"
+        skipped=$((skipped + 1))
+        continue
+    fi
+    logs="$TARGET_DIR/memcheck/$name"
+    rm -rf "$logs"
+    mkdir -p "$logs"
+    # ipc_spawn's exec'd program ignores valgrind's own log descriptors by this prefix.
+    export CTEST_VALGRIND_LOGS="$root/$logs/"
+    export CTEST_WRAP="$VALGRIND -q --vgdb=no --trace-children=yes --error-exitcode=99 \
+--leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+--suppressions=$root/ctests/valgrind.supp --log-file=$root/$logs/%p.log"
+    out=$(./ctests/run.sh "$name" 2>&1)
+    rc=$?
+    reports=$(cat "$logs"/*.log 2>/dev/null | grep -c '^==[0-9]*==')
+    if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ]; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+        continue
+    fi
+    failed=$((failed + 1))
+    if [ "$rc" -ne 0 ]; then
+        echo "FAIL $name (test)"
+        grep -v '^[0-9]* passed' <<<"$out" | tail -n 30 | sed 's/^/    /'
+    else
+        echo "FAIL $name (memcheck: $reports report line(s))"
+    fi
+    for f in "$logs"/*.log; do
+        if grep -q '^==[0-9]*==' "$f"; then
+            echo "    --- $f"
+            head -n 60 "$f" | sed 's/^/    /'
+        fi
+    done
+done
+
+echo "memcheck: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ $((passed + failed + skipped)) -gt 0 ]

@@ -207,14 +207,18 @@ pub(crate) struct Parked<'a> {
 /// Moves every parked frame, oldest first, to `send` (normal context), and clears the
 /// eventfd.
 pub(crate) fn drain(mut send: impl FnMut(Parked<'_>)) {
-    // Clear the flag before reading: a kick that lands in between writes again.
-    KICKED.store(false, Ordering::SeqCst);
+    // Consume the wake-up first, then clear the flag. The other order loses wake-ups: a
+    // kick landing between the two would write a wake-up that this read swallows while
+    // the flag stays set, and no later kick would write again. In this order a kick that
+    // lands in between finds the flag set and does not write, but its frame is READY
+    // before the scan below, which picks it up.
     let fd = WAKE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
         let mut v: u64 = 0;
         // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
         unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
     }
+    KICKED.store(false, Ordering::SeqCst);
     loop {
         let next = SLOTS
             .iter()

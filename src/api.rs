@@ -490,6 +490,7 @@ impl Master {
         ty: u32,
         payload: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
+        let _inside = crate::sigsafe::Inside::enter(); // see `sigsafe`: signals during a send
         let payload = payload.as_ref();
         check_len(payload.len())?;
         let f = live_children(self.ev)
@@ -503,6 +504,7 @@ impl Master {
     /// Queues a message of type `ty` for every live child; returns how many. Either every
     /// child gets it or (on error) none.
     pub fn broadcast(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<usize, Error> {
+        let _inside = crate::sigsafe::Inside::enter();
         let payload = payload.as_ref();
         check_len(payload.len())?;
         let children = live_children(self.ev);
@@ -532,12 +534,14 @@ impl Master {
         delay: Duration,
         f: impl FnOnce(&mut Master) + 'static,
     ) -> Result<TimerId, Error> {
+        let _inside = crate::sigsafe::Inside::enter();
         set_timer(self.ev, delay, Box::new(move |ev| f(&mut Master::new(ev))))
     }
 
     /// Cancels a pending timer: `true` if it was pending (its closure is dropped), `false`
     /// if it already ran or was cancelled.
     pub fn cancel(&mut self, timer: TimerId) -> bool {
+        let _inside = crate::sigsafe::Inside::enter();
         cancel_timer(timer)
     }
 
@@ -586,6 +590,7 @@ impl Worker {
     /// after the current handler returns and reaches the master's handler for `ty` in
     /// order. Errors: [`Error::MessageTooLarge`], [`Error::PeerGone`] (no master).
     pub fn send(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        let _inside = crate::sigsafe::Inside::enter();
         let payload = payload.as_ref();
         check_len(payload.len())?;
         process::send_to_master(self.ev, ty, payload).map_err(|e| send_error(e, payload.len()))
@@ -607,11 +612,13 @@ impl Worker {
         delay: Duration,
         f: impl FnOnce(&mut Worker) + 'static,
     ) -> Result<TimerId, Error> {
+        let _inside = crate::sigsafe::Inside::enter();
         set_timer(self.ev, delay, Box::new(move |ev| f(&mut Worker::new(ev))))
     }
 
     /// Cancels a pending timer; as [`Master::cancel`].
     pub fn cancel(&mut self, timer: TimerId) -> bool {
+        let _inside = crate::sigsafe::Inside::enter();
         cancel_timer(timer)
     }
 

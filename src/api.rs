@@ -396,6 +396,7 @@ fn set_timer(
     delay: Duration,
     run: Box<dyn FnOnce(*mut mln_event_t)>,
 ) -> Result<TimerId, Error> {
+    let _inside = crate::sigsafe::Inside::enter(); // see `sigsafe`
     unsafe extern "C" fn fired(ev: *mut mln_event_t, data: *mut c_void) {
         let id = data as usize as u64;
         let Some(rec) = STATE.with_borrow_mut(|st| st.timers.remove(&id)) else {
@@ -422,6 +423,7 @@ fn set_timer(
 }
 
 fn cancel_timer(t: TimerId) -> bool {
+    let _inside = crate::sigsafe::Inside::enter();
     match STATE.with_borrow_mut(|st| st.timers.remove(&t.0)) {
         Some(rec) => {
             // SAFETY: the timer is pending on its live loop (it is removed when it fires).
@@ -534,14 +536,12 @@ impl Master {
         delay: Duration,
         f: impl FnOnce(&mut Master) + 'static,
     ) -> Result<TimerId, Error> {
-        let _inside = crate::sigsafe::Inside::enter();
         set_timer(self.ev, delay, Box::new(move |ev| f(&mut Master::new(ev))))
     }
 
     /// Cancels a pending timer: `true` if it was pending (its closure is dropped), `false`
     /// if it already ran or was cancelled.
     pub fn cancel(&mut self, timer: TimerId) -> bool {
-        let _inside = crate::sigsafe::Inside::enter();
         cancel_timer(timer)
     }
 
@@ -612,13 +612,11 @@ impl Worker {
         delay: Duration,
         f: impl FnOnce(&mut Worker) + 'static,
     ) -> Result<TimerId, Error> {
-        let _inside = crate::sigsafe::Inside::enter();
         set_timer(self.ev, delay, Box::new(move |ev| f(&mut Worker::new(ev))))
     }
 
     /// Cancels a pending timer; as [`Master::cancel`].
     pub fn cancel(&mut self, timer: TimerId) -> bool {
-        let _inside = crate::sigsafe::Inside::enter();
         cancel_timer(timer)
     }
 

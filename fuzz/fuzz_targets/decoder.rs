@@ -4,50 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mln_ipc::wire::{Decoder, Step, LEN_LEN};
 
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    Frame(u32, Vec<u8>),
-    TooLong(u32),
-}
-
-fn run(stream: &[u8], cuts: &[usize], max: usize) -> Vec<Event> {
-    let mut d = Decoder::new(max);
-    let mut out = Vec::new();
-    let mut pending = Vec::new();
-    let mut at = 0;
-    for &p in cuts.iter().chain(core::iter::once(&stream.len())) {
-        let p = p.clamp(at, stream.len());
-        pending.extend_from_slice(&stream[at..p]);
-        at = p;
-        loop {
-            match d.next(&pending) {
-                Step::Frame {
-                    ty,
-                    payload,
-                    consumed,
-                } => {
-                    assert!(consumed <= pending.len());
-                    out.push(Event::Frame(ty, payload.to_vec()));
-                    pending.drain(..consumed);
-                }
-                Step::More { consumed, need } => {
-                    assert!(consumed <= pending.len());
-                    pending.drain(..consumed);
-                    assert!(need == 0 || (need > pending.len() && need <= LEN_LEN + max));
-                    break;
-                }
-                Step::TooLong { length } => {
-                    assert!(length as usize > max);
-                    out.push(Event::TooLong(length));
-                    return out;
-                }
-            }
-        }
-    }
-    out
-}
+#[path = "../../rust-tests/support/split_decode.rs"]
+mod split_decode;
+use split_decode::{incremental, reference};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
@@ -71,10 +31,11 @@ fuzz_target!(|data: &[u8]| {
         cuts.push(x as usize % (stream.len() + 1));
     }
     cuts.sort_unstable();
-    let whole = run(stream, &[], max);
-    assert_eq!(run(stream, &cuts, max), whole);
+    let whole = incremental(stream, &[], max);
+    assert_eq!(whole, reference(stream, max));
+    assert_eq!(incremental(stream, &cuts, max), whole);
     let bytewise: Vec<usize> = (0..stream.len()).collect();
     if stream.len() <= 4096 {
-        assert_eq!(run(stream, &bytewise, max), whole);
+        assert_eq!(incremental(stream, &bytewise, max), whole);
     }
 });

@@ -81,7 +81,7 @@ pub(crate) fn publish(
     clr_data: *mut c_void,
 ) {
     // SAFETY: plain stores to our statics from the loop thread, which owns the process
-    // state (see process.rs); no references are created.
+    // state (see process/mod.rs); no references are created.
     unsafe {
         addr_of_mut!(worker_list_head).write(head);
         addr_of_mut!(worker_list_tail).write(tail);

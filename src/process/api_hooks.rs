@@ -42,6 +42,7 @@ pub(crate) fn shutdown(deadline: Instant) -> usize {
     let mut c = p.head;
     p.head = null_mut();
     p.tail = null_mut();
+    p.live.clear();
     while !c.is_null() {
         // SAFETY: list members are live boxes; unlinked above, each is freed once.
         let mut b = unsafe { Box::from_raw(c) };

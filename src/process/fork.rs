@@ -116,6 +116,7 @@ pub(super) fn after_fork_in_child(fd: c_int) {
     let mut c = p.head;
     p.head = null_mut();
     p.tail = null_mut();
+    p.live.clear();
     while !c.is_null() {
         // SAFETY: inherited list members are live boxes we own; each is freed once.
         let b = unsafe { Box::from_raw(c) };

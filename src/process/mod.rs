@@ -58,7 +58,9 @@ pub(crate) use fork::fork_workers;
 pub(crate) use fork::{restart, spawn, Forked};
 pub(crate) use recv::{child_readable, master_readable};
 pub(crate) use send::{send_to_child, send_to_master, SendError};
+use std::collections::HashSet;
 use std::ffi::CString;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -261,6 +263,26 @@ struct Proc {
     clr: clr_handler,
     clr_data: *mut c_void,
     restarts: Vec<*mut PendingRestart>,
+    /// Addresses of the children in the list: checking a `mln_fork_t *` given by the user
+    /// (every send) is O(1), not a walk of the list.
+    live: HashSet<usize, BuildHasherDefault<AddrHasher>>,
+}
+
+/// Hashes child addresses (distinct multiples of the allocation alignment).
+#[derive(Default)]
+struct AddrHasher(u64);
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 struct ProcCell(UnsafeCell<Proc>);
@@ -277,6 +299,7 @@ static PROC: ProcCell = ProcCell(UnsafeCell::new(Proc {
     clr: None,
     clr_data: null_mut(),
     restarts: Vec::new(),
+    live: HashSet::with_hasher(BuildHasherDefault::new()),
 }));
 
 /// The process state. Callers keep the borrow short: never across a call into C or into
@@ -327,15 +350,10 @@ pub(crate) fn master_connection() -> *mut mln_tcp_conn_t {
 
 /// Is `f` a child in our list?
 pub(crate) fn find_child(f: *const mln_fork_t) -> Option<*mut Child> {
-    let mut c = proc().head;
-    while !c.is_null() {
-        if ptr::eq(c.cast::<mln_fork_t>(), f) {
-            return Some(c);
-        }
-        // SAFETY: list members are live boxes.
-        c = unsafe { (*c).f.next.cast() };
-    }
-    None
+    proc()
+        .live
+        .contains(&(f as usize))
+        .then_some(f.cast_mut().cast())
 }
 
 fn list_append(c: *mut Child) {
@@ -351,6 +369,7 @@ fn list_append(c: *mut Child) {
         }
     }
     p.tail = c;
+    p.live.insert(c as usize);
     publish();
 }
 
@@ -373,6 +392,7 @@ fn list_remove(c: *mut Child) {
         (*c).f.prev = null_mut();
         (*c).f.next = null_mut();
     }
+    p.live.remove(&(c as usize));
     publish();
 }
 

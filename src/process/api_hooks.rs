@@ -84,13 +84,6 @@ pub(super) fn drain_and_close(ch: &mut Chan, deadline: Instant) -> usize {
             }
         }
     };
-    for lp in [ch.recv_ev, ch.send_ev] {
-        if !lp.is_null() {
-            // SAFETY: a live loop we registered on (the caller's contract).
-            unsafe { reactor::fd_set(lp, ch.fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None) };
-        }
-    }
-    forget_flush(ch);
-    close_fd(ch.fd);
+    unregister_and_close(ch);
     lost
 }

@@ -7,32 +7,46 @@ pub(super) fn register_child(ev: *mut mln_event_t, c: *mut Child) {
     // Melon build: sends reach the socket through the wake-up eventfd (D9).
     #[cfg(not(feature = "standalone"))]
     watch_wake_fd(ev);
-    // SAFETY: `c` is a live child.
-    let fd = unsafe { (*c).chan.fd };
-    // SAFETY: `ev` is a live loop (caller's contract).
-    let r = unsafe {
+    if !watch(ev, Peer::Child(c)) {
+        // SAFETY: `c` is a live child.
+        let pid = unsafe { (*c).f.pid };
+        log::error(format_args!(
+            "cannot watch child {pid}: event registration failed"
+        ));
+    }
+}
+
+/// Registers RECV for `peer`'s channel on `ev`. A replace registration: it also drops a
+/// SEND interest on that loop. Returns the backend's result.
+pub(super) fn set_recv_interest(ev: *mut mln_event_t, peer: Peer) -> c_int {
+    // SAFETY: `peer` is live (callers build it from live records); `ev` is a live loop.
+    unsafe {
+        let fd = (*peer.chan()).fd;
         reactor::fd_set(
             ev,
             fd,
             M_EV_RECV | M_EV_NONBLOCK,
             M_EV_UNLIMITED,
-            c.cast(),
-            Some(crate::capi::fork::mln_ipc_fd_handler_master),
+            peer.data(),
+            peer.recv_handler(),
         )
-    };
-    if r < 0 {
-        log::error(format_args!(
-            "cannot watch child {}: event registration failed",
-            unsafe { (*c).f.pid }
-        ));
-        return;
     }
-    // SAFETY: `c` is live.
-    unsafe { rebind(ptr::addr_of_mut!((*c).chan), ev) };
-    // SAFETY: `c` is live.
-    if unsafe { !(*c).chan.tx.is_empty() } {
-        schedule_flush(ev, Peer::Child(c));
+}
+
+/// Makes `ev` the loop `peer`'s channel receives on, and flushes there what was queued
+/// before. `false` if the registration failed (nothing changed).
+fn watch(ev: *mut mln_event_t, peer: Peer) -> bool {
+    if set_recv_interest(ev, peer) < 0 {
+        return false;
     }
+    let ch = peer.chan();
+    // SAFETY: a live channel.
+    unsafe { rebind(ch, ev) };
+    // SAFETY: as above.
+    if unsafe { !(*ch).tx.is_empty() } {
+        schedule_flush(ev, peer);
+    }
+    true
 }
 
 /// Watches this process's wake-up eventfd on `ev` (a replace registration: idempotent), so
@@ -124,38 +138,18 @@ pub(crate) fn master_events_set(ev: *mut mln_event_t) {
 
 /// `mln_fork_worker_events_set`.
 pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
-    let m = master();
     // SAFETY: the master record is live.
-    let fd = unsafe { (*m).chan.fd };
-    if fd < 0 {
+    if unsafe { (*master()).chan.fd } < 0 {
         log::warn(format_args!(
             "mln_fork_worker_events_set: this process has no master"
         ));
         return;
     }
     watch_wake_fd(ev);
-    // SAFETY: `ev` is a live loop (caller's contract).
-    let r = unsafe {
-        reactor::fd_set(
-            ev,
-            fd,
-            M_EV_RECV | M_EV_NONBLOCK,
-            M_EV_UNLIMITED,
-            null_mut(),
-            Some(crate::capi::fork::mln_ipc_fd_handler_worker),
-        )
-    };
-    if r < 0 {
+    if !watch(ev, Peer::Master) {
         log::error(format_args!(
             "mln_fork_worker_events_set: event registration failed"
         ));
-        return;
-    }
-    // SAFETY: live record.
-    unsafe { rebind(ptr::addr_of_mut!((*m).chan), ev) };
-    // SAFETY: live record.
-    if unsafe { !(*m).chan.tx.is_empty() } {
-        schedule_flush(ev, Peer::Master);
     }
 }
 

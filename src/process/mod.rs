@@ -406,6 +406,20 @@ fn publish() {
     }
 }
 
+/// Removes `ch` from every loop it is registered on, forgets its flush timer and closes its
+/// descriptor. Not for a freshly forked child: its loop's epoll set is still the parent's.
+fn unregister_and_close(ch: &Chan) {
+    for lp in [ch.recv_ev, ch.send_ev] {
+        if !lp.is_null() {
+            // SAFETY: a loop we registered on (still live: callers run on it or before it
+            // is freed); a CLR inside that fd's own handler is allowed.
+            unsafe { reactor::fd_set(lp, ch.fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None) };
+        }
+    }
+    forget_flush(ch);
+    close_fd(ch.fd);
+}
+
 fn close_fd(fd: c_int) {
     if fd >= 0 {
         // SAFETY: closing a descriptor we own; errors (EINTR included) leave it closed.

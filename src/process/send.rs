@@ -170,14 +170,7 @@ pub(super) fn flush(ev: *mut mln_event_t, peer: Peer) {
             // SAFETY: `send_ev` is the live loop we armed.
             unsafe {
                 if send_ev == recv_ev {
-                    reactor::fd_set(
-                        send_ev,
-                        fd,
-                        M_EV_RECV | M_EV_NONBLOCK,
-                        M_EV_UNLIMITED,
-                        peer.data(),
-                        peer.recv_handler(),
-                    );
+                    set_recv_interest(send_ev, peer);
                 } else {
                     reactor::fd_set(send_ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
                 }

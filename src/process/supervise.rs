@@ -29,14 +29,6 @@ pub(crate) fn close_child(ev: *mut mln_event_t, c: *mut Child, why: &str) {
     list_remove(c);
     // SAFETY: `c` was a live list member; we now own it and free it exactly once.
     let child = unsafe { Box::from_raw(c) };
-    let fd = child.chan.fd;
-    for lp in [child.chan.recv_ev, child.chan.send_ev] {
-        if !lp.is_null() {
-            // SAFETY: a loop we registered on; CLR inside its own handler is allowed.
-            unsafe { reactor::fd_set(lp, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None) };
-        }
-    }
-    forget_flush(&child.chan);
     let lost = child.chan.tx.undelivered();
     if lost > 0 {
         log::warn(format_args!(
@@ -44,7 +36,7 @@ pub(crate) fn close_child(ev: *mut mln_event_t, c: *mut Child, why: &str) {
             child.f.pid
         ));
     }
-    close_fd(fd);
+    unregister_and_close(&child.chan);
     if child.pidfd >= 0 {
         // Make sure it is really gone: a child that merely closed its end must not live on
         // beside its replacement (D13). Harmless if it already exited.

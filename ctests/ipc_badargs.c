@@ -63,7 +63,14 @@ int main(void)
     CHECK(mln_ipc_max_message_set(0) == -1);
     CHECK(mln_ipc_max_message_set(3) == -1);
     CHECK(mln_ipc_max_message_set((mln_size_t)1 << 32) == -1);
+    /* Above the default queue limit (256 MiB): refused until the limit allows it. */
+    errno = 0;
+    CHECK(mln_ipc_max_message_set(0xffffffffu) == -1 && errno == EINVAL);
+    CHECK(mln_ipc_queue_limit_set(0) == 0);
     CHECK(mln_ipc_max_message_set(0xffffffffu) == 0);
+    /* A limit below the maximum message size is refused. */
+    errno = 0;
+    CHECK(mln_ipc_queue_limit_set(1024) == -1 && errno == EINVAL);
 
     /* Sends: need a live child. */
     CHECK(mln_fork_prepare() == 0);

@@ -133,10 +133,10 @@ int main(int argc, char *argv[])
     CHECK(n >= 0);
     log[n] = 0;
     fprintf(stderr, "%s", log);
-    snprintf(want, sizeof(want), "child %d gone with ", (int)a_pid);
+    snprintf(want, sizeof(want), "child %d (worker 0): ", (int)a_pid);
     p = strstr(log, want);
     CHECK(p != NULL);
-    CHECK(sscanf(p + strlen(want), "%ld queued frame(s) undelivered", &dropped) == 1);
+    CHECK(sscanf(p + strlen(want), "%ld queued frame(s) to it undelivered", &dropped) == 1);
     fprintf(stderr, "A: %d frames before death delivered, %ld queued frames dropped\n", ups, dropped);
     CHECK(ups == UPS);
     CHECK(dropped >= 1 && dropped <= COUNT - KILL_AT);

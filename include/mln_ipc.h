@@ -315,6 +315,48 @@ typedef struct mln_ipc_cb_s {
  */
 typedef struct mln_ipc_cb_s mln_ipc_cb_t;
 
+/**
+ * Extension (not in Melon): called on the loop when a peer whose send was refused with
+ * EAGAIN (queue limit) has drained to half the limit or less. `f`: the child, or NULL in a
+ * worker (the master connection). Set with `mln_ipc_writable_handler_set`.
+ */
+typedef void (*mln_ipc_writable_handler)(mln_event_t *ev, mln_fork_t *f, void *data);
+
+typedef uint64_t mln_u64_t;
+
+/**
+ * Extension (not in Melon): counters of one connection, filled by `mln_ipc_stats_get`.
+ */
+typedef struct mln_ipc_stats_t {
+    /**
+     * Frames completely written to the socket, and their payload bytes.
+     */
+    mln_u64_t frames_sent;
+    mln_u64_t bytes_sent;
+    /**
+     * Frames received and dispatched (or dropped: no handler), and their payload bytes.
+     */
+    mln_u64_t frames_received;
+    mln_u64_t bytes_received;
+    /**
+     * Frames and wire bytes (headers included) queued and not yet written, now.
+     */
+    mln_u64_t queued_frames;
+    mln_u64_t queued_bytes;
+    /**
+     * The largest `queued_bytes` seen.
+     */
+    mln_u64_t queue_peak_bytes;
+    /**
+     * Sends refused with EAGAIN (queue limit).
+     */
+    mln_u64_t sends_refused;
+    /**
+     * Restarts of this worker slot so far (master side; 0 in a worker).
+     */
+    mln_u64_t restarts;
+} mln_ipc_stats_t;
+
 typedef uint8_t mln_u8_t;
 
 typedef char mln_s8_t;
@@ -324,8 +366,6 @@ typedef uint16_t mln_u16_t;
 typedef int16_t mln_s16_t;
 
 typedef int32_t mln_s32_t;
-
-typedef uint64_t mln_u64_t;
 
 typedef int64_t mln_s64_t;
 
@@ -496,8 +536,8 @@ void mln_event_callback_set(mln_event_t *ev, dispatch_callback dc, void *dc_data
 /**
  * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)
  * and SIGPIPE, creates the master connection record, and installs the registry into the
- * handler tables (handlers set explicitly are kept). Idempotent. Returns 0, or -1 if a
- * signal disposition cannot be set.
+ * handler tables (handlers set explicitly are kept; an unchanged registration keeps its
+ * data slot). Idempotent. Returns 0, or -1 if a signal disposition cannot be set.
  */
 int mln_fork_prepare(void);
 
@@ -505,7 +545,7 @@ int mln_fork_prepare(void);
  * Installs `handler` for frames of `type` in this process's master table (frames from
  * workers), replacing any previous one; `data` is the initial `*udata_ptr`. Works before
  * or after `mln_fork_prepare` and takes precedence over registry entries of the same
- * type. Returns 0, or -1 if `handler` is NULL. Thread-safe.
+ * type. Returns 0, or -1 (EINVAL) if `handler` is NULL. Thread-safe.
  */
 int mln_fork_master_ipc_handler_set(mln_u32_t type, ipc_handler handler, void *data);
 
@@ -516,9 +556,13 @@ int mln_fork_master_ipc_handler_set(mln_u32_t type, ipc_handler handler, void *d
 int mln_fork_worker_ipc_handler_set(mln_u32_t type, ipc_handler handler, void *data);
 
 /**
- * Calls `handler(ev, f, data)` for every live child, oldest first; the handler may close
- * the child it is given. Returns 0, or -1 when a handler returned a negative value (the
- * walk stops there) or `ev` is NULL. A NULL handler walks nothing.
+ * Calls `handler(ev, f, data)` for every child that was live when the walk started and
+ * still is when its turn comes, oldest first, each at most once (children started during
+ * the walk are not visited). The handler may close any child, including the one it is
+ * given; a restart that causes happens from the loop once the handler has returned.
+ * Returns 0, or -1 when a handler returned a negative value (the walk stops there) or
+ * `ev` is NULL (EINVAL). A NULL handler walks nothing. May be called from a signal
+ * handler on the loop's thread.
  */
 int mln_fork_iterate(mln_event_t *ev, fork_iterate_handler handler, void *data);
 
@@ -534,8 +578,8 @@ struct mln_tcp_conn_t *mln_fork_master_connection_get(void);
  * first.
  *
  * Standalone build: as many workers as `mln_fork_worker_num_set` says (default 1).
- * Returns 1 in the master, 0 in a worker, -1 if a fork failed (workers started before
- * the failure keep running and stay in the list).
+ * Returns 1 in the master, 0 in a worker, -1 if a fork failed (errno from fork or
+ * socketpair; workers started before the failure keep running and stay in the list).
  *
  * Melon build: reads Melon's configuration as Melon does: `worker_proc` workers, then
  * every program of the `proc_exec` domain (`keepalive` supervised, `default` not; the
@@ -559,8 +603,9 @@ void mln_fork_worker_num_set(mln_u32_t n);
  * copied: the caller keeps ownership of `args` (a static array is fine). `master_ev`, if
  * not NULL, gets the child's descriptor registered for receiving.
  *
- * Returns 0 in the master, -1 on bad arguments (NULL `args`, `n_args` 0, a NULL string,
- * `stype` out of range) or when fork or the handshake fails. Never returns in the child.
+ * Returns 0 in the master, -1 on bad arguments (EINVAL: NULL `args`, `n_args` 0, a NULL
+ * string, `stype` out of range) or when fork or the handshake fails. Never returns in
+ * the child.
  */
 int mln_fork_spawn(enum proc_state_type stype,
                    mln_s8ptr_t *args,
@@ -577,7 +622,8 @@ int mln_fork_restart(mln_event_t *master_ev);
 
 /**
  * Registers every child's descriptor on `ev` for receiving (a replace registration, as in
- * Melon). Frames queued before are flushed once the loop runs. NULL: no-op.
+ * Melon), and makes `ev` the loop their sends are flushed on. Frames queued before are
+ * written once the loop runs. NULL: no-op.
  */
 void mln_fork_master_events_set(mln_event_t *ev);
 
@@ -603,34 +649,41 @@ void mln_ipc_fd_handler_master(mln_event_t *ev, int fd, void *data);
 /**
  * The worker's receive handler, registered by `mln_fork_worker_events_set`: reads what
  * arrived from the master and calls the worker handlers. At end of stream (the master is
- * gone) the worker exits with status 127.
+ * gone) the worker exits with status 127, after the frames that arrived before.
  */
 void mln_ipc_fd_handler_worker(mln_event_t *ev, int fd, void *data);
 
 /**
- * Handles the death of child `f` as the library does when its socket closes: removes its
- * registration from the loop, closes its descriptor, drops what was queued to it (logged
- * at warn), frees `f`, and restarts it if supervised. Called from one of `f`'s own
- * handlers, it takes effect when that handler returns. Not a live child, or NULL: no-op.
+ * Handles the death of child `f` as the library does when its socket closes: removes it
+ * from the list (the pointer is stale from now on: sends to it return -1), unregisters and
+ * closes its descriptor, drops what was queued to it (logged at warn), and, if
+ * supervised, restarts it from the loop (`ev`, or the loop the child was registered on)
+ * once its process is gone and the current callback has returned. Called from one of
+ * `f`'s own handlers, it takes effect when that handler returns. Not a live child, or
+ * NULL: no-op.
  */
 void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
 
 /**
  * Queues one message of `type` with `len` bytes from `buf` (copied; NULL with `len` 0 is
  * an empty payload) for child `f_child`. It is written after the current handlers return
- * (everything queued meanwhile goes out in one write) and arrives in order, exactly once,
- * at the child's worker handler for `type`; a full socket only delays it.
+ * (everything queued meanwhile goes out together; a large burst starts going out while it
+ * is being queued) and arrives in order, exactly once, at the child's worker handler for
+ * `type`; a full socket only delays it. `ev` must not be NULL but is otherwise not used:
+ * the frame goes out through the loop the child is registered on.
  *
- * Returns 0, or -1 when `ev` or `f_child` is NULL or not a live child, `buf` is NULL with
- * `len` > 0, or the message exceeds the maximum message size (and so always when
- * `4 + len` does not fit 32 bits).
+ * Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
+ * 0), ESRCH (`f_child` is not a live child, e.g. a stale pointer of a dead one),
+ * EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
+ * EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is
+ * queued and nothing else changes), ENOMEM.
  *
  * May be called from a signal handler running on the loop's thread (Melon's conf reload
  * does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
- * itself, the frame (at most 4096 bytes; at most 32 waiting) is parked without allocating
- * and queued by the loop right after; whether `f_child` is live is then checked at that
- * point (a dead child's frame is dropped with a warning). Otherwise the ordinary path runs,
- * which allocates: the interrupted code must not be inside `malloc`.
+ * itself, the frame (at most 4096 bytes; at most 32 waiting, else EAGAIN) is parked
+ * without allocating and queued before any later send; whether `f_child` is live is then
+ * checked at that point (a dead child's frame is dropped with a warning). Otherwise the
+ * ordinary path runs, which allocates: the interrupted code must not be inside `malloc`.
  */
 int mln_ipc_master_send_prepare(mln_event_t *ev,
                                 mln_u32_t type,
@@ -640,7 +693,7 @@ int mln_ipc_master_send_prepare(mln_event_t *ev,
 
 /**
  * Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
- * -1 also in a process that is not a worker.
+ * -1 with ESRCH in a process that is not a worker (or whose master is gone).
  */
 int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_size_t len);
 
@@ -669,8 +722,9 @@ int mln_framework_init(struct mln_framework_attr *attr);
  * `mln_framework_init` or inside `global_init`). A later registration of a type overrides
  * an earlier one. One NULL handler: frames of that type are dropped on that side.
  *
- * Returns the registry entry (owned by the library until `mln_ipc_handler_unregister`), or
- * NULL when both handlers are NULL. Thread-safe. Types 0..1024 are reserved for Melon.
+ * Returns the registry entry (owned by the library), or NULL with errno EINVAL when both
+ * handlers are NULL. An entry is never handed out again, even after it is unregistered.
+ * Thread-safe. Types 0..1024 are reserved for Melon.
  */
 mln_ipc_cb_t *mln_ipc_handler_register(mln_u32_t type,
                                        ipc_handler master_handler,
@@ -679,18 +733,20 @@ mln_ipc_cb_t *mln_ipc_handler_register(mln_u32_t type,
                                        void *worker_data);
 
 /**
- * Removes a registration made by `mln_ipc_handler_register` and frees it. Handlers
- * already installed in a running process keep firing (Melon's configuration reload relies
- * on it); the removal matters for the next `mln_fork_prepare` /
- * `mln_ipc_set_process_handlers`. NULL, or an entry already unregistered: no-op.
- * Thread-safe.
+ * Removes a registration made by `mln_ipc_handler_register`. Handlers already installed
+ * in a running process keep firing (Melon's configuration reload relies on it); the
+ * removal matters for the next `mln_fork_prepare` / `mln_ipc_set_process_handlers`. The
+ * entry's memory is kept (56 bytes) so that its address is never reissued: NULL, or an
+ * entry already unregistered, is a no-op, forever. Thread-safe.
  */
 void mln_ipc_handler_unregister(mln_ipc_cb_t *cb);
 
 /**
- * Installs every registration into this process's master and worker tables, oldest first
- * (so the newest registration of a type wins; handlers set explicitly with
- * `mln_fork_*_ipc_handler_set` are kept). Returns 0. Thread-safe.
+ * Installs, for every registered type, its newest registration into this process's
+ * master and worker tables (handlers set explicitly with `mln_fork_*_ipc_handler_set`
+ * are kept). A registration already installed and unchanged stays as it is, with what its
+ * handler stored through `udata_ptr`; so calling this at run time is cheap and keeps
+ * state. Returns 0. Thread-safe.
  */
 int mln_ipc_set_process_handlers(void);
 
@@ -698,10 +754,35 @@ int mln_ipc_set_process_handlers(void);
  * Extension (not in Melon): sets the largest frame accepted and sent, counted as Melon's
  * length field (4 + payload bytes). Default 64 MiB. A peer announcing a longer frame is
  * a protocol error: nothing reaches a handler, the connection is closed and handled as
- * the peer's death. A send of a longer payload returns -1. Returns 0, or -1 if `max` is
- * below 4 or above 4294967295.
+ * the peer's death. A send of a longer payload returns -1 (EMSGSIZE). Returns 0, or -1
+ * with EINVAL if `max` is below 4, above 4294967295, or above a non-zero queue limit.
  */
 int mln_ipc_max_message_set(mln_size_t max);
+
+/**
+ * Extension (not in Melon): per-peer cap on bytes queued and not yet written to the
+ * socket (frame headers included), in both directions. 0 = unlimited. Default: 256 MiB.
+ * A send that would go over it returns -1 with errno EAGAIN; nothing is queued and
+ * nothing else changes (no close, no restart). An empty queue always takes one frame, so
+ * a frame of the maximum message size is never refused for good. Returns 0, or -1 with
+ * EINVAL if `bytes` is non-zero and below the maximum message size.
+ */
+int mln_ipc_queue_limit_set(mln_size_t bytes);
+
+/**
+ * Extension (not in Melon): sets the handler called on the loop, as `h(ev, f, data)`,
+ * when a peer whose send was refused with EAGAIN has drained to half the queue limit or
+ * less; `f` is the child, or NULL in a worker (the master connection). Called once per
+ * refusal episode. NULL disables it. Thread-safe.
+ */
+void mln_ipc_writable_handler_set(mln_ipc_writable_handler h, void *data);
+
+/**
+ * Extension (not in Melon): fills `*out` with the counters of child `f`, or, with `f`
+ * NULL in a worker, of its connection to the master. Returns 0, or -1 with errno EINVAL
+ * (`out` NULL) or ESRCH (`f` is not a live child; NULL outside a worker).
+ */
+int mln_ipc_stats_get(mln_fork_t *f, struct mln_ipc_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

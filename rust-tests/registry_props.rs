@@ -2,8 +2,10 @@
 //! random sequences of register / unregister / handler set / install / prepare / writes
 //! through `udata_ptr` compared, after every step, with a few lines of plain model code
 //! that states DECISIONS.md's rules: the newest registration wins, explicit handlers beat
-//! registry ones and survive prepare, unregister does not uninstall, prepare rebuilds the
-//! registry entries, a data slot persists until its entry is replaced.
+//! registry ones and survive prepare, unregister does not uninstall, prepare makes the
+//! registry entries follow the registry, installing an unchanged registration again keeps
+//! its entry, a data slot persists until its entry is replaced, and an unregistered handle
+//! stays unregistered (a second unregister is refused, its address is never reissued).
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
@@ -55,6 +57,8 @@ struct Entry {
     handler: bool,
     data: usize,
     explicit: bool,
+    /// The registration it came from (registry installs).
+    source: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -80,17 +84,41 @@ impl Model {
         table.insert(ty, e);
     }
 
-    fn install_registry(&mut self) {
+    /// The newest registration of each type.
+    fn winners(&self) -> BTreeMap<u32, Reg> {
+        let mut w = BTreeMap::new();
         for r in &self.regs {
+            w.insert(r.ty, r.clone());
+        }
+        w
+    }
+
+    fn install_registry(&mut self) {
+        for (ty, r) in self.winners() {
             for (table, d) in [(&mut self.master, r.m), (&mut self.worker, r.w)] {
+                let source = r.cb as usize;
+                if table
+                    .get(&ty)
+                    .is_some_and(|o| !o.explicit && o.source == source)
+                {
+                    continue; // unchanged: kept, with its data slot
+                }
                 let e = Entry {
                     handler: d.is_some(),
                     data: d.unwrap_or(0),
                     explicit: false,
+                    source,
                 };
-                Self::install(table, r.ty, e);
+                Self::install(table, ty, e);
             }
         }
+    }
+
+    fn prepare(&mut self) {
+        let w = self.winners();
+        self.master.retain(|ty, e| e.explicit || w.contains_key(ty));
+        self.worker.retain(|ty, e| e.explicit || w.contains_key(ty));
+        self.install_registry();
     }
 }
 
@@ -142,6 +170,7 @@ proptest! {
         let mut hs = Handlers::default();
         let mut m = Model::default();
         let mut tag = 0x1000usize;
+        let mut dead: Vec<*mut mln_ipc_cb_t> = Vec::new();
         for op in ops {
             match op {
                 Op::Register(ty, mh, wh) => {
@@ -157,6 +186,7 @@ proptest! {
                         wd.unwrap_or(0) as *mut c_void,
                     );
                     prop_assert!(!cb.is_null());
+                    prop_assert!(!dead.contains(&cb), "a dead handle was reissued");
                     m.regs.push(Reg { cb, ty, m: md, w: wd });
                 }
                 Op::Unregister(i) => {
@@ -166,13 +196,16 @@ proptest! {
                     }
                     let r = m.regs.remove(i % m.regs.len());
                     prop_assert!(hs.registry.unregister(r.cb));
+                    // Stale from now on: refused again, and never reissued.
+                    prop_assert!(!hs.registry.unregister(r.cb));
+                    dead.push(r.cb);
                 }
                 Op::Set(master, ty) => {
                     tag += 2;
                     let side = if master { Side::Master } else { Side::Worker };
                     prop_assert!(hs.table(side).install(ty, Some(h), tag as *mut c_void, Origin::Explicit));
                     let t = if master { &mut m.master } else { &mut m.worker };
-                    Model::install(t, ty, Entry { handler: true, data: tag, explicit: true });
+                    Model::install(t, ty, Entry { handler: true, data: tag, explicit: true, source: 0 });
                 }
                 Op::Install => {
                     hs.install_registry();
@@ -180,9 +213,7 @@ proptest! {
                 }
                 Op::Prepare => {
                     hs.reinstall_registry();
-                    m.master.retain(|_, e| e.explicit);
-                    m.worker.retain(|_, e| e.explicit);
-                    m.install_registry();
+                    m.prepare();
                 }
                 Op::Write(master, ty) => {
                     tag += 2;

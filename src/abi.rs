@@ -257,6 +257,33 @@ pub struct mln_ipc_cb_s {
 /// `mln_ipc_cb_t`.
 pub type mln_ipc_cb_t = mln_ipc_cb_s;
 
+/// Extension (not in Melon): called on the loop when a peer whose send was refused with
+/// EAGAIN (queue limit) has drained to half the limit or less. `f`: the child, or NULL in a
+/// worker (the master connection). Set with `mln_ipc_writable_handler_set`.
+pub type mln_ipc_writable_handler =
+    Option<unsafe extern "C" fn(ev: *mut mln_event_t, f: *mut mln_fork_t, data: *mut c_void)>;
+
+/// Extension (not in Melon): counters of one connection, filled by `mln_ipc_stats_get`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct mln_ipc_stats_t {
+    /// Frames completely written to the socket, and their payload bytes.
+    pub frames_sent: mln_u64_t,
+    pub bytes_sent: mln_u64_t,
+    /// Frames received and dispatched (or dropped: no handler), and their payload bytes.
+    pub frames_received: mln_u64_t,
+    pub bytes_received: mln_u64_t,
+    /// Frames and wire bytes (headers included) queued and not yet written, now.
+    pub queued_frames: mln_u64_t,
+    pub queued_bytes: mln_u64_t,
+    /// The largest `queued_bytes` seen.
+    pub queue_peak_bytes: mln_u64_t,
+    /// Sends refused with EAGAIN (queue limit).
+    pub sends_refused: mln_u64_t,
+    /// Restarts of this worker slot so far (master side; 0 in a worker).
+    pub restarts: mln_u64_t,
+}
+
 // ---------------------------------------------------------------------------------------
 // mln_framework.h (spec §1.11)
 // ---------------------------------------------------------------------------------------
@@ -304,5 +331,6 @@ assert_layout!(mln_ipc_cb_t, size 56, align 8,
 assert_layout!(mln_framework_attr, size 48, align 8,
     argc @ 0, argv @ 8, global_init @ 16, main_thread @ 24, master_process @ 32,
     worker_process @ 40);
+assert_layout!(mln_ipc_stats_t, size 72, align 8, frames_sent @ 0, restarts @ 64);
 const _: () = assert!(size_of::<ipc_handler>() == 8);
 const _: () = assert!(size_of::<mln_size_t>() == 8 && size_of::<libc::pid_t>() == 4);

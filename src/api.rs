@@ -72,13 +72,15 @@
 //! The API is built for the standalone build (our event loop); the `melon` build does not
 //! have it yet.
 
-use crate::abi::{mln_event_t, mln_event_timer_t, mln_fork_t, M_PET_EXE, M_PST_DFL, M_PST_SUP};
+use crate::abi::{
+    mln_event_t, mln_event_timer_t, mln_fork_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP,
+};
 use crate::log;
 use crate::process::{self, Forked, SendError};
 use crate::reactor::{self, standalone as ev_loop};
 use crate::registry::Side;
 use crate::wire;
-use core::ffi::{c_int, c_void, CStr};
+use core::ffi::{c_void, CStr};
 use core::marker::PhantomData;
 use core::ptr::null_mut;
 use std::cell::{Cell, RefCell};
@@ -121,6 +123,9 @@ pub enum Error {
     PeerGone,
     /// An argument was refused; the text says which and why.
     InvalidArgument(&'static str),
+    /// The peer's send queue is at its limit (see `mln_ipc_queue_limit_set`); nothing was
+    /// queued. Try again once it drained.
+    QueueFull,
     /// [`Builder::run`] was already called in this process (or this process is a worker).
     AlreadyStarted,
     /// Other threads are running, so forking is unsafe; see [`Builder::allow_threads`].
@@ -141,6 +146,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::PeerGone => f.write_str("the peer process is gone"),
+            Error::QueueFull => f.write_str("the peer's send queue is full"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::AlreadyStarted => f.write_str("Builder::run was already called in this process"),
             Error::ThreadsRunning { threads } => write!(
@@ -173,6 +179,8 @@ fn send_error(e: SendError, len: usize) -> Error {
             max: max_payload(),
         },
         SendError::NoPeer => Error::PeerGone,
+        SendError::QueueFull | SendError::Busy => Error::QueueFull,
+        SendError::NoMemory => Error::Io(io::Error::from(io::ErrorKind::OutOfMemory)),
     }
 }
 
@@ -267,18 +275,6 @@ pub struct TimerId(u64);
 // Per-process state of this module
 // ---------------------------------------------------------------------------------------
 
-/// What kind of child a slot holds.
-#[derive(PartialEq, Eq)]
-enum Kind {
-    Worker,
-    Program(Vec<CString>),
-}
-
-struct Slot {
-    kind: Kind,
-    occupant: Option<(*mut mln_fork_t, u32)>,
-}
-
 struct TimerRec {
     ev: *mut mln_event_t,
     handle: *mut mln_event_timer_t,
@@ -290,7 +286,6 @@ struct TimerRec {
 /// for what it does with them).
 #[derive(Default)]
 struct State {
-    slots: Vec<Slot>,
     timers: HashMap<u64, TimerRec>,
     next_timer: u64,
 }
@@ -303,92 +298,33 @@ thread_local! {
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// Brings the slot table up to date with the core's list of live children.
-fn sync_slots(ev: *mut mln_event_t) {
-    unsafe extern "C" fn collect(
-        _ev: *mut mln_event_t,
-        f: *mut mln_fork_t,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: `data` is the `Vec` below, alive for the whole walk.
-        unsafe { (*data.cast::<Vec<*mut mln_fork_t>>()).push(f) };
-        0
+fn id_of(c: &process::ChildInfo) -> WorkerId {
+    WorkerId {
+        index: c.slot as usize,
+        pid: c.pid as u32,
     }
-    let mut live: Vec<*mut mln_fork_t> = Vec::new();
-    process::iterate(ev, Some(collect), (&mut live as *mut Vec<_>).cast());
-    // SAFETY: the core's children are live records until the loop handles their death,
-    // which cannot happen while this runs.
-    let live: Vec<(*mut mln_fork_t, u32, Kind)> =
-        live.into_iter().map(|f| unsafe { describe(f) }).collect();
-    STATE.with_borrow_mut(|st| {
-        for s in st.slots.iter_mut() {
-            if let Some((f, pid)) = s.occupant {
-                if !live.iter().any(|(g, p, _)| *g == f && *p == pid) {
-                    s.occupant = None;
-                }
-            }
-        }
-        for (f, pid, kind) in live {
-            if st.slots.iter().any(|s| s.occupant == Some((f, pid))) {
-                continue;
-            }
-            match st
-                .slots
-                .iter_mut()
-                .find(|s| s.occupant.is_none() && s.kind == kind)
-            {
-                Some(s) => s.occupant = Some((f, pid)),
-                None => st.slots.push(Slot {
-                    kind,
-                    occupant: Some((f, pid)),
-                }),
-            }
-        }
-    });
-}
-
-/// # Safety
-/// `f` is a live child of the core.
-unsafe fn describe(f: *mut mln_fork_t) -> (*mut mln_fork_t, u32, Kind) {
-    // SAFETY: per the contract; `args` holds `n_args` C strings owned by the core.
-    unsafe {
-        let kind = if (*f).etype == M_PET_EXE && !(*f).args.is_null() {
-            let args = (0..(*f).n_args as usize)
-                .map(|i| CString::from(CStr::from_ptr(*(*f).args.add(i))))
-                .collect();
-            Kind::Program(args)
-        } else {
-            Kind::Worker
-        };
-        (f, (*f).pid as u32, kind)
-    }
-}
-
-fn find_slot(f: *mut mln_fork_t, pid: u32) -> Option<usize> {
-    STATE.with_borrow(|st| st.slots.iter().position(|s| s.occupant == Some((f, pid))))
 }
 
 /// The identity of child `f` (a live child of the core).
-fn worker_id(ev: *mut mln_event_t, f: *mut mln_fork_t) -> WorkerId {
-    // SAFETY: `f` is live (the caller's contract).
-    let pid = unsafe { (*f).pid } as u32;
-    let index = find_slot(f, pid).unwrap_or_else(|| {
-        sync_slots(ev);
-        find_slot(f, pid).unwrap_or(usize::MAX)
-    });
-    WorkerId { index, pid }
+fn worker_id(f: *mut mln_fork_t) -> WorkerId {
+    process::children()
+        .iter()
+        .find(|c| c.fork == f)
+        .map(id_of)
+        .unwrap_or(WorkerId {
+            index: usize::MAX,
+            pid: 0,
+        })
 }
 
 /// The live children in index order.
-fn live_children(ev: *mut mln_event_t) -> Vec<(WorkerId, *mut mln_fork_t)> {
-    sync_slots(ev);
-    STATE.with_borrow(|st| {
-        st.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(index, s)| s.occupant.map(|(f, pid)| (WorkerId { index, pid }, f)))
-            .collect()
-    })
+fn live_children() -> Vec<(WorkerId, *mut mln_fork_t)> {
+    let mut v: Vec<_> = process::children()
+        .iter()
+        .map(|c| (id_of(c), c.fork))
+        .collect();
+    v.sort_by_key(|(w, _)| w.index);
+    v
 }
 
 fn set_timer(
@@ -396,7 +332,6 @@ fn set_timer(
     delay: Duration,
     run: Box<dyn FnOnce(*mut mln_event_t)>,
 ) -> Result<TimerId, Error> {
-    let _inside = crate::sigsafe::Inside::enter(); // see `sigsafe`
     unsafe extern "C" fn fired(ev: *mut mln_event_t, data: *mut c_void) {
         let id = data as usize as u64;
         let Some(rec) = STATE.with_borrow_mut(|st| st.timers.remove(&id)) else {
@@ -423,7 +358,6 @@ fn set_timer(
 }
 
 fn cancel_timer(t: TimerId) -> bool {
-    let _inside = crate::sigsafe::Inside::enter();
     match STATE.with_borrow_mut(|st| st.timers.remove(&t.0)) {
         Some(rec) => {
             // SAFETY: the timer is pending on its live loop (it is removed when it fires).
@@ -471,12 +405,12 @@ impl Master {
 
     /// The live children (workers, then spawned programs) in index order.
     pub fn workers(&self) -> Vec<WorkerId> {
-        live_children(self.ev).into_iter().map(|(w, _)| w).collect()
+        live_children().into_iter().map(|(w, _)| w).collect()
     }
 
     /// The live child with stable index `index`, if any.
     pub fn worker(&self, index: usize) -> Option<WorkerId> {
-        live_children(self.ev)
+        live_children()
             .into_iter()
             .map(|(w, _)| w)
             .find(|w| w.index == index)
@@ -492,27 +426,24 @@ impl Master {
         ty: u32,
         payload: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
-        let _inside = crate::sigsafe::Inside::enter(); // see `sigsafe`: signals during a send
         let payload = payload.as_ref();
         check_len(payload.len())?;
-        let f = live_children(self.ev)
+        let f = live_children()
             .into_iter()
             .find(|(w, _)| *w == to)
             .map(|(_, f)| f)
             .ok_or(Error::PeerGone)?;
-        process::send_to_child(self.ev, f, ty, payload).map_err(|e| send_error(e, payload.len()))
+        process::send_to_child(f, ty, payload).map_err(|e| send_error(e, payload.len()))
     }
 
     /// Queues a message of type `ty` for every live child; returns how many. Either every
     /// child gets it or (on error) none.
     pub fn broadcast(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<usize, Error> {
-        let _inside = crate::sigsafe::Inside::enter();
         let payload = payload.as_ref();
         check_len(payload.len())?;
-        let children = live_children(self.ev);
+        let children = live_children();
         for (_, f) in &children {
-            process::send_to_child(self.ev, *f, ty, payload)
-                .map_err(|e| send_error(e, payload.len()))?;
+            process::send_to_child(*f, ty, payload).map_err(|e| send_error(e, payload.len()))?;
         }
         Ok(children.len())
     }
@@ -563,7 +494,7 @@ impl Master {
     /// The core's `mln_fork_t *` of a live child (the `f_ptr` C master handlers get), for
     /// the C API; `None` if that process is gone. Valid until the loop handles its death.
     pub fn as_raw_fork(&self, worker: WorkerId) -> Option<*mut mln_fork_t> {
-        live_children(self.ev)
+        live_children()
             .into_iter()
             .find(|(w, _)| *w == worker)
             .map(|(_, f)| f)
@@ -590,10 +521,9 @@ impl Worker {
     /// after the current handler returns and reaches the master's handler for `ty` in
     /// order. Errors: [`Error::MessageTooLarge`], [`Error::PeerGone`] (no master).
     pub fn send(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        let _inside = crate::sigsafe::Inside::enter();
         let payload = payload.as_ref();
         check_len(payload.len())?;
-        process::send_to_master(self.ev, ty, payload).map_err(|e| send_error(e, payload.len()))
+        process::send_to_master(ty, payload).map_err(|e| send_error(e, payload.len()))
     }
 
     /// [`Worker::send`] for a typed message.
@@ -686,7 +616,7 @@ unsafe extern "C" fn master_trampoline(
             ));
             return;
         }
-        let from = worker_id(ev, f_ptr.cast());
+        let from = worker_id(f_ptr.cast());
         let data = payload(buf, len);
         (*entry).running = true;
         let f = &mut (*entry).f;
@@ -1007,22 +937,10 @@ impl Builder {
         if process::prepare() < 0 {
             return Err(Error::Io(io::Error::last_os_error()));
         }
-        STATE.with_borrow_mut(|st| {
-            st.slots = (0..workers)
-                .map(|_| Slot {
-                    kind: Kind::Worker,
-                    occupant: None,
-                })
-                .chain(programs.iter().map(|(args, _)| Slot {
-                    kind: Kind::Program(args.clone()),
-                    occupant: None,
-                }))
-                .collect();
-        });
         let _ = io::stdout().flush();
         let _ = io::stderr().flush();
         for _ in 0..workers {
-            match process::fork_worker_checked(null_mut()) {
+            match process::fork_core(null_mut(), process::new_plan(M_PET_DFL, M_PST_SUP, None)) {
                 Ok(Forked::Parent) => {}
                 Ok(Forked::Child) => worker_main(worker_start.as_deref_mut()),
                 Err(e) => return Err(abort_start(e)),
@@ -1030,7 +948,10 @@ impl Builder {
         }
         for (args, supervised) in programs {
             let stype = if supervised { M_PST_SUP } else { M_PST_DFL };
-            if let Err(e) = process::spawn_checked(stype, args, null_mut()) {
+            if let Err(e) = process::spawn_plan(
+                process::new_plan(M_PET_EXE, stype, Some(process::ExecArgs::new(args))),
+                null_mut(),
+            ) {
                 return Err(abort_start(e));
             }
         }
@@ -1039,7 +960,6 @@ impl Builder {
             return Err(abort_start(io::Error::other("cannot create an event loop")));
         }
         process::master_events_set(ev);
-        sync_slots(ev);
         if let Some(f) = master_start {
             guarded("on_master_start", || f(&mut Master::new(ev)));
         }
@@ -1051,7 +971,10 @@ impl Builder {
             into_worker(ev);
             worker_main(worker_start.as_deref_mut());
         }
-        let lost = process::shutdown(Instant::now() + DRAIN_LIMIT);
+        let lost = undelivered(&process::shutdown(
+            Instant::now() + DRAIN_LIMIT,
+            DRAIN_LIMIT,
+        ));
         if lost > 0 {
             log::warn(format_args!(
                 "{lost} queued message(s) not delivered at stop"
@@ -1066,9 +989,13 @@ impl Builder {
     }
 }
 
+fn undelivered(s: &process::Shutdown) -> usize {
+    s.undelivered.iter().map(|(_, n)| n).sum()
+}
+
 /// Closes the children started so far, and gives the error back.
 fn abort_start(e: io::Error) -> Error {
-    process::shutdown(Instant::now());
+    process::shutdown(Instant::now(), Duration::from_secs(1));
     Error::Io(e)
 }
 
@@ -1076,7 +1003,6 @@ fn abort_start(e: io::Error) -> Error {
 fn into_worker(master_ev: *mut mln_event_t) {
     STOPPED.set(false);
     STATE.with_borrow_mut(|st| {
-        st.slots.clear();
         // The master's pending timers: their handles belong to the master's loop and
         // their closures to the master; leaked, neither run nor dropped in this process.
         std::mem::forget(std::mem::take(&mut st.timers));
@@ -1099,7 +1025,10 @@ fn worker_main(start: Option<&mut WorkerStartFn>) -> ! {
     }
     // SAFETY: the live loop created above, dispatched on this thread.
     unsafe { ev_loop::dispatch(ev) };
-    let lost = process::shutdown(Instant::now() + DRAIN_LIMIT);
+    let lost = undelivered(&process::shutdown(
+        Instant::now() + DRAIN_LIMIT,
+        DRAIN_LIMIT,
+    ));
     if lost > 0 {
         log::warn(format_args!(
             "{lost} queued message(s) not delivered at stop"

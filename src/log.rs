@@ -58,9 +58,34 @@ pub fn enabled(l: Level) -> bool {
     l != Level::None && l <= level()
 }
 
+/// Melon build: one line to Melon's log (`_mln_sys_log`) at the matching level: error,
+/// warn, report (our info), debug. Melon filters by its configured `log_level`.
 #[cfg(not(feature = "standalone"))]
 fn emit(l: Level, args: Arguments<'_>) {
-    crate::melon::log(l, &args.to_string());
+    use crate::melon::sys;
+    let level = match l {
+        Level::None => return,
+        Level::Error => sys::LOG_ERROR,
+        Level::Warn => sys::LOG_WARN,
+        Level::Info => sys::LOG_REPORT,
+        Level::Debug => sys::LOG_DEBUG,
+    };
+    let mut line = args.to_string().replace('\0', " ");
+    line.push('\n');
+    let Ok(line) = std::ffi::CString::new(line) else {
+        return;
+    };
+    // SAFETY: Melon's variadic logger with a "%s" format and one C string argument.
+    unsafe {
+        sys::_mln_sys_log(
+            level,
+            c"melon-ipc".as_ptr(),
+            c"mln_ipc".as_ptr(),
+            0,
+            c"%s".as_ptr(),
+            line.as_ptr(),
+        )
+    };
 }
 
 #[cfg(feature = "standalone")]

@@ -15,7 +15,13 @@
 //!
 //! Replaced entries are retired, not freed: a handler may be running with a `udata_ptr`
 //! into the entry it replaces. Retired entries live until the process exits (32 bytes per
-//! replacement).
+//! replacement). Installing an unchanged registration again (a later
+//! `mln_ipc_set_process_handlers`) keeps the installed entry, so what its handler stored
+//! through `udata_ptr` survives and nothing is retired.
+//!
+//! Unregistered entries are kept too (56 bytes each), as tombstones: their addresses are
+//! never handed out again, so a stale handle is recognised and a second unregister of it
+//! is a no-op forever.
 
 use crate::abi::{ipc_handler, mln_ipc_cb_t, mln_ipc_handler_t};
 use core::ffi::c_void;
@@ -29,6 +35,9 @@ pub struct Registry {
     // Boxed: C holds pointers to the entries, which must not move when the Vec grows.
     #[allow(clippy::vec_box)]
     entries: Vec<Box<mln_ipc_cb_t>>,
+    /// Unregistered entries, never freed, so their addresses are never reissued.
+    #[allow(clippy::vec_box)]
+    tombstones: Vec<Box<mln_ipc_cb_t>>,
 }
 
 // SAFETY (of the auto-trait claim, not of any unsafe code): the raw pointers inside are
@@ -64,12 +73,16 @@ impl Registry {
     }
 
     /// Removes a registration. `false` (and nothing changed) for a pointer that is not a
-    /// live registration: NULL, already unregistered, or never ours.
+    /// live registration: NULL, already unregistered (its address is never reused), or
+    /// never ours.
     pub fn unregister(&mut self, cb: *const mln_ipc_cb_t) -> bool {
         let Some(i) = self.entries.iter().position(|e| core::ptr::eq(&**e, cb)) else {
             return false;
         };
-        self.entries.remove(i);
+        let mut dead = self.entries.remove(i);
+        dead.next = null_mut();
+        dead.prev = null_mut();
+        self.tombstones.push(dead);
         self.relink(i);
         true
     }
@@ -147,6 +160,8 @@ impl Hasher for TypeHasher {
 struct Installed {
     entry: Box<mln_ipc_handler_t>,
     origin: Origin,
+    /// The registration it was installed from (its address), for registry installs.
+    source: usize,
 }
 
 /// One per-process table (master side or worker side).
@@ -168,10 +183,33 @@ impl Table {
         data: *mut c_void,
         origin: Origin,
     ) -> bool {
-        if origin == Origin::Registry
-            && matches!(self.map.get(&ty), Some(i) if i.origin == Origin::Explicit)
-        {
-            return false;
+        self.install_from(ty, handler, data, origin, 0)
+    }
+
+    /// `install`, remembering the registration (`source`, its address) a registry install
+    /// comes from. Installing the same registration again, unchanged, keeps the entry and
+    /// its data slot.
+    fn install_from(
+        &mut self,
+        ty: u32,
+        handler: ipc_handler,
+        data: *mut c_void,
+        origin: Origin,
+        source: usize,
+    ) -> bool {
+        match self.map.get(&ty) {
+            Some(i) if origin == Origin::Registry && i.origin == Origin::Explicit => {
+                return false;
+            }
+            Some(i)
+                if origin == Origin::Registry
+                    && i.origin == Origin::Registry
+                    && i.source == source
+                    && i.entry.handler.map(|f| f as usize) == handler.map(|f| f as usize) =>
+            {
+                return false;
+            }
+            _ => {}
         }
         let entry = Box::new(mln_ipc_handler_t {
             handler,
@@ -179,21 +217,28 @@ impl Table {
             r#type: ty,
             next: null_mut(),
         });
-        if let Some(old) = self.map.insert(ty, Installed { entry, origin }) {
+        if let Some(old) = self.map.insert(
+            ty,
+            Installed {
+                entry,
+                origin,
+                source,
+            },
+        ) {
             self.retired.push(old.entry);
         }
         true
     }
 
-    /// Removes every entry installed from the registry (explicit ones stay).
-    pub fn remove_registry_entries(&mut self) {
+    /// Removes the registry-installed entries whose type is not in `keep`.
+    fn remove_registry_entries_except(&mut self, keep: &HashMap<u32, usize>) {
         let retired = &mut self.retired;
-        self.map.retain(|_, i| {
-            let keep = i.origin == Origin::Explicit;
-            if !keep {
+        self.map.retain(|ty, i| {
+            let stay = i.origin == Origin::Explicit || keep.contains_key(ty);
+            if !stay {
                 retired.push(core::mem::replace(&mut i.entry, Box::new(empty_entry())));
             }
-            keep
+            stay
         });
     }
 
@@ -250,32 +295,47 @@ impl Handlers {
         }
     }
 
-    /// `mln_ipc_set_process_handlers`: installs every registration, oldest first, so the
-    /// newest registration of a type wins. Explicit entries are kept.
-    pub fn install_registry(&mut self) {
-        for cb in self.registry.entries.iter() {
-            self.master.install(
-                cb.r#type,
-                cb.master_handler,
-                cb.master_data,
-                Origin::Registry,
-            );
-            self.worker.install(
-                cb.r#type,
-                cb.worker_handler,
-                cb.worker_data,
-                Origin::Registry,
-            );
+    /// The newest registration of each type: (type -> index into the registry).
+    fn winners(&self) -> HashMap<u32, usize> {
+        let mut w = HashMap::new();
+        for (i, cb) in self.registry.entries.iter().enumerate() {
+            w.insert(cb.r#type, i);
         }
+        w
     }
 
-    /// What `mln_fork_prepare` does to the tables: registry-installed entries are rebuilt
-    /// from the current registry (so an unregister before prepare restores the previous
-    /// registration, and calling prepare twice gives the same tables).
+    /// `mln_ipc_set_process_handlers`: installs, for each type, the newest registration
+    /// (a later registration overrides an earlier one). Explicit entries are kept, and so
+    /// is an entry already installed from the same, unchanged registration (with what its
+    /// handler stored in its data slot).
+    pub fn install_registry(&mut self) -> HashMap<u32, usize> {
+        let winners = self.winners();
+        let mut sources = HashMap::with_capacity(winners.len());
+        for (&ty, &i) in winners.iter() {
+            let cb = &self.registry.entries[i];
+            let source = &**cb as *const mln_ipc_cb_t as usize;
+            sources.insert(ty, source);
+            let (mh, md, wh, wd) = (
+                cb.master_handler,
+                cb.master_data,
+                cb.worker_handler,
+                cb.worker_data,
+            );
+            self.master
+                .install_from(ty, mh, md, Origin::Registry, source);
+            self.worker
+                .install_from(ty, wh, wd, Origin::Registry, source);
+        }
+        sources
+    }
+
+    /// What `mln_fork_prepare` does to the tables: registry-installed entries follow the
+    /// current registry (an unregister before prepare restores the previous registration
+    /// of that type, or removes the type), and calling prepare twice changes nothing.
     pub fn reinstall_registry(&mut self) {
-        self.master.remove_registry_entries();
-        self.worker.remove_registry_entries();
-        self.install_registry();
+        let keep = self.install_registry();
+        self.master.remove_registry_entries_except(&keep);
+        self.worker.remove_registry_entries_except(&keep);
     }
 }
 

@@ -2,10 +2,16 @@
 //!
 //! Thread rules: `mln_fork_master_ipc_handler_set` / `mln_fork_worker_ipc_handler_set` are
 //! thread-safe; every other function here belongs to the thread that runs the process's
-//! event loop (or a signal handler on that thread; see `mln_ipc_master_send_prepare`).
+//! event loop (or a signal handler on that thread, for the two sends and
+//! `mln_fork_iterate`).
+//!
+//! errno: every -1 / NULL return sets errno: EINVAL (bad argument), ESRCH (no such live
+//! peer), EMSGSIZE (above the maximum message size), EAGAIN (queue full, or no parking slot
+//! in a signal handler), ENOMEM, or the system call's own errno (fork, socketpair);
+//! success leaves errno alone.
 
 use crate::abi::*;
-use crate::capi::{guard, non_null};
+use crate::capi::{fail, guard, non_null, set_errno};
 use crate::process::{self, SendError};
 use crate::registry::Side;
 use crate::wire;
@@ -14,8 +20,8 @@ use std::ffi::CString;
 
 /// Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)
 /// and SIGPIPE, creates the master connection record, and installs the registry into the
-/// handler tables (handlers set explicitly are kept). Idempotent. Returns 0, or -1 if a
-/// signal disposition cannot be set.
+/// handler tables (handlers set explicitly are kept; an unchanged registration keeps its
+/// data slot). Idempotent. Returns 0, or -1 if a signal disposition cannot be set.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_prepare() -> c_int {
     guard("mln_fork_prepare", process::prepare)
@@ -24,7 +30,7 @@ pub unsafe extern "C" fn mln_fork_prepare() -> c_int {
 /// Installs `handler` for frames of `type` in this process's master table (frames from
 /// workers), replacing any previous one; `data` is the initial `*udata_ptr`. Works before
 /// or after `mln_fork_prepare` and takes precedence over registry entries of the same
-/// type. Returns 0, or -1 if `handler` is NULL. Thread-safe.
+/// type. Returns 0, or -1 (EINVAL) if `handler` is NULL. Thread-safe.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_master_ipc_handler_set(
     r#type: mln_u32_t,
@@ -51,15 +57,19 @@ pub unsafe extern "C" fn mln_fork_worker_ipc_handler_set(
 
 fn handler_set(side: Side, ty: u32, handler: ipc_handler, data: *mut c_void) -> c_int {
     if handler.is_none() {
-        return -1;
+        return fail(libc::EINVAL);
     }
     process::handler_set(side, ty, handler, data);
     0
 }
 
-/// Calls `handler(ev, f, data)` for every live child, oldest first; the handler may close
-/// the child it is given. Returns 0, or -1 when a handler returned a negative value (the
-/// walk stops there) or `ev` is NULL. A NULL handler walks nothing.
+/// Calls `handler(ev, f, data)` for every child that was live when the walk started and
+/// still is when its turn comes, oldest first, each at most once (children started during
+/// the walk are not visited). The handler may close any child, including the one it is
+/// given; a restart that causes happens from the loop once the handler has returned.
+/// Returns 0, or -1 when a handler returned a negative value (the walk stops there) or
+/// `ev` is NULL (EINVAL). A NULL handler walks nothing. May be called from a signal
+/// handler on the loop's thread.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_iterate(
     ev: *mut mln_event_t,
@@ -84,8 +94,8 @@ pub unsafe extern "C" fn mln_fork_master_connection_get() -> *mut mln_tcp_conn_t
 /// first.
 ///
 /// Standalone build: as many workers as `mln_fork_worker_num_set` says (default 1).
-/// Returns 1 in the master, 0 in a worker, -1 if a fork failed (workers started before
-/// the failure keep running and stay in the list).
+/// Returns 1 in the master, 0 in a worker, -1 if a fork failed (errno from fork or
+/// socketpair; workers started before the failure keep running and stay in the list).
 ///
 /// Melon build: reads Melon's configuration as Melon does: `worker_proc` workers, then
 /// every program of the `proc_exec` domain (`keepalive` supervised, `default` not; the
@@ -116,8 +126,9 @@ pub unsafe extern "C" fn mln_fork_worker_num_set(n: mln_u32_t) {
 /// copied: the caller keeps ownership of `args` (a static array is fine). `master_ev`, if
 /// not NULL, gets the child's descriptor registered for receiving.
 ///
-/// Returns 0 in the master, -1 on bad arguments (NULL `args`, `n_args` 0, a NULL string,
-/// `stype` out of range) or when fork or the handshake fails. Never returns in the child.
+/// Returns 0 in the master, -1 on bad arguments (EINVAL: NULL `args`, `n_args` 0, a NULL
+/// string, `stype` out of range) or when fork or the handshake fails. Never returns in
+/// the child.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_spawn(
     stype: proc_state_type,
@@ -128,7 +139,7 @@ pub unsafe extern "C" fn mln_fork_spawn(
     guard("mln_fork_spawn", || {
         non_null!(args);
         if n_args == 0 || (stype != M_PST_DFL && stype != M_PST_SUP) {
-            return -1;
+            return fail(libc::EINVAL);
         }
         let mut v = Vec::with_capacity(n_args as usize);
         for i in 0..n_args as usize {
@@ -152,7 +163,8 @@ pub unsafe extern "C" fn mln_fork_restart(master_ev: *mut mln_event_t) -> c_int 
 }
 
 /// Registers every child's descriptor on `ev` for receiving (a replace registration, as in
-/// Melon). Frames queued before are flushed once the loop runs. NULL: no-op.
+/// Melon), and makes `ev` the loop their sends are flushed on. Frames queued before are
+/// written once the loop runs. NULL: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_master_events_set(ev: *mut mln_event_t) {
     guard("mln_fork_master_events_set", || {
@@ -195,15 +207,13 @@ pub unsafe extern "C" fn mln_ipc_fd_handler_master(
     let _ = fd;
     guard("mln_ipc_fd_handler_master", || {
         non_null!(ev);
-        if let Some(c) = process::find_child(data.cast()) {
-            process::child_readable(ev, c);
-        }
+        process::on_child_readable(ev, data)
     })
 }
 
 /// The worker's receive handler, registered by `mln_fork_worker_events_set`: reads what
 /// arrived from the master and calls the worker handlers. At end of stream (the master is
-/// gone) the worker exits with status 127.
+/// gone) the worker exits with status 127, after the frames that arrived before.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_fd_handler_worker(
     ev: *mut mln_event_t,
@@ -213,14 +223,17 @@ pub unsafe extern "C" fn mln_ipc_fd_handler_worker(
     let _ = (fd, data);
     guard("mln_ipc_fd_handler_worker", || {
         non_null!(ev);
-        process::master_readable(ev)
+        process::on_master_readable(ev)
     })
 }
 
-/// Handles the death of child `f` as the library does when its socket closes: removes its
-/// registration from the loop, closes its descriptor, drops what was queued to it (logged
-/// at warn), frees `f`, and restarts it if supervised. Called from one of `f`'s own
-/// handlers, it takes effect when that handler returns. Not a live child, or NULL: no-op.
+/// Handles the death of child `f` as the library does when its socket closes: removes it
+/// from the list (the pointer is stale from now on: sends to it return -1), unregisters and
+/// closes its descriptor, drops what was queued to it (logged at warn), and, if
+/// supervised, restarts it from the loop (`ev`, or the loop the child was registered on)
+/// once its process is gone and the current callback has returned. Called from one of
+/// `f`'s own handlers, it takes effect when that handler returns. Not a live child, or
+/// NULL: no-op.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
     ev: *mut mln_event_t,
@@ -230,27 +243,29 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
     let _ = fd;
     guard("mln_fork_socketpair_close_handler", || {
         non_null!(ev);
-        if let Some(c) = process::find_child(f) {
-            process::close_child(ev, c, "closed by request");
-        }
+        process::close_by_request(ev, f)
     })
 }
 
 /// Queues one message of `type` with `len` bytes from `buf` (copied; NULL with `len` 0 is
 /// an empty payload) for child `f_child`. It is written after the current handlers return
-/// (everything queued meanwhile goes out in one write) and arrives in order, exactly once,
-/// at the child's worker handler for `type`; a full socket only delays it.
+/// (everything queued meanwhile goes out together; a large burst starts going out while it
+/// is being queued) and arrives in order, exactly once, at the child's worker handler for
+/// `type`; a full socket only delays it. `ev` must not be NULL but is otherwise not used:
+/// the frame goes out through the loop the child is registered on.
 ///
-/// Returns 0, or -1 when `ev` or `f_child` is NULL or not a live child, `buf` is NULL with
-/// `len` > 0, or the message exceeds the maximum message size (and so always when
-/// `4 + len` does not fit 32 bits).
+/// Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
+/// 0), ESRCH (`f_child` is not a live child, e.g. a stale pointer of a dead one),
+/// EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
+/// EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is
+/// queued and nothing else changes), ENOMEM.
 ///
 /// May be called from a signal handler running on the loop's thread (Melon's conf reload
 /// does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
-/// itself, the frame (at most 4096 bytes; at most 32 waiting) is parked without allocating
-/// and queued by the loop right after; whether `f_child` is live is then checked at that
-/// point (a dead child's frame is dropped with a warning). Otherwise the ordinary path runs,
-/// which allocates: the interrupted code must not be inside `malloc`.
+/// itself, the frame (at most 4096 bytes; at most 32 waiting, else EAGAIN) is parked
+/// without allocating and queued before any later send; whether `f_child` is live is then
+/// checked at that point (a dead child's frame is dropped with a warning). Otherwise the
+/// ordinary path runs, which allocates: the interrupted code must not be inside `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     ev: *mut mln_event_t,
@@ -259,26 +274,20 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     len: mln_size_t,
     f_child: *mut mln_fork_t,
 ) -> c_int {
-    if crate::sigsafe::interrupted_library() {
-        if f_child.is_null() {
-            return -1;
-        }
-        // SAFETY: as below; `park` copies without allocating.
-        return unsafe { park(ev, f_child.cast(), r#type, buf, len) };
-    }
     guard("mln_ipc_master_send_prepare", || {
         non_null!(ev);
         non_null!(f_child);
-        // SAFETY: checked by `payload`, per the caller's contract for `buf`/`len`.
-        let Some(p) = (unsafe { payload(buf, len) }) else {
-            return -1;
+        // SAFETY: per the caller's contract for `buf`/`len`.
+        let p = match unsafe { payload(buf, len) } {
+            Ok(p) => p,
+            Err(e) => return fail(e),
         };
-        result(process::send_to_child(ev, f_child, r#type, p))
+        result(process::send_to_child(f_child, r#type, p))
     })
 }
 
 /// Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
-/// -1 also in a process that is not a worker.
+/// -1 with ESRCH in a process that is not a worker (or whose master is gone).
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     ev: *mut mln_event_t,
@@ -286,63 +295,44 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     msg: *mut c_void,
     len: mln_size_t,
 ) -> c_int {
-    if crate::sigsafe::interrupted_library() {
-        if !process::is_worker() {
-            return -1;
-        }
-        // SAFETY: as below.
-        return unsafe { park(ev, core::ptr::null_mut(), r#type, msg, len) };
-    }
     guard("mln_ipc_worker_send_prepare", || {
         non_null!(ev);
         // SAFETY: as above.
-        let Some(p) = (unsafe { payload(msg, len) }) else {
-            return -1;
+        let p = match unsafe { payload(msg, len) } {
+            Ok(p) => p,
+            Err(e) => return fail(e),
         };
-        result(process::send_to_master(ev, r#type, p))
+        result(process::send_to_master(r#type, p))
     })
 }
 
-/// The signal-handler path of the two sends (see `sigsafe`): checks the arguments and
-/// copies the frame into a preallocated slot, without allocating or taking a lock.
-unsafe fn park(
-    ev: *mut mln_event_t,
-    to: *mut c_void,
-    ty: mln_u32_t,
-    buf: *mut c_void,
-    len: usize,
-) -> c_int {
-    if ev.is_null() {
-        return -1;
-    }
-    // SAFETY: caller contract for `buf`/`len`.
-    match unsafe { payload(buf, len) } {
-        Some(p) if crate::sigsafe::park(ev.cast(), to, ty, p) => 0,
-        _ => -1,
-    }
-}
-
-/// The payload as a slice, or `None` for a NULL buffer with a length, or a length that
-/// cannot be framed (checked before the buffer is touched, D4).
-unsafe fn payload<'a>(buf: *mut c_void, len: usize) -> Option<&'a [u8]> {
+/// The payload as a slice, or the errno for a NULL buffer with a length (EINVAL) or a
+/// length that cannot be sent (EMSGSIZE, checked before the buffer is touched, D4).
+unsafe fn payload<'a>(buf: *mut c_void, len: usize) -> Result<&'a [u8], c_int> {
     if len > process::max_message().saturating_sub(wire::TYPE_LEN) {
-        return None;
+        return Err(libc::EMSGSIZE);
     }
     if len == 0 {
-        return Some(&[]);
+        return Ok(&[]);
     }
     if buf.is_null() {
-        return None;
+        return Err(libc::EINVAL);
     }
     // SAFETY: non-NULL; the caller guarantees `len` readable bytes.
-    Some(unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) })
+    Ok(unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) })
 }
 
 fn result(r: Result<(), SendError>) -> c_int {
     match r {
         Ok(()) => 0,
         Err(e) => {
-            crate::log::debug(format_args!("send refused: {e:?}"));
+            let errno = match e {
+                SendError::TooLarge => libc::EMSGSIZE,
+                SendError::NoPeer => libc::ESRCH,
+                SendError::QueueFull | SendError::Busy => libc::EAGAIN,
+                SendError::NoMemory => libc::ENOMEM,
+            };
+            set_errno(errno);
             -1
         }
     }

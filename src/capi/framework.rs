@@ -30,7 +30,7 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
         let attr = unsafe { &*attr };
         if let Some(init) = attr.global_init {
             // SAFETY: user callback.
-            if crate::sigsafe::outside(|| unsafe { init() }) < 0 {
+            if unsafe { init() } < 0 {
                 log::error(format_args!("mln_framework_init: global_init failed"));
                 return -1;
             }
@@ -66,7 +66,7 @@ fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> 
     // SAFETY: `ev` is the live loop we just created; the callback and dispatch get it.
     unsafe {
         if let Some(b) = body {
-            crate::sigsafe::outside(|| b(ev));
+            b(ev);
         }
         ev_loop::dispatch(ev);
         ev_loop::free(ev);

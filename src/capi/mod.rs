@@ -5,7 +5,6 @@
 pub mod event;
 pub mod fork;
 pub mod framework;
-pub mod globals;
 pub mod ipc;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,11 +29,7 @@ impl<T> Fallback for *mut T {
 
 /// The one panic boundary for every exported body: a panic never crosses into C; it is
 /// logged and the function returns its documented error value (-1, NULL or nothing).
-///
-/// It also marks the thread of control as inside the library (see `sigsafe`), so that a
-/// signal handler interrupting it does not touch the state being updated.
 pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
-    let _inside = crate::sigsafe::Inside::enter();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(_) => {
@@ -44,13 +39,26 @@ pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Returns the documented error value from the enclosing exported function when `$p` is
-/// NULL.
+/// Returns the documented error value from the enclosing exported function, with errno
+/// EINVAL, when `$p` is NULL.
 macro_rules! non_null {
     ($p:expr) => {
         if $p.is_null() {
+            $crate::capi::set_errno(libc::EINVAL);
             return $crate::capi::Fallback::fallback();
         }
     };
 }
 pub(crate) use non_null;
+
+/// Sets the calling thread's errno.
+pub(crate) fn set_errno(e: core::ffi::c_int) {
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Sets errno to `e` and returns the error value of an `int` function (-1).
+pub(crate) fn fail(e: core::ffi::c_int) -> core::ffi::c_int {
+    set_errno(e);
+    -1
+}

@@ -3,9 +3,9 @@
 //! queues, the cached `nonblock` bit) so that programs may use Melon's connection API on
 //! them. melon-ipc itself never queues on them; their chains stay empty.
 
+use super::globals::master_conn_ptr;
 use super::sys;
 use crate::abi::mln_tcp_conn_t;
-use crate::capi::globals::master_conn_ptr;
 use crate::log;
 use core::ffi::c_int;
 

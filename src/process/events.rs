@@ -1,59 +1,58 @@
-//! Registration with the event loop: child and master connections, the wake-up eventfd
-//! (frames parked by signal handlers, see `sigsafe`), and `mln_fork_iterate`.
+//! Registration with event loops: child and master connections, the wake-up descriptor,
+//! `mln_fork_iterate`, and forgetting a loop that is freed.
 
-use super::*;
+use super::callbacks;
+use super::flush::{mark_dirty, set_recv_interest};
+use super::state::{with_published, Child, Peer, Proc, PROC};
+#[cfg(feature = "standalone")]
+use super::supervise::forget_loop;
+use crate::abi::*;
+use crate::log;
+use crate::reactor;
+use core::ffi::{c_int, c_void};
+use core::ptr::null_mut;
 
-pub(super) fn register_child(ev: *mut mln_event_t, c: *mut Child) {
-    // Melon build: sends reach the socket through the wake-up eventfd (D9).
-    #[cfg(not(feature = "standalone"))]
-    watch_wake_fd(ev);
-    if !watch(ev, Peer::Child(c)) {
-        // SAFETY: `c` is a live child.
-        let pid = unsafe { (*c).f.pid };
-        log::error(format_args!(
-            "cannot watch child {pid}: event registration failed"
-        ));
-    }
-}
-
-/// Registers RECV for `peer`'s channel on `ev`. A replace registration: it also drops a
-/// SEND interest on that loop. Returns the backend's result.
-pub(super) fn set_recv_interest(ev: *mut mln_event_t, peer: Peer) -> c_int {
-    // SAFETY: `peer` is live (callers build it from live records); `ev` is a live loop.
-    unsafe {
-        let fd = (*peer.chan()).fd;
-        reactor::fd_set(
-            ev,
-            fd,
-            M_EV_RECV | M_EV_NONBLOCK,
-            M_EV_UNLIMITED,
-            peer.data(),
-            peer.recv_handler(),
-        )
-    }
-}
-
-/// Makes `ev` the loop `peer`'s channel receives on, and flushes there what was queued
-/// before. `false` if the registration failed (nothing changed).
-fn watch(ev: *mut mln_event_t, peer: Peer) -> bool {
-    if set_recv_interest(ev, peer) < 0 {
+/// Makes `ev` the loop `peer`'s channel receives on (a replace registration: a SEND
+/// interest there goes) and flushes there what was queued before. `false` if the
+/// registration failed (nothing changed).
+pub(crate) fn register(p: &mut Proc, ev: *mut mln_event_t, peer: Peer) -> bool {
+    let Some(ch) = p.chan(peer) else { return false };
+    let fd = ch.ch.raw();
+    let old = ch.ev;
+    if set_recv_interest(ev, fd, peer) < 0 {
         return false;
     }
-    let ch = peer.chan();
-    // SAFETY: a live channel.
-    unsafe { rebind(ch, ev) };
-    // SAFETY: as above.
-    if unsafe { !(*ch).tx.is_empty() } {
-        schedule_flush(ev, peer);
+    let ch = p.chan(peer).expect("still live");
+    if !old.is_null() && old != ev {
+        // Standalone: a loop we still know is live (freed loops are forgotten through the
+        // free hook); drop the registration there so only one loop drives this channel.
+        #[cfg(feature = "standalone")]
+        // SAFETY: `old` is live, see above.
+        unsafe {
+            reactor::fd_set(old, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None)
+        };
+    }
+    ch.ev = ev;
+    ch.send_armed = false;
+    let queued = !ch.ch.tx.is_empty();
+    if queued {
+        ch.dirty = false;
+        p.dirty.retain(|&d| d != peer);
+        mark_dirty(p, peer);
     }
     true
 }
 
-/// Watches this process's wake-up eventfd on `ev` (a replace registration: idempotent), so
-/// that frames parked by signal handlers reach their queues and, in the melon build, so
-/// that every send is flushed without the send path calling into Melon's loop (D9). Then
-/// wakes it once, for whatever was queued before.
-pub(super) fn watch_wake_fd(ev: *mut mln_event_t) {
+/// Watches this process's wake-up descriptor on `ev` (once per loop), so that frames
+/// parked by signal handlers reach their queues, and flushes requested without a timer
+/// happen.
+pub(crate) fn watch_wake(p: &mut Proc, ev: *mut mln_event_t) {
+    if p.wake_loops.contains(&ev) {
+        return;
+    }
+    // Standalone: learn when a loop the core uses is freed, to forget it.
+    #[cfg(feature = "standalone")]
+    crate::reactor::standalone::set_free_hook(callbacks::loop_freed);
     let fd = crate::sigsafe::wake_fd();
     if fd < 0 {
         log::warn(format_args!(
@@ -62,111 +61,128 @@ pub(super) fn watch_wake_fd(ev: *mut mln_event_t) {
         return;
     }
     // SAFETY: `ev` is a live loop (caller's contract).
-    unsafe {
+    let r = unsafe {
         reactor::fd_set(
             ev,
             fd,
             M_EV_RECV | M_EV_NONBLOCK,
             M_EV_UNLIMITED,
             null_mut(),
-            Some(wake_ready),
+            Some(callbacks::wake_ready),
         )
     };
-    crate::sigsafe::kick();
-}
-
-pub(super) unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
-    crate::capi::guard("wake", || {
-        drain_parked();
-        #[cfg(not(feature = "standalone"))]
-        flush_pending(ev);
-        #[cfg(feature = "standalone")]
-        let _ = ev;
-    })
-}
-
-/// Queues the frames parked by signal handlers, in the order they were sent.
-pub(crate) fn drain_parked() {
-    let mut n = 0usize;
-    crate::sigsafe::drain(|p| {
-        n += 1;
-        let ev: *mut mln_event_t = p.ev.cast();
-        let r = if p.to.is_null() {
-            send_to_master(ev, p.ty, p.payload)
-        } else {
-            send_to_child(ev, p.to.cast(), p.ty, p.payload)
-        };
-        if let Err(e) = r {
-            log::warn(format_args!(
-                "frame of type {} sent from a signal handler dropped: {e:?}",
-                p.ty
-            ));
-        }
-    });
-    log::debug(format_args!(
-        "queued {n} frame(s) parked by signal handlers"
-    ));
-}
-
-/// Records that `ch` now receives on `ev` (a replace registration, so no SEND interest is
-/// left). A flush timer pending on another loop is forgotten, not cancelled: that loop is
-/// usually gone (the framework frees the master's loop when it ends), and a flush that
-/// still fires there is harmless; without this the queue would wait for a timer that never
-/// runs.
-pub(super) unsafe fn rebind(ch: *mut Chan, ev: *mut mln_event_t) {
-    // SAFETY: caller passes a live channel.
-    unsafe {
-        (*ch).recv_ev = ev;
-        (*ch).send_ev = null_mut();
-        if (*ch).flush_ev != ev {
-            (*ch).flush_ev = null_mut();
-            (*ch).flush_timer = null_mut();
+    if r == 0 {
+        p.wake_loops.push(ev);
+        if crate::sigsafe::parked() {
+            crate::sigsafe::kick();
         }
     }
 }
 
 /// `mln_fork_master_events_set`.
 pub(crate) fn master_events_set(ev: *mut mln_event_t) {
-    watch_wake_fd(ev);
-    let mut c = proc().head;
-    while !c.is_null() {
-        register_child(ev, c);
-        // SAFETY: list members are live.
-        c = unsafe { (*c).f.next.cast() };
-    }
+    PROC.with(|p| {
+        watch_wake(p, ev);
+        for c in p.children() {
+            if !register(p, ev, Peer::Child(c)) {
+                // SAFETY: a live record.
+                let pid = unsafe { (*c).f.pid };
+                log::error(format_args!(
+                    "cannot watch child {pid}: event registration failed"
+                ));
+            }
+        }
+    })
 }
 
 /// `mln_fork_worker_events_set`.
 pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
-    // SAFETY: the master record is live.
-    if unsafe { (*master()).chan.fd } < 0 {
-        log::warn(format_args!(
-            "mln_fork_worker_events_set: this process has no master"
-        ));
-        return;
-    }
-    watch_wake_fd(ev);
-    if !watch(ev, Peer::Master) {
-        log::error(format_args!(
-            "mln_fork_worker_events_set: event registration failed"
-        ));
-    }
+    PROC.with(|p| {
+        if !p.is_worker || p.master().chan.is_none() {
+            log::warn(format_args!(
+                "mln_fork_worker_events_set: this process has no master"
+            ));
+            return;
+        }
+        watch_wake(p, ev);
+        if !register(p, ev, Peer::Master) {
+            log::error(format_args!(
+                "mln_fork_worker_events_set: event registration failed"
+            ));
+        }
+    })
 }
 
-/// `mln_fork_iterate`: -1 when the handler returns a negative value.
+/// `mln_fork_iterate`: calls `h` for every child that was live when the walk started and
+/// still is when its turn comes, oldest first. -1 when `h` returns a negative value.
+///
+/// From a signal handler that interrupted the library, the walk uses the list as last
+/// published (children started or closed at that very moment may be missed or seen).
 pub(crate) fn iterate(ev: *mut mln_event_t, h: fork_iterate_handler, data: *mut c_void) -> c_int {
-    let mut c = proc().head;
-    while !c.is_null() {
-        // Read the successor first: the handler may close this child.
-        // SAFETY: list members are live until removed.
-        let next: *mut Child = unsafe { (*c).f.next.cast() };
-        if let Some(h) = h {
-            // SAFETY: user callback with a live child.
-            if crate::sigsafe::outside(|| unsafe { h(ev, c.cast(), data) }) < 0 {
-                return -1;
+    let Some(h) = h else { return 0 };
+    let Some((list, epoch)) = PROC.try_with(|p| {
+        let list: Vec<(*mut Child, u64)> = p
+            .children()
+            .into_iter()
+            // SAFETY: live records.
+            .map(|c| (c, unsafe { (*c).id }))
+            .collect();
+        (list, p.epoch)
+    }) else {
+        return with_published(|list| {
+            for &c in list {
+                // SAFETY: user callback with a record that is live or a tombstone (never
+                // freed while this runs: nothing can bury records until we return).
+                if unsafe { h(ev, c.cast(), data) } < 0 {
+                    return -1;
+                }
             }
+            0
+        });
+    };
+    for (c, id) in list {
+        let go = PROC.with(|p| {
+            if p.epoch != epoch {
+                return None;
+            }
+            // SAFETY: a record listed as live is not freed; tombstones are kept.
+            let alive = p.find(c.cast()).is_some() && unsafe { (*c).id } == id;
+            if alive {
+                p.callbacks += 1;
+            }
+            Some(alive)
+        });
+        match go {
+            None => return 0,
+            Some(false) => continue,
+            Some(true) => {}
         }
-        c = next;
+        // SAFETY: user callback with a live child.
+        let r = unsafe { h(ev, c.cast(), data) };
+        let forked = PROC.with(|p| {
+            if p.epoch != epoch {
+                return true;
+            }
+            p.callbacks -= 1;
+            false
+        });
+        if r < 0 {
+            return -1;
+        }
+        if forked {
+            // The callback forked and we are the new child: the walk is the parent's.
+            return 0;
+        }
     }
     0
+}
+
+/// The free hook of the standalone loop: loop `ev` is going away.
+#[cfg(feature = "standalone")]
+pub(crate) fn loop_freed(ev: *mut mln_event_t) {
+    if PROC.try_with(|p| forget_loop(p, ev)).is_none() {
+        log::error(format_args!(
+            "an event loop was freed while the library was busy (from a signal handler?)"
+        ));
+    }
 }

@@ -1,7 +1,30 @@
 //! Forking: socketpair, fork and handshake (spec §4.5), the child's clean-up after fork
 //! (§4.6), plain workers, and exec'd programs.
+//!
+//! # After fork, in the child
+//! The child closes the master-side descriptors of its siblings and releases their
+//! records, forgets pending restarts, exit watches, flush timers and loops (they belong to
+//! the parent's loop, which the child only leaves), empties the master handler table (as
+//! Melon does), keeps the worker table with whatever data slots the parent had, gets a
+//! wake-up descriptor of its own, runs the resource-clear handler, and takes the new
+//! socketpair end as its master connection. Nothing in the inherited event loop is
+//! touched: its epoll instance is shared with the parent until the child leaves it.
 
-use super::*;
+use super::handlers;
+use super::state::{conn_new, Chan, Child, ExecArgs, Live, Peer, Plan, Proc, PROC};
+use super::supervise::start_ticks_of;
+use crate::abi::*;
+use crate::channel::Channel;
+use crate::log;
+use crate::sys::retry_eintr;
+use core::ffi::c_int;
+use core::ptr::null_mut;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 /// Where a fork left us.
 pub(crate) enum Forked {
@@ -9,72 +32,98 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// Socketpair, fork, handshake (spec §4.5). In the parent the child is appended to the
-/// list and, if `ev` is given, its descriptor registered for receiving.
-pub(super) fn fork_core(
-    ev: *mut mln_event_t,
+/// A plan for a new child of its own slot.
+pub(crate) fn new_plan(
     etype: proc_exec_type,
     stype: proc_state_type,
     args: Option<ExecArgs>,
-    quick_deaths: u32,
-) -> io::Result<Forked> {
-    let mut fds = [-1 as c_int; 2];
-    syscall!(socketpair(
-        libc::AF_UNIX,
-        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-        0,
-        fds.as_mut_ptr()
-    ))?;
-    let [mine, theirs] = fds;
+) -> Plan {
+    let slot = PROC.with(|p| {
+        let s = p.next_slot;
+        p.next_slot += 1;
+        s
+    });
+    Plan {
+        etype,
+        stype,
+        args,
+        slot,
+        quick_deaths: 0,
+        restarts: 0,
+    }
+}
+
+/// Flushes C's and Rust's stdio, so a child does not print what the parent had buffered.
+fn flush_stdio() {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: fflush(NULL) flushes every C output stream; no preconditions.
+    unsafe { libc::fflush(null_mut()) };
+}
+
+/// Socketpair, fork, handshake (spec §4.5). In the parent the child is appended to the
+/// list and, if `ev` is given, registered there for receiving.
+pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> {
+    let (mine, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    flush_stdio();
     // Holding the handler lock across fork() keeps another thread from leaving it locked
     // mid-update in the child; the forking thread releases it on both sides.
-    let mut guard = lock_handlers();
-    // SAFETY: fork has no preconditions; the child only runs async-signal-safe-enough code
-    // of this thread (the program is single-threaded there).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        let e = io::Error::last_os_error();
-        drop(guard);
-        close_fd(mine);
-        close_fd(theirs);
-        return Err(e);
-    }
-    if pid == 0 {
-        if let Some(hs) = guard.as_mut() {
-            hs.master.clear();
-        }
-        TABLE_GEN.fetch_add(1, Ordering::Release);
-        drop(guard);
-        close_fd(mine);
-        after_fork_in_child(theirs);
-        return Ok(Forked::Child);
-    }
-    drop(guard);
-    close_fd(theirs);
-    // Handshake: the child writes one byte once its post-fork cleanup is done. EOF means
-    // it died first: fail instead of spinning (D5).
-    let mut byte = 0u8;
-    let r = retry_eintr(|| syscall!(read(mine, ptr::addr_of_mut!(byte).cast(), 1)));
+    let mut guard = handlers::lock();
+    // SAFETY: the child only runs this thread's code (the program is single-threaded
+    // there, see README "Threads and signals").
+    let r = unsafe { nix::unistd::fork() };
     match r {
-        Ok(1) => {}
-        Ok(_) => {
-            close_fd(mine);
-            return Err(io::Error::other("child exited before the fork handshake"));
-        }
         Err(e) => {
-            close_fd(mine);
-            return Err(e);
+            drop(guard);
+            Err(e.into())
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            handlers::after_fork_in_child(&mut guard);
+            drop(guard);
+            drop(mine);
+            in_child(theirs);
+            Ok(Forked::Child)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(guard);
+            drop(theirs);
+            let mut mine = UnixStream::from(mine);
+            // Handshake: the child writes one byte once its post-fork cleanup is done. EOF
+            // means it died first: fail instead of spinning (D5).
+            let mut byte = [0u8; 1];
+            match retry_eintr(|| mine.read(&mut byte)) {
+                Ok(1) => {}
+                Ok(_) => return Err(io::Error::other("child exited before the fork handshake")),
+                Err(e) => return Err(e),
+            }
+            let pid = child.as_raw();
+            let start_ticks = start_ticks_of(pid);
+            PROC.with(|p| add_child(p, ev, OwnedFd::from(mine), pid, start_ticks, plan));
+            Ok(Forked::Parent)
         }
     }
-    // A pidfd lets the master make sure a child it considers dead is gone, without the
-    // pid-reuse race of kill(pid). Optional: older kernels lack it.
-    // SAFETY: plain syscall; returns a new CLOEXEC descriptor or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as c_int;
+}
+
+fn add_child(
+    p: &mut Proc,
+    ev: *mut mln_event_t,
+    fd: OwnedFd,
+    pid: i32,
+    start_ticks: Option<u64>,
+    plan: Plan,
+) {
+    let raw = fd.as_raw_fd();
+    #[allow(unused_mut)]
     let mut f = mln_fork_t {
         prev: null_mut(),
         next: null_mut(),
         args: null_mut(),
-        conn: conn_new(mine),
+        conn: conn_new(raw),
         pid,
         n_args: 0,
         state: STATE_IDLE,
@@ -83,98 +132,121 @@ pub(super) fn fork_core(
         error_bytes: 0,
         msg_content: null_mut(),
         msg_buf_size: 0,
-        etype,
-        stype,
+        etype: plan.etype,
+        stype: plan.stype,
     };
-    // Melon build: a genuine Melon connection (spec §7), released when the child is freed.
+    // Melon build: a genuine Melon connection (spec §7), released when the child dies.
     #[cfg(not(feature = "standalone"))]
     crate::melon::conn::init(&mut f.conn);
-    let mut args = args;
-    if let Some(a) = args.as_mut() {
-        f.args = a.ptrs.as_mut_ptr();
-        f.n_args = a.strings.len() as u32;
-    }
+    let id = p.next_id;
+    p.next_id += 1;
+    let chan = Chan::new(Channel::new(fd, super::max_message(), super::queue_limit()));
     let c = Box::into_raw(Box::new(Child {
         f,
-        chan: Chan::new(mine),
-        pidfd,
-        started: Instant::now(),
-        quick_deaths,
-        args,
-        busy: 0,
-        close_pending: false,
+        id,
+        live: Some(Box::new(Live {
+            chan,
+            plan,
+            started: Instant::now(),
+            start_ticks,
+        })),
     }));
-    list_append(c);
-    if !ev.is_null() {
-        register_child(ev, c);
+    // SAFETY: a fresh record; `args` lives in its `Live`, released (and the pointer
+    // cleared) only when the record is buried.
+    unsafe {
+        if let Some(a) = (*c).live.as_mut().and_then(|l| l.plan.args.as_mut()) {
+            (*c).f.args = a.ptrs.as_mut_ptr();
+            (*c).f.n_args = a.strings.len() as u32;
+        }
     }
-    Ok(Forked::Parent)
+    p.append(c);
+    if !ev.is_null() {
+        super::events::watch_wake(p, ev);
+        if !super::events::register(p, ev, Peer::Child(c)) {
+            log::error(format_args!(
+                "cannot watch child {pid}: event registration failed"
+            ));
+        }
+    }
 }
 
-pub(super) fn after_fork_in_child(fd: c_int) {
-    let p = proc();
-    let mut c = p.head;
-    p.head = null_mut();
-    p.tail = null_mut();
-    p.live.clear();
-    while !c.is_null() {
-        // SAFETY: inherited list members are live boxes we own; each is freed once.
-        let b = unsafe { Box::from_raw(c) };
-        c = b.f.next.cast();
-        close_fd(b.chan.fd);
-        close_fd(b.pidfd);
-        forget_flush(&b.chan);
-    }
-    for r in std::mem::take(&mut proc().restarts) {
-        // SAFETY: pending records are live boxes; their timers are pending on `ev`, whose
-        // memory the child still has (cancelling touches no descriptor).
-        let r = unsafe { Box::from_raw(r) };
-        // SAFETY: as above.
-        unsafe { reactor::timer_cancel(r.ev, r.timer) };
-    }
-    let m = master();
-    // SAFETY: the master record is live; we replace its channel wholesale.
-    unsafe {
-        forget_flush(&(*m).chan);
-        close_fd((*m).chan.fd);
-        (*m).chan = Chan::new(fd);
-        (*m).conn = conn_new(fd);
-    }
-    proc().is_worker = true;
-    crate::sigsafe::after_fork();
-    let (clr, data) = (proc().clr, proc().clr_data);
+/// The child's side after fork (spec §4.6).
+fn in_child(theirs: OwnedFd) {
+    let fd = theirs.as_raw_fd();
+    let (clr, data) = PROC.with(|p| {
+        become_child(p, theirs);
+        (p.clr, p.clr_data)
+    });
     if let Some(h) = clr {
         // SAFETY: user callback with the user's data, as Melon calls it.
-        crate::sigsafe::outside(|| unsafe { h(data) });
+        unsafe { h(data) };
     }
-
-    // Melon build: a wake-up eventfd of our own, and `master_conn` names our end (after the
-    // clear handler, as in Melon).
+    // Melon build: `master_conn` names our end (after the clear handler, as in Melon).
     #[cfg(not(feature = "standalone"))]
-    {
-        crate::melon::conn::master_attach(fd);
-        publish();
-    }
+    crate::melon::conn::master_attach(fd);
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
-    let byte = b' ';
-    if retry_eintr(|| syscall!(write(fd, ptr::addr_of!(byte).cast(), 1))).is_err() {
+    let byte = [b' '];
+    // SAFETY: writing one byte from a valid buffer to our own descriptor.
+    let w = retry_eintr(|| crate::sys::syscall!(write(fd, byte.as_ptr().cast(), 1)));
+    if w.is_err() {
         // SAFETY: leaving the child without running the parent's atexit handlers.
         unsafe { libc::_exit(1) };
     }
 }
 
-/// Cancels a pending flush timer (memory only; no descriptor is touched).
-pub(super) fn forget_flush(ch: &Chan) {
-    if !ch.flush_timer.is_null() {
-        // SAFETY: the timer is pending on `flush_ev` (cleared when it fires).
-        unsafe { reactor::timer_cancel(ch.flush_ev, ch.flush_timer) };
+fn become_child(p: &mut Proc, fd: OwnedFd) {
+    // The siblings' descriptors close as their records go.
+    let mut c = p.head;
+    while !c.is_null() {
+        // SAFETY: inherited list members are boxes we own; each is freed once.
+        let b = unsafe { Box::from_raw(c) };
+        c = b.f.next.cast();
+        #[cfg(not(feature = "standalone"))]
+        {
+            let mut b = b;
+            crate::melon::conn::destroy(&mut b.f.conn);
+        }
     }
+    p.head = null_mut();
+    p.tail = null_mut();
+    p.live.clear();
+    for t in p.graveyard.drain(..) {
+        // SAFETY: tombstones we own.
+        drop(unsafe { Box::from_raw(t) });
+    }
+    // Records tied to the parent's loop: their timers may still fire in our copy of that
+    // loop, and find nothing (each callback looks its record up first).
+    for r in p.restarts.drain(..) {
+        // SAFETY: listed records are ours.
+        drop(unsafe { Box::from_raw(r) });
+    }
+    for d in p.dying.drain(..) {
+        // SAFETY: listed records are ours; their pidfds close.
+        drop(unsafe { Box::from_raw(d) });
+    }
+    p.dirty.clear();
+    p.flush_timers.clear();
+    p.wake_loops.clear();
+    p.writable_due.clear();
+    p.callbacks = 0;
+    p.epoch += 1;
+    p.is_worker = true;
+    let raw = fd.as_raw_fd();
+    let m = p.master();
+    m.chan = Some(Chan::new(Channel::new(
+        fd,
+        super::max_message(),
+        super::queue_limit(),
+    )));
+    m.conn = conn_new(raw);
+    crate::sigsafe::after_fork();
+    p.publish();
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.
 pub(crate) fn restart(ev: *mut mln_event_t) -> c_int {
-    match fork_core(ev, M_PET_DFL, M_PST_SUP, None, 0) {
+    match fork_core(ev, new_plan(M_PET_DFL, M_PST_SUP, None)) {
         Ok(Forked::Parent) => 1,
         Ok(Forked::Child) => 0,
         Err(e) => {
@@ -185,10 +257,9 @@ pub(crate) fn restart(ev: *mut mln_event_t) -> c_int {
 }
 
 /// `mln_fork`: the standalone build starts `mln_fork_worker_num_set` workers.
-// Used by the standalone framework / mln_fork; the melon build reads Melon's conf.
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn fork_workers() -> c_int {
-    let n = WORKER_NUM.load(Ordering::Relaxed);
+    let n = super::state::worker_num();
     for i in 1..=n {
         log::info(format_args!("Start up worker process No.{i}"));
         match restart(null_mut()) {
@@ -202,39 +273,36 @@ pub(crate) fn fork_workers() -> c_int {
 
 /// `mln_fork_spawn`: 0 in the parent, -1 on failure; the child execs and never returns.
 pub(crate) fn spawn(stype: proc_state_type, args: Vec<CString>, ev: *mut mln_event_t) -> c_int {
-    log::info(format_args!(
-        "Start up process '{}'",
-        args[0].to_string_lossy()
-    ));
-    spawn_args(stype, ExecArgs::new(args), ev, 0)
-}
-
-pub(super) fn spawn_args(
-    stype: proc_state_type,
-    args: ExecArgs,
-    ev: *mut mln_event_t,
-    quick: u32,
-) -> c_int {
-    let exec = args.copy();
-    match fork_core(ev, M_PET_EXE, stype, Some(args), quick) {
-        Ok(Forked::Parent) => 0,
-        Ok(Forked::Child) => exec_child(exec),
+    let args = ExecArgs::new(args);
+    log::info(format_args!("Start up process '{}'", args.name()));
+    match spawn_plan(new_plan(M_PET_EXE, stype, Some(args)), ev) {
+        Ok(()) => 0,
         Err(e) => {
-            log::error(format_args!(
-                "spawn '{}': {e}",
-                exec.strings[0].to_string_lossy()
-            ));
+            log::error(format_args!("spawn: {e}"));
             -1
         }
     }
 }
 
+/// Forks and execs the program of `plan`. Never returns in the child.
+pub(crate) fn spawn_plan(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
+    let exec = plan
+        .args
+        .as_ref()
+        .map(ExecArgs::copy)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match fork_core(ev, plan)? {
+        Forked::Parent => Ok(()),
+        Forked::Child => exec_child(exec),
+    }
+}
+
 /// In a spawned child: hand the socketpair end to the program as its last argument.
-pub(super) fn exec_child(mut a: ExecArgs) -> ! {
-    // SAFETY: the master record is live.
-    let fd = unsafe { (*master()).chan.fd };
-    // The one descriptor an exec'd program inherits (D12/D13): clear its CLOEXEC, and give
-    // the program default dispositions for the signals the master ignores.
+pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
+    let fd = PROC.with(|p| p.master().chan.as_ref().map(|c| c.ch.raw()).unwrap_or(-1));
+    // The one descriptor an exec'd program inherits (D12/D13): clear its CLOEXEC, make it
+    // blocking, and give the program default dispositions for the signals the master
+    // ignores.
     // SAFETY: plain syscalls on our own descriptor and signal dispositions.
     unsafe {
         libc::fcntl(fd, libc::F_SETFD, 0);
@@ -254,7 +322,7 @@ pub(super) fn exec_child(mut a: ExecArgs) -> ! {
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
     log::error(format_args!(
         "execv '{}': {}",
-        a.strings[0].to_string_lossy(),
+        a.name(),
         io::Error::last_os_error()
     ));
     // SAFETY: leaving the child without running the parent's atexit handlers.

@@ -1,82 +1,44 @@
-//! Peer death and supervision: closing a dead child, restart with backoff (D7), a worker's
-//! exit when its master is gone.
+//! Deaths and supervision: closing a child, making sure its process is gone, restarting
+//! it (with backoff, from the loop), and a worker's exit when its master is gone.
+//!
+//! # A child's end
+//! 1. [`close_child`] (end of stream, a protocol error, or `mln_fork_socketpair_close_handler`)
+//!    removes the child from the list at once (its record becomes a tombstone, see
+//!    `state`), unregisters and closes its channel, and counts what was still queued to it.
+//!    Inside one of its own receive passes this waits until the pass ends.
+//! 2. The process must be gone before a replacement starts (a child that merely closed its
+//!    end must not live on beside its replacement, D13). A pidfd is opened only now (so a
+//!    child costs one descriptor while it lives), after checking that the pid still names
+//!    our child (its kernel start time); if the process is still running it gets
+//!    [`EXIT_GRACE`] to exit by itself (a worker that closes its channel to stop), then
+//!    SIGKILL.
+//! 3. A supervised child is then restarted from its loop, by a timer: at once for the first
+//!    quick death, then after a delay that doubles from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`]
+//!    while it keeps dying within [`STABLE_UPTIME`] of its start (D7). The restart never
+//!    happens inside a user callback: a timer that fires while one runs (a handler that
+//!    runs the loop) waits for it to return. So no master code ever runs in a new worker
+//!    (Melon forks in place, inside whatever callback saw the death).
 
-use super::*;
+use super::flush::flush_dirty;
+use super::state::{Dying, Peer, PendingRestart, Plan, Proc, PROC};
+use super::{callbacks, fork};
+use crate::abi::*;
+use crate::log;
+use crate::reactor;
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-/// The peer of `peer` is gone (end of stream, socket error, protocol error, or closed by
-/// request). Worker: exit 127. Master: forget the child and restart it if supervised.
-pub(super) fn peer_gone(ev: *mut mln_event_t, peer: Peer, why: &str) {
-    match peer {
-        Peer::Master => {
-            log::info(format_args!("{why}: exiting with status 127"));
-            std::process::exit(127);
-        }
-        Peer::Child(c) => close_child(ev, c, why),
-    }
-}
-
-/// `mln_fork_socketpair_close_handler` and every death path of a child.
-pub(crate) fn close_child(ev: *mut mln_event_t, c: *mut Child, why: &str) {
-    // SAFETY: `c` is a live child.
-    unsafe {
-        if (*c).busy > 0 {
-            // Its frames are being dispatched: finish that first (child_readable calls us
-            // again), so no handler's `f_ptr` or buffer dangles.
-            (*c).close_pending = true;
-            return;
-        }
-    }
-    list_remove(c);
-    // SAFETY: `c` was a live list member; we now own it and free it exactly once.
-    let child = unsafe { Box::from_raw(c) };
-    let lost = child.chan.tx.undelivered();
-    if lost > 0 {
-        log::warn(format_args!(
-            "child {} gone with {lost} queued frame(s) undelivered",
-            child.f.pid
-        ));
-    }
-    unregister_and_close(&child.chan);
-    if child.pidfd >= 0 {
-        // Make sure it is really gone: a child that merely closed its end must not live on
-        // beside its replacement (D13). Harmless if it already exited.
-        // SAFETY: signalling through our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                child.pidfd,
-                libc::SIGKILL,
-                ptr::null::<c_void>(),
-                0,
-            )
-        };
-        close_fd(child.pidfd);
-    }
-    log::info(format_args!("child {} dead ({why})", child.f.pid));
-    if child.f.stype != M_PST_SUP {
-        return;
-    }
-    // Backoff (D7): the first restart is immediate; deaths soon after a start double the
-    // delay from 100 ms up to 10 s; a child that stayed up a while resets it.
-    let quick = if child.started.elapsed() < STABLE_UPTIME {
-        child.quick_deaths + 1
-    } else {
-        0
-    };
-    let delay = backoff_delay(quick);
-    let args = child.args.as_ref().map(ExecArgs::copy);
-    let etype = child.f.etype;
-    drop(child);
-    if delay.is_zero() || ev.is_null() {
-        do_restart(ev, etype, args, quick);
-    } else {
-        schedule_restart(ev, etype, args, quick, delay);
-    }
-}
-
-pub(super) const STABLE_UPTIME: Duration = Duration::from_secs(1);
-pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+pub(crate) const STABLE_UPTIME: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a child whose channel closed may take to exit by itself.
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for a SIGKILLed child to go.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// A restart due while a user callback runs is retried after this.
+const RESTART_RETRY: Duration = Duration::from_millis(10);
 
 /// Delay before the restart that follows the `quick`-th quick death in a row.
 pub(crate) fn backoff_delay(quick: u32) -> Duration {
@@ -87,108 +49,431 @@ pub(crate) fn backoff_delay(quick: u32) -> Duration {
     (BACKOFF_FIRST * (1u32 << exp)).min(BACKOFF_MAX)
 }
 
-pub(super) fn do_restart(
-    ev: *mut mln_event_t,
-    etype: proc_exec_type,
-    args: Option<ExecArgs>,
-    quick: u32,
-) {
-    let retry_args = args.as_ref().map(ExecArgs::copy);
-    let r = match args {
-        Some(a) => {
-            let name = a.strings[0].to_string_lossy().into_owned();
-            let r = spawn_args(M_PST_SUP, a, ev, quick);
-            if r == 0 {
-                log::info(format_args!("Process {name} restart."));
-            }
-            r
-        }
-        None => match fork_core(ev, etype, M_PST_SUP, None, quick) {
-            Ok(Forked::Parent) => {
-                log::info(format_args!("Child process restart."));
-                0
-            }
-            Ok(Forked::Child) => {
-                // We are the new worker, still inside the master's loop: leave it; the
-                // framework then runs the worker routine (spec §5).
-                if !ev.is_null() {
-                    // SAFETY: the loop we were dispatching.
-                    unsafe { reactor::break_set(ev) };
-                }
-                0
-            }
-            Err(e) => {
-                log::error(format_args!("restart: {e}"));
-                -1
-            }
-        },
-    };
-    if r < 0 && !ev.is_null() && !proc().is_worker {
-        // Keep supervising: try again later rather than abort (Melon aborts).
-        let quick = quick.max(1) + 1;
-        schedule_restart(ev, etype, retry_args, quick, backoff_delay(quick));
+/// The worker's master is gone: exit with status 127 (Melon's rule).
+pub(crate) fn master_gone(why: &str) -> ! {
+    log::info(format_args!("master gone ({why}): exiting with status 127"));
+    std::process::exit(127)
+}
+
+/// What a child is called in logs.
+fn label(pid: i32, plan: &Plan) -> String {
+    match &plan.args {
+        Some(a) => format!("child {pid} (program '{}')", a.name()),
+        None => format!("child {pid} (worker {})", plan.slot),
     }
 }
 
-pub(super) fn schedule_restart(
-    ev: *mut mln_event_t,
-    etype: proc_exec_type,
-    args: Option<ExecArgs>,
-    quick: u32,
-    delay: Duration,
+/// `mln_fork_socketpair_close_handler` and every death path of a child. `ev_hint` is the
+/// loop to restart on when the child was registered on none.
+pub(crate) fn close_child(ev_hint: *mut mln_event_t, c: *mut super::state::Child, why: &str) {
+    PROC.with(|p| close_in(p, ev_hint, c, why));
+}
+
+pub(crate) fn close_in(
+    p: &mut Proc,
+    ev_hint: *mut mln_event_t,
+    c: *mut super::state::Child,
+    why: &str,
 ) {
-    let rec = Box::into_raw(Box::new(PendingRestart {
-        ev,
-        timer: null_mut(),
-        etype,
-        args,
-        quick_deaths: quick,
-    }));
-    let ms = delay.as_millis().min(u32::MAX as u128) as u32;
-    // SAFETY: `ev` is the live loop the death was seen on.
-    let t = unsafe { reactor::timer_set(ev, ms, rec.cast(), Some(restart_timer_fired)) };
-    if t.is_null() {
-        // SAFETY: `rec` was never shared.
-        let r = unsafe { Box::from_raw(rec) };
-        log::error(format_args!(
-            "cannot schedule a restart: no timer; restarting now"
-        ));
-        do_restart(ev, r.etype, r.args, r.quick_deaths);
+    let peer = Peer::Child(c);
+    let Some(ch) = p.chan(peer) else { return };
+    if ch.busy > 0 {
+        // Its frames are being dispatched: finish that first (the pass closes it).
+        ch.close_pending = true;
         return;
     }
-    // SAFETY: `rec` is live until the timer fires or is cancelled.
-    unsafe { (*rec).timer = t };
-    proc().restarts.push(rec);
-    log::info(format_args!("restart in {} ms", ms));
+    // SAFETY: `c` is a live record (its channel was found).
+    let pid = unsafe { (*c).f.pid };
+    let Some(live) = p.bury(c) else { return };
+    let live = *live;
+    p.dirty.retain(|&d| d != peer);
+    let chan = live.chan;
+    if !chan.ev.is_null() {
+        // SAFETY: the channel's loop is live (forgotten when freed); a CLR inside that
+        // fd's own handler is allowed.
+        unsafe {
+            reactor::fd_set(
+                chan.ev,
+                chan.ch.raw(),
+                M_EV_CLR,
+                M_EV_UNLIMITED,
+                null_mut(),
+                None,
+            )
+        };
+    }
+    let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
+    let lost = chan.ch.tx.queued_frames() + chan.dropped;
+    let who = label(pid, &live.plan);
+    if lost > 0 {
+        log::warn(format_args!(
+            "{who}: {lost} queued frame(s) to it undelivered"
+        ));
+    }
+    // The descriptor closes here.
+    drop(chan);
+    let mut plan = live.plan;
+    let restart = if plan.stype == M_PST_SUP {
+        plan.quick_deaths = if live.started.elapsed() < STABLE_UPTIME {
+            plan.quick_deaths + 1
+        } else {
+            0
+        };
+        Some(plan)
+    } else {
+        None
+    };
+    log::debug(format_args!("{who}: closed ({why})"));
+    watch_exit(p, ev, pid, live.start_ticks, who, why, restart);
 }
 
-pub(super) unsafe extern "C" fn restart_timer_fired(ev: *mut mln_event_t, data: *mut c_void) {
-    crate::capi::guard("restart", || {
-        let rec: *mut PendingRestart = data.cast();
-        let p = proc();
-        let Some(i) = p.restarts.iter().position(|r| *r == rec) else {
+/// Step 2: waits (from the loop) until `pid` is gone, then step 3.
+fn watch_exit(
+    p: &mut Proc,
+    ev: *mut mln_event_t,
+    pid: i32,
+    start_ticks: Option<u64>,
+    who: String,
+    why: &str,
+    plan: Option<Plan>,
+) {
+    let Some(pidfd) = open_pidfd(pid, start_ticks) else {
+        // Gone already (auto-reaped) or no longer ours.
+        return gone(p, ev, &who, why, status_of(pid), plan);
+    };
+    if exited(&pidfd) {
+        return gone(p, ev, &who, why, status_of(pid), plan);
+    }
+    if ev.is_null() {
+        kill(&pidfd);
+        return gone(p, ev, &who, why, "killed by SIGKILL".into(), plan);
+    }
+    let d = Box::into_raw(Box::new(Dying {
+        pid,
+        pidfd: None,
+        ev,
+        timer: null_mut(),
+        killed: false,
+        label: who,
+        plan,
+    }));
+    // SAFETY: `ev` is a live loop; `d` stays allocated until `finish_dying`.
+    unsafe {
+        let fd = pidfd.as_raw_fd();
+        (*d).pidfd = Some(pidfd);
+        let ms = EXIT_GRACE.as_millis() as u32;
+        (*d).timer = reactor::timer_set(ev, ms, d.cast(), Some(callbacks::exit_timeout));
+        if reactor::fd_set(
+            ev,
+            fd,
+            M_EV_RECV,
+            M_EV_UNLIMITED,
+            d.cast(),
+            Some(callbacks::exit_ready),
+        ) < 0
+            || (*d).timer.is_null()
+        {
+            // Cannot wait on this loop: kill and move on.
+            let d = Box::from_raw(d);
+            if !d.timer.is_null() {
+                reactor::timer_cancel(ev, d.timer);
+            }
+            reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+            if let Some(f) = &d.pidfd {
+                kill(f);
+            }
+            let Dying { label, plan, .. } = *d;
+            return gone(p, ev, &label, why, "killed by SIGKILL".into(), plan);
+        }
+    }
+    p.dying.push(d);
+}
+
+/// The pidfd of `pid`, if it still names the process we started.
+fn open_pidfd(pid: i32, start_ticks: Option<u64>) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; returns a new close-on-exec descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The pidfd pins whatever process has this pid now; it is ours if it started when
+    // ours did (a pid is not reused within one clock tick).
+    match (start_ticks, start_ticks_of(pid)) {
+        (Some(a), Some(b)) if a == b => Some(fd),
+        _ => None,
+    }
+}
+
+/// The kernel start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot).
+pub(crate) fn start_ticks_of(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+}
+
+fn kill(pidfd: &OwnedFd) {
+    // SAFETY: signalling through our own pidfd (race-free: it names that process only).
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            null_mut::<c_void>(),
+            0,
+        )
+    };
+}
+
+/// How `pid` ended, if it can be known: reaps it when SIGCHLD is not ignored (the safe
+/// Rust API), says so when it is (Melon's disposition: children are reaped by the kernel
+/// and their status is lost).
+fn status_of(pid: i32) -> String {
+    let mut st = 0;
+    // SAFETY: plain syscall on our own child.
+    let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    if r != pid {
+        return "gone (exit status unknown: SIGCHLD is ignored)".into();
+    }
+    if libc::WIFEXITED(st) {
+        format!("exited with status {}", libc::WEXITSTATUS(st))
+    } else if libc::WIFSIGNALED(st) {
+        format!("killed by {}", signal_name(libc::WTERMSIG(st)))
+    } else {
+        "gone".into()
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// The pidfd of a dying child became readable: it is gone.
+pub(crate) fn dying_ready(d: *mut Dying) {
+    PROC.with(|p| {
+        let Some(i) = p.dying.iter().position(|&x| x == d) else {
             return;
         };
-        p.restarts.swap_remove(i);
-        // SAFETY: removed from the pending list, so we own it now.
-        let r = unsafe { Box::from_raw(rec) };
-        do_restart(ev, r.etype, r.args, r.quick_deaths);
+        p.dying.swap_remove(i);
+        // SAFETY: removed from the list: we own it now.
+        let d = unsafe { Box::from_raw(d) };
+        let status = if d.killed {
+            "killed by SIGKILL".to_string()
+        } else {
+            status_of(d.pid)
+        };
+        finish_dying(p, *d, status);
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A dying child's grace (or kill wait) ran out.
+pub(crate) fn dying_timeout(d: *mut Dying) {
+    PROC.with(|p| {
+        let Some(i) = p.dying.iter().position(|&x| x == d) else {
+            return;
+        };
+        // SAFETY: listed, so live; the timer that fired is gone.
+        unsafe {
+            (*d).timer = null_mut();
+            if !(*d).killed {
+                if let Some(f) = &(*d).pidfd {
+                    kill(f);
+                }
+                (*d).killed = true;
+                let ms = KILL_WAIT.as_millis() as u32;
+                (*d).timer =
+                    reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_timeout));
+                if !(*d).timer.is_null() {
+                    return;
+                }
+            }
+        }
+        p.dying.swap_remove(i);
+        // SAFETY: removed from the list: we own it now.
+        let d = unsafe { Box::from_raw(d) };
+        log::error(format_args!(
+            "{}: still there after SIGKILL; not waiting any longer",
+            d.label
+        ));
+        finish_dying(p, *d, "killed by SIGKILL".into());
+    })
+}
 
-    #[test]
-    fn backoff_doubles_to_a_cap_and_starts_immediate() {
-        assert_eq!(backoff_delay(0), Duration::ZERO);
-        assert_eq!(backoff_delay(1), Duration::ZERO);
-        assert_eq!(backoff_delay(2), Duration::from_millis(100));
-        assert_eq!(backoff_delay(3), Duration::from_millis(200));
-        assert_eq!(backoff_delay(8), Duration::from_millis(6400));
-        assert_eq!(backoff_delay(9), Duration::from_secs(10));
-        assert_eq!(backoff_delay(10), Duration::from_secs(10));
-        assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(10));
+fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
+    // SAFETY: the loop the watch was registered on (forgotten when freed).
+    unsafe {
+        if !d.timer.is_null() {
+            reactor::timer_cancel(d.ev, d.timer);
+        }
+        if let Some(f) = &d.pidfd {
+            reactor::fd_set(
+                d.ev,
+                f.as_raw_fd(),
+                M_EV_CLR,
+                M_EV_UNLIMITED,
+                null_mut(),
+                None,
+            );
+        }
     }
+    d.pidfd = None;
+    let ev = d.ev;
+    let Dying { label, plan, .. } = d;
+    gone(p, ev, &label, "closed", status, plan);
+}
+
+/// Step 3: the process is gone; log it and schedule the restart of a supervised child.
+fn gone(
+    p: &mut Proc,
+    ev: *mut mln_event_t,
+    who: &str,
+    why: &str,
+    status: String,
+    plan: Option<Plan>,
+) {
+    let Some(mut plan) = plan else {
+        log::info(format_args!("{who} {status} ({why}); not supervised"));
+        return;
+    };
+    if ev.is_null() {
+        log::warn(format_args!(
+            "{who} {status} ({why}); not restarted: it is registered on no event loop"
+        ));
+        return;
+    }
+    let delay = backoff_delay(plan.quick_deaths);
+    plan.restarts += 1;
+    log::info(format_args!(
+        "{who} {status} ({why}); restarting in {} ms",
+        delay.as_millis()
+    ));
+    schedule_restart(p, ev, plan, delay);
+}
+
+pub(crate) fn schedule_restart(p: &mut Proc, ev: *mut mln_event_t, plan: Plan, delay: Duration) {
+    let rec = Box::into_raw(Box::new(PendingRestart {
+        ev,
+        timer: null_mut(),
+        plan,
+    }));
+    let ms = delay.as_millis().min(u32::MAX as u128) as u32;
+    // SAFETY: `ev` is a live loop (a channel's, forgotten when freed).
+    let t = unsafe { reactor::timer_set(ev, ms, rec.cast(), Some(callbacks::restart_fired)) };
+    if t.is_null() {
+        // SAFETY: never shared.
+        drop(unsafe { Box::from_raw(rec) });
+        log::error(format_args!(
+            "cannot set a restart timer on the loop; the child is not restarted"
+        ));
+        return;
+    }
+    // SAFETY: `rec` is live until its timer fires or it is dropped.
+    unsafe { (*rec).timer = t };
+    p.restarts.push(rec);
+}
+
+/// A restart timer fired.
+pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
+    let due = PROC.with(|p| {
+        let i = p.restarts.iter().position(|&r| r == rec)?;
+        p.restarts.swap_remove(i);
+        // SAFETY: removed from the list: we own it now.
+        let r = unsafe { Box::from_raw(rec) };
+        // Never fork inside a user callback (a handler running the loop, or the loop
+        // nested in a callback of its own): try again when it has returned.
+        // SAFETY: `ev` is the live loop running this timer.
+        if p.callbacks > 0 || unsafe { reactor::depth(ev) } > 1 {
+            schedule_restart(p, ev, r.plan, RESTART_RETRY);
+            return None;
+        }
+        flush_dirty(p);
+        Some(r.plan)
+    });
+    let Some(plan) = due else { return };
+    let retry = plan.copy();
+    match fork::fork_core(ev, plan) {
+        Ok(fork::Forked::Parent) => {}
+        Ok(fork::Forked::Child) => {
+            // We are the new worker, inside the master's loop: leave it; the framework
+            // (or `Builder::run`) then runs the worker routine (spec §5).
+            // SAFETY: the loop we are dispatching.
+            unsafe { reactor::break_set(ev) };
+        }
+        Err(e) => {
+            let mut retry = retry;
+            retry.quick_deaths = retry.quick_deaths.max(1) + 1;
+            let delay = backoff_delay(retry.quick_deaths);
+            log::error(format_args!(
+                "restart failed: {e}; trying again in {} ms",
+                delay.as_millis()
+            ));
+            PROC.with(|p| schedule_restart(p, ev, retry, delay));
+        }
+    }
+}
+
+#[cfg(feature = "standalone")]
+/// Forgets everything tied to loop `ev` (it is being freed): registrations, timers,
+/// restarts due on it (those children are not restarted), exit watches (killed now).
+pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
+    for c in p.children() {
+        if let Some(ch) = p.chan(Peer::Child(c)) {
+            if ch.ev == ev {
+                ch.ev = null_mut();
+                ch.send_armed = false;
+            }
+        }
+    }
+    if let Some(ch) = p.chan(Peer::Master) {
+        if ch.ev == ev {
+            ch.ev = null_mut();
+            ch.send_armed = false;
+        }
+    }
+    p.flush_timers.retain(|&(e, _)| e != ev);
+    p.wake_loops.retain(|&e| e != ev);
+    let mut dropped = 0;
+    p.restarts.retain(|&r| {
+        // SAFETY: listed records are live boxes.
+        if unsafe { (*r).ev } == ev {
+            // SAFETY: unlisted here, freed once; its timer dies with the loop.
+            drop(unsafe { Box::from_raw(r) });
+            dropped += 1;
+            false
+        } else {
+            true
+        }
+    });
+    if dropped > 0 {
+        log::info(format_args!(
+            "{dropped} pending restart(s) dropped: their event loop was freed"
+        ));
+    }
+    p.dying.retain(|&d| {
+        // SAFETY: listed records are live boxes.
+        if unsafe { (*d).ev } != ev {
+            return true;
+        }
+        // SAFETY: unlisted here, freed once.
+        let d = unsafe { Box::from_raw(d) };
+        if let Some(f) = &d.pidfd {
+            if !exited(f) {
+                kill(f);
+            }
+        }
+        false
+    });
 }

@@ -39,3 +39,8 @@ pub unsafe fn timer_cancel(ev: *mut mln_event_t, t: *mut mln_event_timer_t) {
     // SAFETY: as above; `t` is a pending timer of `ev`.
     unsafe { sys::mln_event_timer_cancel(ev, t) }
 }
+
+/// Melon's loop does not say how deeply it is dispatching.
+pub unsafe fn depth(_ev: *mut mln_event_t) -> u32 {
+    0
+}

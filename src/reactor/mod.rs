@@ -59,6 +59,13 @@ pub unsafe fn timer_cancel(ev: *mut mln_event_t, t: *mut mln_event_timer_t) {
     unsafe { backend::timer_cancel(ev, t) }
 }
 
+/// How many `dispatch` calls of `ev` are running (0 if not knowable: melon backend).
+#[inline]
+pub unsafe fn depth(ev: *mut mln_event_t) -> u32 {
+    // SAFETY: as above.
+    unsafe { backend::depth(ev) }
+}
+
 /// `mln_event_break_set`: sets bit 0 of `is_break`, keeping bits 1..31.
 #[inline]
 pub unsafe fn break_set(ev: *mut mln_event_t) {

@@ -719,6 +719,12 @@ unsafe fn destroy(ev: *mut mln_event_t) {
 /// running handlers, `dispatch` returns, and the memory goes when the outermost `dispatch`
 /// has returned.
 pub unsafe fn free(ev: *mut mln_event_t) {
+    if ev.is_null() {
+        return;
+    }
+    if let Some(h) = *FREE_HOOK.lock().unwrap_or_else(|p| p.into_inner()) {
+        h(ev);
+    }
     // SAFETY: caller contract: NULL or a loop from `new` not yet freed.
     let Some(st) = (unsafe { state(ev) }) else {
         return;
@@ -735,6 +741,19 @@ pub unsafe fn free(ev: *mut mln_event_t) {
     }
     // SAFETY: not dispatching, and the caller gives the loop up.
     unsafe { destroy(ev) };
+}
+
+static FREE_HOOK: std::sync::Mutex<Option<fn(*mut mln_event_t)>> = std::sync::Mutex::new(None);
+
+/// Sets the function `free` calls first, with the loop being freed.
+pub fn set_free_hook(h: fn(*mut mln_event_t)) {
+    *FREE_HOOK.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+}
+
+/// How many `dispatch` calls of `ev` are running.
+pub unsafe fn depth(ev: *mut mln_event_t) -> u32 {
+    // SAFETY: caller contract.
+    unsafe { state(ev) }.map_or(0, |st| st.depth)
 }
 
 /// `mln_event_fd_set` (spec §6): register, change (`M_EV_APPEND` or replace) or clear
@@ -863,7 +882,7 @@ unsafe fn run(ev: *mut mln_event_t) -> Result<(), Leave> {
                 (st.callback, st.callback_data)
             };
             if let Some(cb) = cb {
-                crate::sigsafe::outside(|| cb(ev, data));
+                cb(ev, data);
                 leave_if(ev)?;
             }
             run_timers(ev)?; // step 2
@@ -899,7 +918,7 @@ unsafe fn run_timers(ev: *mut mln_event_t) -> Result<(), Leave> {
         };
         if let Some(h) = t.h {
             // SAFETY: a C handler given to `timer_set`, called with its own data.
-            crate::sigsafe::outside(|| unsafe { h(ev, t.data) });
+            unsafe { h(ev, t.data) };
         }
         // SAFETY: `ev` is live.
         unsafe { leave_if(ev) }?;
@@ -953,7 +972,7 @@ unsafe fn run_active(ev: *mut mln_event_t) -> Result<(), Leave> {
             };
             if let Some(h) = call.h {
                 // SAFETY: a C handler given to `fd_set` for this direction.
-                crate::sigsafe::outside(|| unsafe { h(ev, fd, call.data) });
+                unsafe { h(ev, fd, call.data) };
             }
         }
         // SAFETY: `ev` is live.
@@ -976,7 +995,7 @@ unsafe fn run_fd_timeouts(ev: *mut mln_event_t) -> Result<(), Leave> {
         };
         if let Some(h) = call.h {
             // SAFETY: the C handler given to `fd_timeout_handler_set`.
-            crate::sigsafe::outside(|| unsafe { h(ev, fd, call.data) });
+            unsafe { h(ev, fd, call.data) };
         }
         // SAFETY: `ev` is live.
         unsafe { leave_if(ev) }?;
@@ -995,7 +1014,7 @@ unsafe fn wait(ev: *mut mln_event_t) {
     // Blocking here is outside the library's critical state: a signal handler that sends
     // now may use the ordinary path (see `sigsafe`); it may add timers or interests, but
     // the event buffer is not resized by anything but `take_events`.
-    let r = crate::sigsafe::outside(|| syscall!(epoll_wait(epfd, events, cap, timeout)));
+    let r = syscall!(epoll_wait(epfd, events, cap, timeout));
     // SAFETY: `ev` is live; re-derived after the wait.
     let Some(st) = (unsafe { state(ev) }) else {
         return;

@@ -1,0 +1,87 @@
+//! One end of a socketpair: the descriptor, a send queue ([`tx`]) and a receive buffer
+//! ([`rx`]). Knows the wire codec and a descriptor, not which process it is in nor which
+//! event loop watches it.
+//!
+//! All I/O uses `MSG_DONTWAIT` (and `MSG_NOSIGNAL` on send), so it never blocks whatever
+//! O_NONBLOCK state someone left on the descriptor (Melon's cached blocking flag made a
+//! full socket buffer fatal, spec D1); EAGAIN is backpressure, never an error.
+//!
+//! The two system calls here are the hot path of every message and are made through
+//! `libc` directly: nix's `sendmsg` builds control-message buffers we do not use, and its
+//! `recv` would be the same call; both are wrapped once below.
+
+pub(crate) mod rx;
+pub(crate) mod tx;
+
+pub(crate) use rx::{Next, Read, Rx};
+pub(crate) use tx::{Flushed, Refused, Tx};
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// One socketpair end with its queues.
+pub(crate) struct Channel {
+    pub fd: OwnedFd,
+    pub rx: Rx,
+    pub tx: Tx,
+}
+
+impl Channel {
+    pub(crate) fn new(fd: OwnedFd, max_message: usize, queue_limit: usize) -> Self {
+        Channel {
+            fd,
+            rx: Rx::new(max_message),
+            tx: Tx::new(queue_limit),
+        }
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Outcome of one system call.
+pub(crate) enum IoResult {
+    Done(usize),
+    WouldBlock,
+    Failed(io::Error),
+}
+
+/// `sendmsg` of `iov` without blocking and without SIGPIPE; EINTR is retried.
+pub(crate) fn send_iov(fd: RawFd, iov: &[IoSlice<'_>]) -> IoResult {
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is ABI-compatible with iovec (guaranteed by std on Unix).
+    msg.msg_iov = iov.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = iov.len() as _;
+    loop {
+        // SAFETY: `msg` points at `iov.len()` valid iovecs that outlive the call.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return IoResult::Done(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
+            _ => return IoResult::Failed(e),
+        }
+    }
+}
+
+/// `recv` into `buf` without blocking; EINTR is retried.
+pub(crate) fn recv_into(fd: RawFd, buf: &mut [u8]) -> IoResult {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return IoResult::Done(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
+            _ => return IoResult::Failed(e),
+        }
+    }
+}

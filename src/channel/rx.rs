@@ -1,0 +1,253 @@
+//! The receive side of a channel: a buffer read in large chunks and parsed in place.
+//!
+//! A frame is handed out as a pointer into the buffer and *pins* it: until the matching
+//! [`Rx::unpin`] the bytes of every pinned frame stay where they are, even if the handler
+//! that got them runs the event loop and more data arrives on this channel meanwhile (a
+//! nested receive then reads after them, or into a new buffer, keeping the old one alive
+//! until the last pin goes). Memory for a frame grows only with bytes that actually
+//! arrived, never with a length announced by the peer (spec D3).
+
+use super::{recv_into, IoResult};
+use crate::wire::{Decoder, Step};
+use std::io;
+use std::os::fd::RawFd;
+
+/// Size of the receive buffer; one `recv` reads up to the free space in it.
+pub(crate) const RX_CHUNK: usize = 256 * 1024;
+/// A buffer grown for a large frame is given back once empty above this size.
+const RX_KEEP: usize = 4 * 1024 * 1024;
+
+/// What one read did.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// `n` bytes arrived (see `Rx::last_read_full`).
+    Data(#[allow(dead_code)] usize),
+    /// Nothing to read now.
+    WouldBlock,
+    /// End of stream (or the peer reset the connection).
+    Eof,
+    /// The socket failed.
+    Error(io::Error),
+}
+
+/// The next complete frame, if any.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// A frame; `ptr..ptr+len` is its payload, valid until the matching `unpin`.
+    Frame { ty: u32, ptr: *mut u8, len: usize },
+    /// No complete frame in the buffer.
+    More,
+    /// The next frame announces a length above the maximum: the stream is unusable.
+    TooLong(u32),
+}
+
+pub(crate) struct Rx {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes the frame being received needs in total (0 when unknown).
+    need: usize,
+    dec: Decoder,
+    /// Frames handed out and not yet released.
+    pins: u32,
+    /// Buffers replaced while pinned; freed when the last pin goes.
+    retired: Vec<Vec<u8>>,
+    /// The last read filled all the space offered (more may be waiting).
+    full_read: bool,
+}
+
+impl Rx {
+    pub(crate) fn new(max: usize) -> Self {
+        Rx {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            need: 0,
+            dec: Decoder::new(max),
+            pins: 0,
+            retired: Vec::new(),
+            full_read: false,
+        }
+    }
+
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.dec.set_max(max);
+    }
+
+    /// Whether the last read filled the space it was offered.
+    pub(crate) fn last_read_full(&self) -> bool {
+        self.full_read
+    }
+
+    /// Makes room for the next read. Unpinned: reuses the buffer from its start when it is
+    /// empty, moves the unparsed tail to the front, grows for a frame larger than the
+    /// buffer (doubling, never past what the frame needs). Pinned: never moves a byte; if
+    /// there is no room at the end, continues in a new buffer.
+    fn make_room(&mut self) {
+        if self.pins > 0 {
+            if self.end < self.buf.len() {
+                return;
+            }
+            let tail = self.end - self.start;
+            let size = RX_CHUNK
+                .max(tail * 2)
+                .max(self.need.min(tail * 2 + RX_CHUNK));
+            let mut v = vec![0u8; size];
+            v[..tail].copy_from_slice(&self.buf[self.start..self.end]);
+            self.retired.push(std::mem::replace(&mut self.buf, v));
+            self.start = 0;
+            self.end = tail;
+            return;
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > RX_KEEP {
+                self.buf = Vec::new();
+            }
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; RX_CHUNK];
+        }
+        if self.start > 0 && (self.end == self.buf.len() || self.start >= self.buf.len() / 2) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let target = (self.buf.len() * 2).min(self.need.max(self.buf.len() + 1));
+            self.buf.resize(target, 0);
+        }
+    }
+
+    /// One `recv` into the free space.
+    pub(crate) fn read(&mut self, fd: RawFd) -> Read {
+        self.make_room();
+        let space = self.buf.len() - self.end;
+        match recv_into(fd, &mut self.buf[self.end..]) {
+            IoResult::Done(0) => Read::Eof,
+            IoResult::Done(n) => {
+                self.end += n;
+                self.full_read = n == space;
+                Read::Data(n)
+            }
+            IoResult::WouldBlock => {
+                self.full_read = false;
+                Read::WouldBlock
+            }
+            IoResult::Failed(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Read::Eof,
+            IoResult::Failed(e) => Read::Error(e),
+        }
+    }
+
+    /// The next complete frame in the buffer. A frame pins the buffer until `unpin`.
+    pub(crate) fn next(&mut self) -> Next {
+        if self.start == self.end {
+            return Next::More;
+        }
+        let input = &mut self.buf[self.start..self.end];
+        match self.dec.next(input) {
+            Step::Frame {
+                ty,
+                payload,
+                consumed,
+            } => {
+                let len = payload.len();
+                let off = consumed - len;
+                let ptr = input[off..].as_mut_ptr();
+                self.start += consumed;
+                self.need = 0;
+                self.pins += 1;
+                Next::Frame { ty, ptr, len }
+            }
+            Step::More { consumed, need } => {
+                self.start += consumed;
+                self.need = need;
+                Next::More
+            }
+            Step::TooLong { length } => Next::TooLong(length),
+        }
+    }
+
+    /// Releases the oldest frame handed out by `next`.
+    pub(crate) fn unpin(&mut self) {
+        self.pins = self.pins.saturating_sub(1);
+        if self.pins == 0 && !self.retired.is_empty() {
+            self.retired.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        (a.into(), b.into())
+    }
+
+    fn send_all(fd: RawFd, bytes: &[u8]) {
+        let mut off = 0;
+        while off < bytes.len() {
+            // SAFETY: valid buffer.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    bytes[off..].as_ptr().cast(),
+                    bytes.len() - off,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            assert!(n > 0, "socket full in a test that should not fill it");
+            off += n as usize;
+        }
+    }
+
+    #[test]
+    fn oversized_header_is_refused_without_allocating() {
+        let (a, b) = pair();
+        send_all(a.as_raw_fd(), &[0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0]);
+        let mut rx = Rx::new(1024);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(8)));
+        assert!(matches!(rx.next(), Next::TooLong(u32::MAX)));
+        assert!(rx.buf.len() <= RX_CHUNK);
+    }
+
+    /// A pinned frame's bytes stay put while later reads need more room than the buffer
+    /// has: the nested reads continue in a new buffer and the old one lives until unpinned.
+    #[test]
+    fn pinned_frame_survives_growth_and_reset() {
+        let (a, b) = pair();
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 1, &[7u8; 100]).unwrap();
+        send_all(a.as_raw_fd(), &out);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(_)));
+        let Next::Frame { ptr, len, .. } = rx.next() else {
+            panic!("frame expected")
+        };
+        // A large frame arrives in pieces while the first is pinned.
+        let big = vec![9u8; 3 * RX_CHUNK];
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 2, &big).unwrap();
+        let mut got_big = false;
+        for piece in out.chunks(64 * 1024) {
+            send_all(a.as_raw_fd(), piece);
+            while let Read::Data(_) = rx.read(b.as_raw_fd()) {}
+            if let Next::Frame { ty, len: l, .. } = rx.next() {
+                assert_eq!((ty, l), (2, big.len()));
+                got_big = true;
+                rx.unpin();
+            }
+        }
+        assert!(got_big);
+        // SAFETY: still pinned.
+        let first = unsafe { core::slice::from_raw_parts(ptr, len) };
+        assert!(first.iter().all(|&x| x == 7));
+        rx.unpin();
+        assert!(rx.retired.is_empty());
+    }
+}

@@ -1,0 +1,502 @@
+//! The send side of a channel: frames queued in fixed-size chunks and written with one
+//! `sendmsg` of many iovecs, never moved once queued (no front `memmove`, no reallocation
+//! of the whole queue).
+//!
+//! * A frame whose payload is at most [`LARGE`] bytes is copied into the last chunk if it
+//!   fits, otherwise into a new [`CHUNK`]-byte chunk; frames never straddle two chunks.
+//!   Larger frames get a buffer of their own, freed once written.
+//! * Written chunks are recycled (at most [`SPARE_MAX`] kept), so a steady stream allocates
+//!   nothing and a drained queue holds at most a few chunks.
+//! * [`Tx::write_direct`] writes a frame straight from the caller's buffer when nothing is
+//!   queued; only what the socket did not take is copied.
+//! * Counters follow frames, not bytes: a frame counts as sent once its last byte is in
+//!   the socket. `queued_bytes` counts wire bytes (headers included) not yet written; the
+//!   per-peer limit applies to it.
+
+use super::{send_iov, IoResult};
+use crate::wire;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+/// Size of a queue chunk.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// Payloads above this get a buffer of their own.
+pub(crate) const LARGE: usize = CHUNK / 4;
+/// Written chunks kept for reuse.
+const SPARE_MAX: usize = 16;
+/// iovecs per `sendmsg` (the kernel's limit is 1024; 64 chunks is 4 MiB of small frames).
+const IOV_PER_WRITE: usize = 64;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `4 + payload` does not fit the 32-bit length field.
+    Unframeable,
+    /// Queuing it would exceed the per-peer limit.
+    QueueFull,
+    /// No memory for the copy.
+    NoMemory,
+}
+
+/// What a write ended with.
+#[derive(Debug)]
+pub(crate) enum Flushed {
+    /// Nothing is queued any more.
+    Drained,
+    /// The socket is full; the rest waits for writability.
+    Blocked,
+    /// The socket failed (peer gone).
+    Error(io::Error),
+}
+
+/// Counters of one send side (see `mln_ipc_stats_t`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxStats {
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub queue_peak_bytes: u64,
+    pub sends_refused: u64,
+}
+
+struct Chunk {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    sent: usize,
+    /// Offset of the first frame header whose frame has not been counted as sent.
+    scan: usize,
+    /// `buf[..head_end]` completes a frame whose start was written directly (0: none),
+    /// carrying `head_payload` payload bytes.
+    head_end: usize,
+    head_payload: usize,
+    /// A buffer of its own (one large frame): freed, not recycled.
+    own: bool,
+}
+
+impl Chunk {
+    fn new(buf: Vec<u8>, own: bool) -> Self {
+        Chunk {
+            buf,
+            sent: 0,
+            scan: 0,
+            head_end: 0,
+            head_payload: 0,
+            own,
+        }
+    }
+}
+
+/// The send queue.
+#[derive(Default)]
+pub(crate) struct Tx {
+    chunks: VecDeque<Chunk>,
+    spare: Vec<Vec<u8>>,
+    queued_bytes: usize,
+    queued_frames: usize,
+    /// Bytes queued since the last write attempt (drives opportunistic writes).
+    since_attempt: usize,
+    limit: usize,
+    stats: TxStats,
+}
+
+impl Tx {
+    /// An empty queue refusing frames that would make it hold more than `limit` unwritten
+    /// bytes (0: unlimited).
+    pub(crate) fn new(limit: usize) -> Self {
+        Tx {
+            limit,
+            ..Tx::default()
+        }
+    }
+
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Unwritten wire bytes.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Frames not completely written: what is lost if the peer goes now.
+    pub(crate) fn queued_frames(&self) -> usize {
+        self.queued_frames
+    }
+
+    pub(crate) fn since_attempt(&self) -> usize {
+        self.since_attempt
+    }
+
+    pub(crate) fn stats(&self) -> TxStats {
+        self.stats
+    }
+
+    fn admit(&mut self, total: usize) -> Result<(), Refused> {
+        // An empty queue always takes one frame: the limit is at least the maximum
+        // message size, so no frame that may be sent at all is refused for good.
+        if self.limit != 0
+            && self.queued_bytes > 0
+            && self.queued_bytes.saturating_add(total) > self.limit
+        {
+            self.stats.sends_refused += 1;
+            return Err(Refused::QueueFull);
+        }
+        Ok(())
+    }
+
+    fn account(&mut self, bytes: usize, frames: usize) {
+        self.queued_bytes += bytes;
+        self.queued_frames += frames;
+        self.since_attempt += bytes;
+        let q = self.queued_bytes as u64;
+        if q > self.stats.queue_peak_bytes {
+            self.stats.queue_peak_bytes = q;
+        }
+    }
+
+    /// Queues one frame (copied).
+    #[inline]
+    pub(crate) fn push(&mut self, ty: u32, payload: &[u8]) -> Result<(), Refused> {
+        let h = wire::encode_header(ty, payload.len()).ok_or(Refused::Unframeable)?;
+        let total = wire::HEADER_LEN + payload.len();
+        self.admit(total)?;
+        let c = self.chunk_for(total)?;
+        c.buf.extend_from_slice(&h);
+        c.buf.extend_from_slice(payload);
+        self.account(total, 1);
+        Ok(())
+    }
+
+    /// The chunk the next `total` bytes go to: the last one if they fit, else a new one.
+    #[inline]
+    fn chunk_for(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
+        let fits = self
+            .chunks
+            .back()
+            .is_some_and(|c| !c.own && c.buf.capacity() - c.buf.len() >= total);
+        if !fits {
+            self.new_chunk(total)?;
+        }
+        Ok(self.chunks.back_mut().expect("a chunk was just ensured"))
+    }
+
+    #[cold]
+    fn new_chunk(&mut self, total: usize) -> Result<(), Refused> {
+        self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+        let (buf, own) = if total > wire::HEADER_LEN + LARGE {
+            let mut v = Vec::new();
+            v.try_reserve_exact(total).map_err(|_| Refused::NoMemory)?;
+            (v, true)
+        } else {
+            let v = match self.spare.pop() {
+                Some(v) => v,
+                None => {
+                    let mut v = Vec::new();
+                    v.try_reserve_exact(CHUNK).map_err(|_| Refused::NoMemory)?;
+                    v
+                }
+            };
+            (v, false)
+        };
+        self.chunks.push_back(Chunk::new(buf, own));
+        Ok(())
+    }
+
+    /// With nothing queued, writes the frame straight from `payload` and queues (copies)
+    /// only what the socket did not take. `Ok(Flushed)` says how the write went; with
+    /// something queued already it only queues (`Ok(Flushed::Blocked)`: the queue must be
+    /// flushed). A refused frame changes nothing.
+    pub(crate) fn write_direct(
+        &mut self,
+        fd: RawFd,
+        ty: u32,
+        payload: &[u8],
+    ) -> Result<Flushed, Refused> {
+        if !self.is_empty() {
+            self.push(ty, payload)?;
+            return Ok(Flushed::Blocked);
+        }
+        let h = wire::encode_header(ty, payload.len()).ok_or(Refused::Unframeable)?;
+        let total = wire::HEADER_LEN + payload.len();
+        self.admit(total)?;
+        let n = match send_iov(fd, &[IoSlice::new(&h), IoSlice::new(payload)]) {
+            IoResult::Done(n) => n,
+            IoResult::WouldBlock => 0,
+            IoResult::Failed(e) => return Ok(Flushed::Error(e)),
+        };
+        self.since_attempt = 0;
+        if n == total {
+            self.stats.frames_sent += 1;
+            self.stats.bytes_sent += payload.len() as u64;
+            return Ok(Flushed::Drained);
+        }
+        // Queue the rest: what is left of the header, then of the payload.
+        let rest = total - n;
+        let mut v = Vec::new();
+        v.try_reserve_exact(rest).map_err(|_| Refused::NoMemory)?;
+        if n < wire::HEADER_LEN {
+            v.extend_from_slice(&h[n..]);
+            v.extend_from_slice(payload);
+        } else {
+            v.extend_from_slice(&payload[n - wire::HEADER_LEN..]);
+        }
+        let mut c = Chunk::new(v, true);
+        c.head_end = rest;
+        c.head_payload = payload.len();
+        c.scan = rest;
+        self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+        self.chunks.push_back(c);
+        self.account(rest, 1);
+        self.since_attempt = 0;
+        Ok(Flushed::Blocked)
+    }
+
+    /// Writes as much of the queue as the socket takes.
+    pub(crate) fn write(&mut self, fd: RawFd) -> Flushed {
+        self.since_attempt = 0;
+        loop {
+            if self.chunks.is_empty() {
+                return Flushed::Drained;
+            }
+            let mut iov: [IoSlice<'_>; IOV_PER_WRITE] = [IoSlice::new(&[]); IOV_PER_WRITE];
+            let mut n_iov = 0;
+            let mut want = 0;
+            for c in self.chunks.iter().take(IOV_PER_WRITE) {
+                let s = &c.buf[c.sent..];
+                want += s.len();
+                iov[n_iov] = IoSlice::new(s);
+                n_iov += 1;
+            }
+            let n = match send_iov(fd, &iov[..n_iov]) {
+                IoResult::Done(n) => n,
+                IoResult::WouldBlock => return Flushed::Blocked,
+                IoResult::Failed(e) => return Flushed::Error(e),
+            };
+            self.advance(n);
+            if n < want {
+                // A short write on a stream socket: it is full.
+                return if self.chunks.is_empty() {
+                    Flushed::Drained
+                } else {
+                    Flushed::Blocked
+                };
+            }
+        }
+    }
+
+    /// Marks `n` more bytes as written: counts the frames they complete, releases the
+    /// chunks they finish.
+    fn advance(&mut self, mut n: usize) {
+        self.queued_bytes -= n;
+        while n > 0 {
+            let c = self
+                .chunks
+                .front_mut()
+                .expect("written bytes come from a chunk");
+            let take = n.min(c.buf.len() - c.sent);
+            c.sent += take;
+            n -= take;
+            let (frames, payload) = count_completed(c);
+            self.queued_frames -= frames;
+            self.stats.frames_sent += frames as u64;
+            self.stats.bytes_sent += payload;
+            if c.sent == c.buf.len() {
+                let done = self.chunks.pop_front().expect("front exists");
+                if !done.own && self.spare.len() < SPARE_MAX {
+                    let mut v = done.buf;
+                    v.clear();
+                    self.spare.push(v);
+                }
+            }
+        }
+        if self.chunks.is_empty() {
+            debug_assert_eq!(self.queued_bytes, 0);
+            debug_assert_eq!(self.queued_frames, 0);
+        }
+    }
+}
+
+/// Frames of `c` completed by its `sent` bytes and not counted yet: (frames, payload bytes).
+fn count_completed(c: &mut Chunk) -> (usize, u64) {
+    let mut frames = 0;
+    let mut payload = 0u64;
+    if c.head_end > 0 && c.sent >= c.head_end {
+        frames += 1;
+        payload += c.head_payload as u64;
+        c.head_end = 0;
+    }
+    if c.head_end > 0 {
+        return (frames, payload);
+    }
+    while c.buf.len() - c.scan >= wire::HEADER_LEN {
+        let mut l = [0u8; wire::LEN_LEN];
+        l.copy_from_slice(&c.buf[c.scan..c.scan + wire::LEN_LEN]);
+        let length = u32::from_ne_bytes(l) as usize;
+        let end = c.scan + wire::LEN_LEN + length;
+        if end > c.sent {
+            break;
+        }
+        frames += 1;
+        payload += (length - wire::TYPE_LEN) as u64;
+        c.scan = end;
+    }
+    (frames, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::rx::{Next, Read, Rx};
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        (a.into(), b.into())
+    }
+
+    /// Reads and checks every frame available on `b`: type = sequence number, payload of
+    /// `len(seq)` bytes all equal to `seq as u8`.
+    fn drain_check(rx: &mut Rx, b: RawFd, next: &mut u32, len: impl Fn(u32) -> usize) -> bool {
+        loop {
+            let r = rx.read(b);
+            loop {
+                match rx.next() {
+                    Next::Frame { ty, ptr, len: l } => {
+                        // SAFETY: the frame is pinned until `unpin`.
+                        let p = unsafe { core::slice::from_raw_parts(ptr, l) };
+                        assert_eq!(ty, *next);
+                        assert_eq!(l, len(ty));
+                        assert!(p.iter().all(|&x| x == ty as u8));
+                        *next += 1;
+                        rx.unpin();
+                    }
+                    Next::More => break,
+                    Next::TooLong(n) => panic!("too long {n}"),
+                }
+            }
+            match r {
+                Read::Data(_) => continue,
+                Read::WouldBlock => return false,
+                Read::Eof => return true,
+                Read::Error(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mixed_sizes_survive_a_full_socket_in_order_with_exact_counts() {
+        let (a, b) = pair();
+        let len = |i: u32| match i % 7 {
+            0 => 0,
+            1 => 100_000,
+            2 => LARGE,
+            3 => LARGE + 1,
+            _ => (i as usize * 37) % 3000,
+        };
+        let mut tx = Tx::new(0);
+        let mut sent_payload = 0u64;
+        let n = 3000u32;
+        for i in 0..n {
+            let p = vec![i as u8; len(i)];
+            sent_payload += p.len() as u64;
+            tx.push(i, &p).unwrap();
+        }
+        assert_eq!(tx.queued_frames(), n as usize);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut next = 0;
+        let mut blocked = false;
+        loop {
+            match tx.write(a.as_raw_fd()) {
+                Flushed::Drained => break,
+                Flushed::Blocked => blocked = true,
+                Flushed::Error(e) => panic!("{e}"),
+            }
+            drain_check(&mut rx, b.as_raw_fd(), &mut next, len);
+        }
+        assert!(blocked, "the queue must exceed the socket buffer");
+        assert_eq!(tx.queued_frames(), 0);
+        assert_eq!(tx.queued_bytes(), 0);
+        let st = tx.stats();
+        assert_eq!(st.frames_sent, n as u64);
+        assert_eq!(st.bytes_sent, sent_payload);
+        drop(a);
+        assert!(drain_check(&mut rx, b.as_raw_fd(), &mut next, len));
+        assert_eq!(next, n);
+    }
+
+    #[test]
+    fn direct_write_queues_only_the_rest() {
+        let (a, b) = pair();
+        let mut tx = Tx::new(0);
+        let big = vec![0u8; 4 << 20];
+        // Fills the socket: the rest is queued, one frame counted as queued.
+        assert!(matches!(
+            tx.write_direct(a.as_raw_fd(), 0, &big),
+            Ok(Flushed::Blocked)
+        ));
+        assert_eq!(tx.queued_frames(), 1);
+        assert!(tx.queued_bytes() < big.len());
+        // With something queued, a direct write only queues.
+        let small = vec![1u8; 10];
+        assert!(matches!(
+            tx.write_direct(a.as_raw_fd(), 1, &small),
+            Ok(Flushed::Blocked)
+        ));
+        assert_eq!(tx.queued_frames(), 2);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut next = 0;
+        let len = |i: u32| if i == 0 { 4 << 20 } else { 10 };
+        while !matches!(tx.write(a.as_raw_fd()), Flushed::Drained) {
+            drain_check(&mut rx, b.as_raw_fd(), &mut next, len);
+        }
+        drop(a);
+        drain_check(&mut rx, b.as_raw_fd(), &mut next, len);
+        assert_eq!(next, 2);
+        assert_eq!(tx.stats().frames_sent, 2);
+        assert_eq!(tx.stats().bytes_sent, (4 << 20) + 10);
+        // An empty queue and a socket with room: written at once, nothing queued.
+        let (a, _b) = pair();
+        let mut tx = Tx::new(0);
+        assert!(matches!(
+            tx.write_direct(a.as_raw_fd(), 5, &small),
+            Ok(Flushed::Drained)
+        ));
+        assert!(tx.is_empty());
+    }
+
+    #[test]
+    fn limit_refuses_without_changing_anything() {
+        let mut tx = Tx::new(1000);
+        tx.push(1, &[0; 500]).unwrap();
+        assert_eq!(tx.push(2, &[0; 500]), Err(Refused::QueueFull));
+        assert_eq!(tx.queued_frames(), 1);
+        assert_eq!(tx.queued_bytes(), 508);
+        assert_eq!(tx.stats().sends_refused, 1);
+        tx.push(3, &[0; 400]).unwrap();
+        assert_eq!(tx.queued_frames(), 2);
+    }
+
+    #[test]
+    fn chunks_are_recycled() {
+        let (a, b) = pair();
+        let mut tx = Tx::new(0);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut next = 0;
+        for round in 0..50u32 {
+            for i in 0..100u32 {
+                let seq = round * 100 + i;
+                tx.push(seq, &vec![seq as u8; 1000]).unwrap();
+            }
+            while !matches!(tx.write(a.as_raw_fd()), Flushed::Drained) {
+                drain_check(&mut rx, b.as_raw_fd(), &mut next, |_| 1000);
+            }
+            drain_check(&mut rx, b.as_raw_fd(), &mut next, |_| 1000);
+            assert!(tx.spare.len() <= SPARE_MAX);
+        }
+        assert_eq!(next, 5000);
+    }
+}

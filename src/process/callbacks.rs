@@ -1,0 +1,168 @@
+//! Every function the core registers on an event loop, in one place. Each is a thin
+//! `extern "C"` entry that looks its record up (a `data` pointer is never trusted to be
+//! live) and runs the body behind a panic boundary: a panic is logged and never unwinds
+//! into the loop.
+
+use super::flush::{drain_parked, flush, flush_dirty};
+use super::state::{Dying, Peer, PendingRestart, PROC};
+use super::{recv, supervise};
+use crate::abi::*;
+use crate::log;
+use core::ffi::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+fn catch(what: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        log::error(format_args!("{what}: internal error (panic caught)"));
+    }
+}
+
+/// RECV on a child's channel; `data` is its record.
+pub(crate) unsafe extern "C" fn child_readable(
+    ev: *mut mln_event_t,
+    _fd: c_int,
+    data: *mut c_void,
+) {
+    catch("child_readable", || on_child_readable(ev, data))
+}
+
+/// The body of `mln_ipc_fd_handler_master`: `data` must be a live child's `mln_fork_t *`;
+/// anything else is ignored.
+pub(crate) fn on_child_readable(ev: *mut mln_event_t, data: *mut c_void) {
+    let Some(c) = PROC.with(|p| p.find(data.cast())) else {
+        return;
+    };
+    recv::readable(ev, Peer::Child(c));
+}
+
+/// RECV on the master connection.
+pub(crate) unsafe extern "C" fn master_readable(
+    ev: *mut mln_event_t,
+    _fd: c_int,
+    _data: *mut c_void,
+) {
+    catch("master_readable", || on_master_readable(ev))
+}
+
+/// The body of `mln_ipc_fd_handler_worker`.
+pub(crate) fn on_master_readable(ev: *mut mln_event_t) {
+    recv::readable(ev, Peer::Master);
+}
+
+/// SEND readiness of a channel whose queue met a full socket.
+pub(crate) unsafe extern "C" fn send_ready(ev: *mut mln_event_t, _fd: c_int, data: *mut c_void) {
+    catch("send_ready", || {
+        PROC.with(|p| {
+            let peer = if data.is_null() {
+                Peer::Master
+            } else {
+                match p.find(data.cast()) {
+                    Some(c) => Peer::Child(c),
+                    None => return,
+                }
+            };
+            flush(p, peer);
+        });
+        run_writable_callbacks(ev);
+    })
+}
+
+/// The zero-delay flush timer of loop `ev` (standalone build).
+#[cfg(feature = "standalone")]
+pub(crate) unsafe extern "C" fn flush_fired(ev: *mut mln_event_t, _data: *mut c_void) {
+    catch("flush", || {
+        PROC.with(|p| {
+            p.flush_timers.retain(|&(e, _)| e != ev);
+            flush_dirty(p);
+        });
+        run_writable_callbacks(ev);
+    })
+}
+
+/// The wake-up descriptor: frames parked by signal handlers, flushes requested without a
+/// timer.
+pub(crate) unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
+    catch("wake", || {
+        crate::sigsafe::consume();
+        PROC.with(|p| {
+            if crate::sigsafe::parked() {
+                drain_parked(p);
+            }
+            flush_dirty(p);
+        });
+        run_writable_callbacks(ev);
+    })
+}
+
+/// A restart timer.
+pub(crate) unsafe extern "C" fn restart_fired(ev: *mut mln_event_t, data: *mut c_void) {
+    catch("restart", || {
+        supervise::restart_fired(ev, data.cast::<PendingRestart>())
+    })
+}
+
+/// The pidfd of a closed child became readable: its process is gone.
+pub(crate) unsafe extern "C" fn exit_ready(_ev: *mut mln_event_t, _fd: c_int, data: *mut c_void) {
+    catch("exit_ready", || {
+        supervise::dying_ready(data.cast::<Dying>())
+    })
+}
+
+/// A closed child's grace period (or the wait after SIGKILL) ran out.
+pub(crate) unsafe extern "C" fn exit_timeout(_ev: *mut mln_event_t, data: *mut c_void) {
+    catch("exit_timeout", || {
+        supervise::dying_timeout(data.cast::<Dying>())
+    })
+}
+
+/// The free hook of the standalone loop.
+#[cfg(feature = "standalone")]
+pub(crate) fn loop_freed(ev: *mut mln_event_t) {
+    catch("loop_freed", || super::events::loop_freed(ev))
+}
+
+// ---------------------------------------------------------------------------------------
+// The writable callback (extension `mln_ipc_writable_handler_set`)
+// ---------------------------------------------------------------------------------------
+
+/// The writable handler and its data (any thread may set it; the loop calls it).
+type Writable = (mln_ipc_writable_handler, usize);
+static WRITABLE: Mutex<Writable> = Mutex::new((None, 0));
+
+pub(crate) fn set_writable_handler(h: mln_ipc_writable_handler, data: *mut c_void) {
+    *WRITABLE.lock().unwrap_or_else(|p| p.into_inner()) = (h, data as usize);
+}
+
+/// Calls the writable handler for every peer that drained after a refused send (loop
+/// context, no borrow held).
+pub(crate) fn run_writable_callbacks(ev: *mut mln_event_t) {
+    let due = PROC.with(|p| {
+        if p.writable_due.is_empty() {
+            return Vec::new();
+        }
+        let due = std::mem::take(&mut p.writable_due);
+        p.callbacks += 1;
+        due
+    });
+    if due.is_empty() {
+        return;
+    }
+    let (h, data) = *WRITABLE.lock().unwrap_or_else(|p| p.into_inner());
+    for peer in due {
+        let f = match peer {
+            Peer::Child(c) => {
+                if PROC.with(|p| p.find(c.cast()).is_none()) {
+                    continue;
+                }
+                c.cast::<mln_fork_t>()
+            }
+            Peer::Master => core::ptr::null_mut(),
+        };
+        if let Some(h) = h {
+            // SAFETY: the user's handler with its data, on the loop thread.
+            unsafe { h(ev, f, data as *mut c_void) };
+        }
+    }
+    PROC.with(|p| p.callbacks = p.callbacks.saturating_sub(1));
+}

@@ -1,0 +1,346 @@
+//! Sending: the one state machine of a channel's send side.
+//!
+//! ```text
+//!            send                   flush (loop)                 socket full
+//!   idle ----------> dirty ------------------------> idle   or  ----------> armed
+//!     ^   (queued, a flush is due)                                (SEND interest on
+//!     |                                                            the channel's loop)
+//!     +------------------------ writable: flush, drop SEND ---------------+
+//! ```
+//!
+//! * A send queues the frame (or, when nothing is queued and the frame is large, writes it
+//!   straight from the caller's buffer) and makes the channel *dirty*. While a burst is
+//!   being queued, every [`OPPORTUNISTIC`] bytes are written at once if the socket takes
+//!   them, so the receiver works in parallel and the queue stays small.
+//! * A dirty channel is flushed after the current handlers: at the end of the receive pass
+//!   that ran them, or by a zero-delay timer on the channel's loop (standalone build), or
+//!   by the wake-up descriptor (melon build, and whenever a timer cannot be set), so frames
+//!   queued by a handler that runs the loop itself go out too.
+//! * A flush that meets a full socket arms a level-triggered SEND interest beside the
+//!   persistent RECV on the loop the channel is registered on (never an appended one-shot,
+//!   which stalls Melon's loop, spec D10) and drops it again by a replace once drained.
+//! * Only the loop carrying the channel's RECV interest is used. The `ev` given to a send
+//!   is not kept: a send through a temporary loop cannot leave the channel waiting on it.
+//!   A channel registered on no loop is written at once, as far as the socket takes it;
+//!   the rest waits for the next send or for the registration.
+//! * The send path never calls into the event loop except (standalone) to set that timer,
+//!   which the loop refuses while its own bookkeeping runs: so a send from a signal
+//!   handler never deadlocks (D9), in either build. A send that finds the process state
+//!   itself busy (the signal interrupted the library) is parked (`crate::sigsafe`); every
+//!   later send queues the parked frames first, so frames keep the order of the sends.
+//! * A failed write marks the channel broken and changes nothing else: the end of stream
+//!   arrives on the read side, which delivers what the peer sent before it went and then
+//!   handles its death (restart and so on) from the loop. Until then sends to it succeed
+//!   and their frames are counted as lost, as in Melon.
+
+use super::callbacks;
+use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
+use crate::abi::*;
+use crate::channel::{Flushed, Refused};
+use crate::log;
+use crate::reactor;
+use crate::wire;
+use core::ffi::c_void;
+use core::ptr::null_mut;
+
+/// While a burst is queued, write whenever this many bytes accumulated.
+pub(crate) const OPPORTUNISTIC: usize = crate::channel::tx::CHUNK;
+/// Payloads at least this large are written straight from the caller's buffer when
+/// nothing is queued.
+pub(crate) const DIRECT_MIN: usize = 16 * 1024;
+
+/// Why a send was refused (errno in the C API).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum SendError {
+    /// Above the maximum message size, or not framable at all (EMSGSIZE).
+    TooLarge,
+    /// No such live peer (ESRCH).
+    NoPeer,
+    /// The per-peer queue limit (EAGAIN).
+    QueueFull,
+    /// No memory (ENOMEM).
+    NoMemory,
+    /// A signal handler interrupted the library and every parking slot is taken, or the
+    /// frame is too large for one (EAGAIN).
+    Busy,
+}
+
+/// Whom a send is for, as the caller named it.
+#[derive(Clone, Copy)]
+pub(crate) enum Target {
+    Child(*const mln_fork_t),
+    Master,
+}
+
+/// `mln_ipc_master_send_prepare`.
+pub(crate) fn send_to_child(
+    f: *const mln_fork_t,
+    ty: u32,
+    payload: &[u8],
+) -> Result<(), SendError> {
+    send(Target::Child(f), ty, payload)
+}
+
+/// `mln_ipc_worker_send_prepare`.
+pub(crate) fn send_to_master(ty: u32, payload: &[u8]) -> Result<(), SendError> {
+    send(Target::Master, ty, payload)
+}
+
+#[inline]
+fn send(t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+    if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
+        return Err(SendError::TooLarge);
+    }
+    match PROC.try_with(|p| {
+        if crate::sigsafe::parked() {
+            drain_parked(p);
+        }
+        send_in(p, t, ty, payload)
+    }) {
+        Some(r) => r,
+        None => park(t, ty, payload),
+    }
+}
+
+/// The process state is busy: a signal handler interrupted the library. Copy the frame
+/// into a preallocated slot (no allocation, no lock); the next send or the loop queues it.
+fn park(t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+    let to = match t {
+        Target::Child(f) => f.cast_mut().cast::<c_void>(),
+        Target::Master => null_mut(),
+    };
+    if crate::sigsafe::park(to, ty, payload) {
+        Ok(())
+    } else {
+        Err(SendError::Busy)
+    }
+}
+
+/// Queues the frames parked by signal handlers, oldest first.
+pub(crate) fn drain_parked(p: &mut Proc) {
+    crate::sigsafe::drain(|parked| {
+        let t = if parked.to.is_null() {
+            Target::Master
+        } else {
+            Target::Child(parked.to.cast())
+        };
+        if let Err(e) = send_in(p, t, parked.ty, parked.payload) {
+            log::warn(format_args!(
+                "frame of type {} sent from a signal handler dropped: {e:?}",
+                parked.ty
+            ));
+        }
+    });
+}
+
+fn resolve(p: &mut Proc, t: Target) -> Result<Peer, SendError> {
+    match t {
+        Target::Child(f) => p.find(f).map(Peer::Child).ok_or(SendError::NoPeer),
+        Target::Master if p.is_worker && p.master().chan.is_some() => Ok(Peer::Master),
+        Target::Master => Err(SendError::NoPeer),
+    }
+}
+
+fn refused(r: Refused) -> SendError {
+    match r {
+        Refused::Unframeable => SendError::TooLarge,
+        Refused::QueueFull => SendError::QueueFull,
+        Refused::NoMemory => SendError::NoMemory,
+    }
+}
+
+#[inline]
+fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+    let peer = resolve(p, t)?;
+    let limit = queue_limit();
+    let ch = p.chan(peer).ok_or(SendError::NoPeer)?;
+    if ch.broken {
+        // The peer is gone and the loop has not handled it yet: accepted and lost, as
+        // everything queued to it (Melon's send succeeds until the death is handled).
+        ch.dropped += 1;
+        return Ok(());
+    }
+    ch.ch.tx.set_limit(limit);
+    let fd = ch.ch.raw();
+    let r = if payload.len() >= DIRECT_MIN && ch.ch.tx.is_empty() && !ch.send_armed {
+        ch.ch.tx.write_direct(fd, ty, payload)
+    } else {
+        ch.ch.tx.push(ty, payload).map(|()| Flushed::Blocked)
+    };
+    match r {
+        Ok(Flushed::Drained) => return Ok(()),
+        Ok(Flushed::Blocked) => {}
+        Ok(Flushed::Error(e)) => {
+            broken(ch, peer, &e);
+            ch.dropped += 1;
+            return Ok(());
+        }
+        Err(r) => {
+            if r == Refused::QueueFull {
+                ch.refused = true;
+                // A flush must come to notice the drain and call the writable callback.
+                mark_dirty(p, peer);
+            }
+            return Err(refused(r));
+        }
+    }
+    // Queued. Keep the socket busy during a burst; a channel no loop watches is written
+    // at once.
+    if ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC {
+        if let Flushed::Error(e) = ch.ch.tx.write(fd) {
+            broken(ch, peer, &e);
+            return Ok(());
+        }
+    }
+    if !ch.ch.tx.is_empty() {
+        mark_dirty(p, peer);
+    }
+    Ok(())
+}
+
+fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
+    if !ch.broken {
+        ch.broken = true;
+        log::debug(format_args!("write to {peer:?} failed: {e}"));
+    }
+}
+
+/// Lists `peer` for a flush and makes sure one is scheduled.
+pub(crate) fn mark_dirty(p: &mut Proc, peer: Peer) {
+    let Some(ch) = p.chan(peer) else { return };
+    if ch.dirty {
+        return;
+    }
+    ch.dirty = true;
+    let ev = ch.ev;
+    p.dirty.push(peer);
+    if !ev.is_null() {
+        schedule(p, ev);
+    }
+}
+
+/// A flush of the dirty channels on `ev` soon, even if a handler runs the loop itself.
+fn schedule(p: &mut Proc, ev: *mut mln_event_t) {
+    #[cfg(feature = "standalone")]
+    {
+        if p.flush_timers.iter().any(|&(e, _)| e == ev) {
+            return;
+        }
+        // SAFETY: `ev` carries a channel's RECV registration, so it is live (a freed loop
+        // is forgotten through the free hook). The loop refuses (NULL) while its own
+        // bookkeeping runs, i.e. when a signal handler interrupted it.
+        let t = unsafe { reactor::timer_set(ev, 0, ev.cast(), Some(callbacks::flush_fired)) };
+        if !t.is_null() {
+            p.flush_timers.push((ev, t));
+            return;
+        }
+    }
+    // Melon build: never call into Melon's loop from the send path (D9).
+    #[cfg(not(feature = "standalone"))]
+    let _ = (p, ev);
+    crate::sigsafe::kick();
+}
+
+/// Flushes every dirty channel (loop context: a loop callback, with no user code below
+/// us that could be inside the loop's bookkeeping).
+pub(crate) fn flush_dirty(p: &mut Proc) {
+    if p.dirty.is_empty() {
+        return;
+    }
+    let list = std::mem::take(&mut p.dirty);
+    for peer in list {
+        if let Some(ch) = p.chan(peer) {
+            ch.dirty = false;
+            flush(p, peer);
+        }
+    }
+}
+
+/// Writes `peer`'s queue and settles its SEND interest (loop context only: it may call
+/// into the loop).
+pub(crate) fn flush(p: &mut Proc, peer: Peer) {
+    let limit = queue_limit();
+    let Some(ch) = p.chan(peer) else { return };
+    let fd = ch.ch.raw();
+    let res = if ch.broken {
+        Flushed::Drained
+    } else {
+        ch.ch.tx.write(fd)
+    };
+    match res {
+        Flushed::Drained => {
+            if ch.send_armed {
+                ch.send_armed = false;
+                set_recv_interest(ch.ev, fd, peer);
+            }
+        }
+        Flushed::Blocked => {
+            if !ch.send_armed {
+                if ch.ev.is_null() {
+                    // No loop: the next send or the registration writes the rest.
+                    let queued = !ch.dirty;
+                    ch.dirty = true;
+                    if queued {
+                        p.dirty.push(peer);
+                    }
+                    return;
+                }
+                // SAFETY: `ch.ev` is the live loop carrying this channel.
+                let r = unsafe {
+                    reactor::fd_set(
+                        ch.ev,
+                        fd,
+                        M_EV_SEND | M_EV_APPEND | M_EV_NONBLOCK,
+                        M_EV_UNLIMITED,
+                        peer.data(),
+                        Some(callbacks::send_ready),
+                    )
+                };
+                if r == 0 {
+                    ch.send_armed = true;
+                } else {
+                    log::error(format_args!(
+                        "cannot wait for writability of fd {fd}; retrying"
+                    ));
+                    let ev = ch.ev;
+                    ch.dirty = true;
+                    p.dirty.push(peer);
+                    schedule(p, ev);
+                    return;
+                }
+            }
+        }
+        Flushed::Error(e) => {
+            broken(ch, peer, &e);
+            if ch.send_armed {
+                ch.send_armed = false;
+                set_recv_interest(ch.ev, fd, peer);
+            }
+        }
+    }
+    let Some(ch) = p.chan(peer) else { return };
+    if ch.refused && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2) {
+        ch.refused = false;
+        p.writable_due.push(peer);
+    }
+}
+
+/// Registers (replace) the persistent RECV interest of `peer`'s channel `fd` on `ev`; this
+/// also drops a SEND interest there. Returns the backend's result.
+pub(crate) fn set_recv_interest(ev: *mut mln_event_t, fd: i32, peer: Peer) -> i32 {
+    let h = match peer {
+        Peer::Child(_) => callbacks::child_readable,
+        Peer::Master => callbacks::master_readable,
+    };
+    // SAFETY: `ev` is a live loop (callers pass the channel's loop or one being adopted).
+    unsafe {
+        reactor::fd_set(
+            ev,
+            fd,
+            M_EV_RECV | M_EV_NONBLOCK,
+            M_EV_UNLIMITED,
+            peer.data(),
+            Some(h),
+        )
+    }
+}

@@ -1,0 +1,219 @@
+//! The orderly end of a process's IPC, for the safe Rust API: write what is queued, close
+//! every channel without restarting anyone, and (in a master) make sure the children are
+//! gone. Also the live children as the Rust API sees them.
+#![cfg_attr(not(feature = "standalone"), allow(dead_code))]
+
+use super::state::{Chan, PROC};
+use super::supervise::start_ticks_of;
+use crate::abi::*;
+use crate::channel::Flushed;
+use crate::reactor;
+use crate::sys::retry_eintr;
+use core::ptr::null_mut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// A live child as the Rust API sees it.
+#[derive(Clone, Debug)]
+#[allow(dead_code)]
+pub(crate) struct ChildInfo {
+    /// Unique in this process, never reused.
+    pub id: u64,
+    /// Supervision slot: a replacement keeps the slot of the child it replaces.
+    pub slot: u32,
+    pub pid: i32,
+    /// The record C code knows it by.
+    pub fork: *mut mln_fork_t,
+    /// An exec'd program (not a plain worker).
+    pub program: bool,
+}
+
+/// The live children, oldest first.
+pub(crate) fn children() -> Vec<ChildInfo> {
+    PROC.with(|p| {
+        p.children()
+            .into_iter()
+            .filter_map(|c| {
+                let plan = &p.live_of(c)?.plan;
+                let (slot, program) = (plan.slot, plan.args.is_some());
+                // SAFETY: a live record.
+                let (id, pid) = unsafe { ((*c).id, (*c).f.pid) };
+                Some(ChildInfo {
+                    id,
+                    slot,
+                    pid,
+                    fork: c.cast(),
+                    program,
+                })
+            })
+            .collect()
+    })
+}
+
+/// What `shutdown` did.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Shutdown {
+    /// Per channel whose queue could not be written before the deadline: (child slot, or
+    /// `None` for the master connection; frames not delivered).
+    pub undelivered: Vec<(Option<u32>, usize)>,
+    /// Children that exited by themselves after their channel closed.
+    pub exited: usize,
+    /// Children that had to be killed (still running at the deadline).
+    pub killed: usize,
+}
+
+/// Drops pending restarts and exit watches, writes what every channel has queued (blocking,
+/// until `deadline` at the latest), closes every channel without restarting anyone, then
+/// waits until `deadline + grace` for the children to exit (they see end of stream and
+/// exit with status 127) and kills those still running. The loops the channels are
+/// registered on must still be live.
+pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
+    let mut out = Shutdown::default();
+    let (chans, master, pids) = PROC.with(|p| {
+        for r in std::mem::take(&mut p.restarts) {
+            // SAFETY: listed records are live boxes whose timers are pending on their loop.
+            let r = unsafe { Box::from_raw(r) };
+            // SAFETY: as above.
+            unsafe { reactor::timer_cancel(r.ev, r.timer) };
+        }
+        for d in std::mem::take(&mut p.dying) {
+            // SAFETY: listed records are live boxes; their loop is live.
+            let d = unsafe { Box::from_raw(d) };
+            // SAFETY: as above.
+            unsafe {
+                if !d.timer.is_null() {
+                    reactor::timer_cancel(d.ev, d.timer);
+                }
+                if let Some(f) = &d.pidfd {
+                    reactor::fd_set(
+                        d.ev,
+                        f.as_raw_fd(),
+                        M_EV_CLR,
+                        M_EV_UNLIMITED,
+                        null_mut(),
+                        None,
+                    );
+                }
+            }
+        }
+        p.dirty.clear();
+        let mut chans: Vec<(u32, Chan)> = Vec::new();
+        let mut pids = Vec::new();
+        for c in p.children() {
+            // SAFETY: a live record.
+            let pid = unsafe { (*c).f.pid };
+            if let Some(live) = p.bury(c) {
+                let live = *live;
+                pids.push((pid, live.start_ticks));
+                chans.push((live.plan.slot, live.chan));
+            }
+        }
+        let master = p.master().chan.take();
+        (chans, master, pids)
+    });
+    for (slot, mut chan) in chans {
+        let lost = drain_and_close(&mut chan, deadline);
+        if lost > 0 {
+            out.undelivered.push((Some(slot), lost));
+        }
+    }
+    if let Some(mut chan) = master {
+        let lost = drain_and_close(&mut chan, deadline);
+        if lost > 0 {
+            out.undelivered.push((None, lost));
+        }
+        PROC.with(|p| p.master().conn.sockfd = -1);
+    }
+    let end = Instant::now().max(deadline) + grace;
+    for (pid, ticks) in pids {
+        match wait_gone(pid, ticks, end) {
+            Gone::Exited => out.exited += 1,
+            Gone::Killed => out.killed += 1,
+        }
+    }
+    out
+}
+
+enum Gone {
+    Exited,
+    Killed,
+}
+
+/// Waits until `pid` (if it is still our child) exits, at most until `end`; kills it then.
+fn wait_gone(pid: i32, ticks: Option<u64>, end: Instant) -> Gone {
+    // SAFETY: plain syscall; a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return Gone::Exited;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if ticks.is_none() || start_ticks_of(pid) != ticks {
+        return Gone::Exited;
+    }
+    let left = end.saturating_duration_since(Instant::now());
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = left.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let r = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, ms)));
+    let out = if matches!(r, Ok(1)) {
+        Gone::Exited
+    } else {
+        // SAFETY: signalling through our own pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                null_mut::<libc::c_void>(),
+                0,
+            )
+        };
+        // SAFETY: as above; bounded wait for the kill to take effect.
+        let _ = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, 2000)));
+        Gone::Killed
+    };
+    // Reap it if SIGCHLD is not ignored (no zombie left behind); harmless otherwise.
+    let mut st = 0;
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    out
+}
+
+/// Writes what `chan` has queued (blocking until `deadline` at the latest), removes it from
+/// its loop and closes it. Returns the number of frames not delivered.
+fn drain_and_close(chan: &mut Chan, deadline: Instant) -> usize {
+    let fd = chan.ch.raw();
+    let lost = loop {
+        if chan.broken {
+            break chan.ch.tx.queued_frames() + chan.dropped;
+        }
+        match chan.ch.tx.write(fd) {
+            Flushed::Drained => break 0,
+            Flushed::Error(_) => break chan.ch.tx.queued_frames(),
+            Flushed::Blocked => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ms = left.as_millis().min(i32::MAX as u128) as i32;
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if ms == 0 || retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, ms))).is_err() {
+                    break chan.ch.tx.queued_frames();
+                }
+            }
+        }
+    };
+    if !chan.ev.is_null() {
+        // SAFETY: the channel's loop is live (caller's contract).
+        unsafe { reactor::fd_set(chan.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None) };
+        chan.ev = null_mut();
+    }
+    lost
+}

@@ -1,0 +1,553 @@
+//! The process's global state and its records: the worker list, the master connection,
+//! settings. One struct ([`Proc`]) behind one scoped cell ([`Global`]).
+//!
+//! # Access
+//! [`PROC`]`.with(|p| ...)` lends `&mut Proc` for the duration of the closure and refuses
+//! (panics in [`Global::with`], `None` from [`Global::try_with`]) a second borrow while one
+//! is live. No user code ever runs inside a borrow: handlers, iterate callbacks and the
+//! resource-clear handler are called between borrows. So the only way to meet a live borrow
+//! is a signal handler that interrupted the library on this thread: the send path uses
+//! `try_with` and parks the frame instead (see `crate::sigsafe`).
+//!
+//! The state belongs to the thread that runs the process's event loop; other threads must
+//! not call the process functions (the handler tables, in `handlers`, are the thread-safe
+//! part).
+//!
+//! # Records and identity
+//! A child is a [`Child`] record whose first field is its `mln_fork_t`, so the pointer C
+//! code holds is the record's address. A record is never reused for another process: when
+//! its child dies it becomes a tombstone (its channel and buffers are released, `pid` and
+//! the rest of `mln_fork_t` stay readable) and is kept among the last [`GRAVEYARD`] dead
+//! records before its memory goes back to the allocator, so a stale pointer is recognised
+//! (not in the live set) instead of naming the replacement.
+
+use super::handlers::Cache;
+use crate::abi::*;
+use crate::channel::Channel;
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_void};
+use core::ptr::null_mut;
+use std::collections::{HashSet, VecDeque};
+use std::ffi::CString;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Dead records kept before their memory is released (about 160 bytes each).
+pub(crate) const GRAVEYARD: usize = 4096;
+
+// ---------------------------------------------------------------------------------------
+// The scoped cell
+// ---------------------------------------------------------------------------------------
+
+/// A global that lends `&mut T` to one closure at a time (see the module docs).
+pub(crate) struct Global<T> {
+    busy: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only reached through `with`/`try_with`, which never hand out two
+// `&mut T` at once. Cross-thread use is excluded by the module contract (loop thread
+// only); the flag is for the same thread's signal handlers and for re-entrance.
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Global<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Global {
+            busy: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Lends the value to `f`, or returns `None` when it is lent already (a signal handler
+    /// interrupted a borrow on this thread).
+    #[inline]
+    pub(crate) fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        // Relaxed loads and stores are plain moves: the flag only has to be seen by code
+        // running on this thread (a signal handler interrupts between two instructions,
+        // and observes everything program-ordered before the interruption); the compiler
+        // fences keep the compiler from moving accesses to the value across the flag.
+        if self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        struct Release<'a>(&'a AtomicBool);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                compiler_fence(Ordering::SeqCst);
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        let _release = Release(&self.busy);
+        // SAFETY: the flag was clear and is now set until `_release` drops, so this is the
+        // only `&mut T` in existence (see the `Sync` contract).
+        Some(f(unsafe { &mut *self.value.get() }))
+    }
+
+    /// Lends the value to `f`. A second borrow while one is live is a bug in the library
+    /// (or a signal handler calling a function that is not allowed there): it panics, and
+    /// the panic boundary of the face turns that into the function's error value.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        match self.try_with(f) {
+            Some(r) => r,
+            None => busy_panic(),
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn busy_panic() -> ! {
+    panic!("melon-ipc process state re-entered (a call that is not allowed in a signal handler?)")
+}
+
+// ---------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------
+
+/// A channel and where it is registered.
+pub(crate) struct Chan {
+    pub ch: Channel,
+    pub cache: Cache,
+    /// The loop carrying this channel's RECV interest (NULL: none). Flushes, the SEND
+    /// interest and restarts use this loop only, never a loop merely passed to a send.
+    pub ev: *mut mln_event_t,
+    /// A SEND interest is armed on `ev` (the queue met a full socket).
+    pub send_armed: bool,
+    /// Listed in `Proc::dirty`: frames queued and no flush under way.
+    pub dirty: bool,
+    /// A write failed: the peer is gone; the read side reports the end.
+    pub broken: bool,
+    /// Frames accepted after the channel broke (lost with it).
+    pub dropped: usize,
+    /// Receive passes of this channel in progress (nested dispatch makes it > 1).
+    pub busy: u32,
+    /// Closing was requested while `busy`: done when the outermost pass ends.
+    pub close_pending: bool,
+    /// A send was refused for lack of room: the writable callback is due once it drains.
+    pub refused: bool,
+    pub frames_received: u64,
+    pub bytes_received: u64,
+}
+
+impl Chan {
+    pub(crate) fn new(ch: Channel) -> Self {
+        Chan {
+            ch,
+            cache: Cache::EMPTY,
+            ev: null_mut(),
+            send_armed: false,
+            dirty: false,
+            broken: false,
+            dropped: 0,
+            busy: 0,
+            close_pending: false,
+            refused: false,
+            frames_received: 0,
+            bytes_received: 0,
+        }
+    }
+}
+
+/// `execv` arguments owned by melon-ipc (D11: the caller's array is copied, never freed).
+pub(crate) struct ExecArgs {
+    pub strings: Vec<CString>,
+    /// `strings` as pointers, then two NULLs: the slot for the descriptor number and the
+    /// terminator. `mln_fork_t::args` points here.
+    pub ptrs: Vec<*mut c_char>,
+}
+
+impl ExecArgs {
+    pub(crate) fn new(strings: Vec<CString>) -> Self {
+        let mut ptrs: Vec<*mut c_char> = strings.iter().map(|s| s.as_ptr().cast_mut()).collect();
+        ptrs.extend([null_mut(), null_mut()]);
+        ExecArgs { strings, ptrs }
+    }
+    pub(crate) fn copy(&self) -> Self {
+        Self::new(self.strings.clone())
+    }
+    pub(crate) fn name(&self) -> String {
+        self.strings
+            .first()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// What a child is, kept across restarts of its slot.
+pub(crate) struct Plan {
+    pub etype: proc_exec_type,
+    pub stype: proc_state_type,
+    pub args: Option<ExecArgs>,
+    /// Supervision slot: a replacement takes the slot of the child it replaces.
+    pub slot: u32,
+    /// Deaths in a row that came soon after a start (restart backoff, D7).
+    pub quick_deaths: u32,
+    /// Restarts of this slot so far.
+    pub restarts: u64,
+}
+
+impl Plan {
+    pub(crate) fn copy(&self) -> Plan {
+        Plan {
+            etype: self.etype,
+            stype: self.stype,
+            args: self.args.as_ref().map(ExecArgs::copy),
+            slot: self.slot,
+            quick_deaths: self.quick_deaths,
+            restarts: self.restarts,
+        }
+    }
+}
+
+/// The parts of a live child; dropped at its death.
+pub(crate) struct Live {
+    pub chan: Chan,
+    pub plan: Plan,
+    pub started: Instant,
+    /// The kernel's start time of the process (clock ticks since boot), to make sure a pid
+    /// still names our child before signalling it.
+    pub start_ticks: Option<u64>,
+}
+
+/// One child as the master sees it. `f` first: the `*mut mln_fork_t` handed to C is also
+/// a `*mut Child`.
+#[repr(C)]
+pub(crate) struct Child {
+    pub f: mln_fork_t,
+    /// Unique in this process, never reused.
+    pub id: u64,
+    /// `None` once dead: a tombstone kept for identity.
+    pub live: Option<Box<Live>>,
+}
+
+/// The worker's connection to its master. `conn` first: `mln_fork_master_connection_get`
+/// returns it, and worker handlers get it as `f_ptr` (standalone build; the melon build
+/// uses Melon's exported `master_conn`).
+#[repr(C)]
+pub(crate) struct MasterConn {
+    pub conn: mln_tcp_conn_t,
+    pub chan: Option<Chan>,
+}
+
+/// Which channel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Peer {
+    Child(*mut Child),
+    Master,
+}
+
+impl Peer {
+    /// The `data` of the loop registrations of this channel.
+    pub(crate) fn data(self) -> *mut c_void {
+        match self {
+            Peer::Child(c) => c.cast(),
+            Peer::Master => null_mut(),
+        }
+    }
+}
+
+pub(crate) fn conn_new(fd: i32) -> mln_tcp_conn_t {
+    mln_tcp_conn_t {
+        pool: null_mut(),
+        rcv_head: null_mut(),
+        rcv_tail: null_mut(),
+        snd_head: null_mut(),
+        snd_tail: null_mut(),
+        sent_head: null_mut(),
+        sent_tail: null_mut(),
+        sockfd: fd,
+        nonblock: 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The process state
+// ---------------------------------------------------------------------------------------
+
+/// Hashes record addresses (distinct multiples of the allocation alignment).
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A restart waiting for its timer (backoff, or "after the current callback").
+pub(crate) struct PendingRestart {
+    pub ev: *mut mln_event_t,
+    pub timer: *mut mln_event_timer_t,
+    pub plan: Plan,
+}
+
+/// A closed child whose process has not been seen gone yet (see `supervise`).
+pub(crate) struct Dying {
+    pub pid: i32,
+    pub pidfd: Option<std::os::fd::OwnedFd>,
+    pub ev: *mut mln_event_t,
+    pub timer: *mut mln_event_timer_t,
+    pub killed: bool,
+    pub label: String,
+    /// What to restart once it is gone (supervised children).
+    pub plan: Option<Plan>,
+}
+
+pub(crate) struct Proc {
+    pub head: *mut Child,
+    pub tail: *mut Child,
+    pub live: HashSet<usize, BuildHasherDefault<AddrHasher>>,
+    pub graveyard: VecDeque<*mut Child>,
+    pub master: *mut MasterConn,
+    pub is_worker: bool,
+    /// Bumped in a new child after fork: code that was running before the fork and resumes
+    /// in the child (a handler that called `mln_fork_restart`) sees that the records it
+    /// held belong to the parent.
+    pub epoch: u64,
+    pub clr: clr_handler,
+    pub clr_data: *mut c_void,
+    pub restarts: Vec<*mut PendingRestart>,
+    pub dying: Vec<*mut Dying>,
+    /// Channels with queued frames and no flush under way.
+    pub dirty: Vec<Peer>,
+    /// Loops with a pending zero-delay flush timer.
+    pub flush_timers: Vec<(*mut mln_event_t, *mut mln_event_timer_t)>,
+    /// Loops watching this process's wake-up descriptor.
+    pub wake_loops: Vec<*mut mln_event_t>,
+    /// User callbacks (handlers, iterate callbacks) currently running, nested.
+    pub callbacks: u32,
+    pub next_id: u64,
+    pub next_slot: u32,
+    /// Writable callbacks due (issue: backpressure).
+    pub writable_due: Vec<Peer>,
+}
+
+impl Proc {
+    const fn new() -> Self {
+        Proc {
+            head: null_mut(),
+            tail: null_mut(),
+            live: HashSet::with_hasher(BuildHasherDefault::new()),
+            graveyard: VecDeque::new(),
+            master: null_mut(),
+            is_worker: false,
+            epoch: 0,
+            clr: None,
+            clr_data: null_mut(),
+            restarts: Vec::new(),
+            dying: Vec::new(),
+            dirty: Vec::new(),
+            flush_timers: Vec::new(),
+            wake_loops: Vec::new(),
+            callbacks: 0,
+            next_id: 1,
+            next_slot: 0,
+            writable_due: Vec::new(),
+        }
+    }
+
+    /// The master record (created on first use, never freed).
+    pub(crate) fn master(&mut self) -> &mut MasterConn {
+        if self.master.is_null() {
+            self.master = Box::into_raw(Box::new(MasterConn {
+                conn: conn_new(-1),
+                chan: None,
+            }));
+        }
+        // SAFETY: a leaked box, never freed; reached only through this borrow.
+        unsafe { &mut *self.master }
+    }
+
+    /// The live child whose `mln_fork_t` is at `f`.
+    #[inline]
+    pub(crate) fn find(&self, f: *const mln_fork_t) -> Option<*mut Child> {
+        self.live
+            .contains(&(f as usize))
+            .then_some(f.cast_mut().cast())
+    }
+
+    /// The channel of `peer`, if it is live.
+    #[inline]
+    pub(crate) fn chan(&mut self, peer: Peer) -> Option<&mut Chan> {
+        match peer {
+            Peer::Child(c) => {
+                if !self.live.contains(&(c as usize)) {
+                    return None;
+                }
+                // SAFETY: a live record (in the live set), reached through this borrow.
+                unsafe { (*c).live.as_mut().map(|l| &mut l.chan) }
+            }
+            Peer::Master => self.master().chan.as_mut(),
+        }
+    }
+
+    /// The live parts of child `c` (a live record).
+    pub(crate) fn live_of(&mut self, c: *mut Child) -> Option<&mut Live> {
+        if !self.live.contains(&(c as usize)) {
+            return None;
+        }
+        // SAFETY: as in `chan`.
+        unsafe { (*c).live.as_deref_mut() }
+    }
+
+    /// The live children, oldest first.
+    pub(crate) fn children(&self) -> Vec<*mut Child> {
+        let mut v = Vec::with_capacity(self.live.len());
+        let mut c = self.head;
+        while !c.is_null() {
+            v.push(c);
+            // SAFETY: list members are live records.
+            c = unsafe { (*c).f.next.cast() };
+        }
+        v
+    }
+
+    pub(crate) fn append(&mut self, c: *mut Child) {
+        // SAFETY: `c` is a fresh record; `tail` a live member or NULL.
+        unsafe {
+            (*c).f.prev = self.tail.cast();
+            (*c).f.next = null_mut();
+            if self.tail.is_null() {
+                self.head = c;
+            } else {
+                (*self.tail).f.next = c.cast();
+            }
+        }
+        self.tail = c;
+        self.live.insert(c as usize);
+        self.publish();
+    }
+
+    /// Unlinks `c` and makes it a tombstone; returns its live parts.
+    pub(crate) fn bury(&mut self, c: *mut Child) -> Option<Box<Live>> {
+        if !self.live.remove(&(c as usize)) {
+            return None;
+        }
+        // SAFETY: `c` was a live member; its neighbours are live members or NULL.
+        let live = unsafe {
+            let prev: *mut Child = (*c).f.prev.cast();
+            let next: *mut Child = (*c).f.next.cast();
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).f.next = next.cast();
+            }
+            if next.is_null() {
+                self.tail = prev;
+            } else {
+                (*next).f.prev = prev.cast();
+            }
+            (*c).f.prev = null_mut();
+            (*c).f.next = null_mut();
+            (*c).f.args = null_mut();
+            (*c).f.n_args = 0;
+            (*c).f.conn.sockfd = -1;
+            (*c).live.take()
+        };
+        self.graveyard.push_back(c);
+        if self.graveyard.len() > GRAVEYARD {
+            let old = self.graveyard.pop_front().expect("non-empty");
+            // SAFETY: a tombstone we own, out of every list; freed once.
+            drop(unsafe { Box::from_raw(old) });
+        }
+        self.publish();
+        live
+    }
+
+    /// Mirrors the list where readers outside a borrow find it: the snapshot for
+    /// `mln_fork_iterate` in a signal handler, and (melon build) Melon's data symbols.
+    pub(crate) fn publish(&mut self) {
+        let snap = Box::into_raw(Box::new(self.children()));
+        let old = SNAPSHOT.swap(snap, Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: published by us; readers run on this thread only and never across
+            // this point (a signal handler finishes before the code it interrupted goes
+            // on, and normal-context readers copy it inside a borrow).
+            drop(unsafe { Box::from_raw(old) });
+        }
+        #[cfg(not(feature = "standalone"))]
+        crate::melon::globals::publish(self.head.cast(), self.tail.cast(), self.clr, self.clr_data);
+    }
+}
+
+/// The live children as last published (see `Proc::publish`).
+pub(crate) static SNAPSHOT: AtomicPtr<Vec<*mut Child>> = AtomicPtr::new(null_mut());
+
+/// Runs `f` on the last published list without a borrow: only for a signal handler that
+/// interrupted a borrow (nothing can publish until it returns).
+pub(crate) fn with_published<R>(f: impl FnOnce(&[*mut Child]) -> R) -> R {
+    let p = SNAPSHOT.load(Ordering::Acquire);
+    if p.is_null() {
+        return f(&[]);
+    }
+    // SAFETY: see `Proc::publish`: not freed while this (same-thread, interrupting) reader
+    // runs.
+    f(unsafe { &*p })
+}
+
+pub(crate) static PROC: Global<Proc> = Global::new(Proc::new());
+
+// ---------------------------------------------------------------------------------------
+// Settings (extensions)
+// ---------------------------------------------------------------------------------------
+
+static MAX_MESSAGE: AtomicUsize = AtomicUsize::new(crate::wire::DEFAULT_MAX_MESSAGE);
+/// Default per-peer queue limit: 256 MiB.
+pub(crate) const DEFAULT_QUEUE_LIMIT: usize = 256 << 20;
+static QUEUE_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_QUEUE_LIMIT);
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+static WORKER_NUM: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// `mln_ipc_max_message_set`: the largest `length` field (type + payload) accepted and
+/// sent. At least 4 and at most `u32::MAX`; not above a non-zero queue limit.
+pub(crate) fn set_max_message(max: usize) -> bool {
+    if !(crate::wire::TYPE_LEN..=u32::MAX as usize).contains(&max) {
+        return false;
+    }
+    let limit = QUEUE_LIMIT.load(Ordering::Relaxed);
+    if limit != 0 && max > limit {
+        return false;
+    }
+    MAX_MESSAGE.store(max, Ordering::Relaxed);
+    true
+}
+
+#[inline]
+pub(crate) fn max_message() -> usize {
+    MAX_MESSAGE.load(Ordering::Relaxed)
+}
+
+/// `mln_ipc_queue_limit_set`: 0 = unlimited; otherwise at least the maximum message size
+/// (an empty queue always takes one frame, so a maximal frame is never refused for good).
+pub(crate) fn set_queue_limit(bytes: usize) -> bool {
+    if bytes != 0 && bytes < max_message() {
+        return false;
+    }
+    QUEUE_LIMIT.store(bytes, Ordering::Relaxed);
+    true
+}
+
+#[inline]
+pub(crate) fn queue_limit() -> usize {
+    QUEUE_LIMIT.load(Ordering::Relaxed)
+}
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn set_worker_num(n: u32) {
+    WORKER_NUM.store(n, Ordering::Relaxed);
+}
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn worker_num() -> u32 {
+    WORKER_NUM.load(Ordering::Relaxed)
+}

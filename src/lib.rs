@@ -1,10 +1,18 @@
 //! melon-ipc: Melon's IPC module (`mln_ipc` / `mln_fork`) rebuilt in Rust.
 //!
 //! C programs link `libmln_ipc.a` / `libmln_ipc.so` in place of Melon's IPC code and
-//! compile unchanged against `include/`. Layers, inner to outer: [`wire`] (frame codec) and
-//! [`registry`] (handler tables) are pure; `channel` owns one socketpair end; `process`
-//! forks, supervises and dispatches; `reactor` is the seam to the event loop; `capi` is the
-//! `extern "C"` face; [`api`] is the safe Rust face over the same core.
+//! compile unchanged against `include/`.
+//!
+//! # Module map (inner to outer; ARCHITECTURE.md has the path of one message)
+//! * [`abi`]: Melon's `#[repr(C)]` types and constants, with layout assertions.
+//! * [`wire`] (frame codec) and [`registry`] (registrations and handler tables): pure.
+//! * `channel`: one socketpair end (chunked send queue, pinned receive buffer).
+//! * `sigsafe`: sends from signal handlers, the wake-up eventfd.
+//! * `process`: global state, fork/spawn, send state machine, receive and dispatch,
+//!   supervision.
+//! * [`reactor`]: the event-loop seam; `standalone` (our epoll loop) and `melon` backends.
+//! * `melon` (melon build): imports from libmelon, Melon connections and data symbols.
+//! * [`capi`]: the `extern "C"` face (Melon's names); [`api`]: the safe Rust face.
 //!
 //! # From Rust
 //! [`api::Builder`] registers closures as handlers per message type, forks supervised

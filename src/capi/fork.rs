@@ -107,7 +107,7 @@ pub unsafe extern "C" fn mln_fork() -> c_int {
     #[cfg(feature = "standalone")]
     let body = process::fork_workers;
     #[cfg(not(feature = "standalone"))]
-    let body = crate::melon::conf::fork_from_conf;
+    let body = process::melon_conf::fork_from_conf;
     guard("mln_fork", body)
 }
 

@@ -137,7 +137,9 @@ fn add_child(
     };
     // Melon build: a genuine Melon connection (spec §7), released when the child dies.
     #[cfg(not(feature = "standalone"))]
-    crate::melon::conn::init(&mut f.conn);
+    if !crate::melon::conn::init(&mut f.conn) {
+        log::error(format_args!("mln_tcp_conn_init: no memory"));
+    }
     let id = p.next_id;
     p.next_id += 1;
     let chan = Chan::new(Channel::new(fd, super::max_message(), super::queue_limit()));
@@ -183,7 +185,9 @@ fn in_child(theirs: OwnedFd) {
     }
     // Melon build: `master_conn` names our end (after the clear handler, as in Melon).
     #[cfg(not(feature = "standalone"))]
-    crate::melon::conn::master_attach(fd);
+    if !crate::melon::conn::master_attach(fd) {
+        log::error(format_args!("mln_tcp_conn_init: no memory"));
+    }
     // SAFETY: restoring the default disposition has no preconditions.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     let byte = [b' '];

@@ -20,6 +20,8 @@ mod events;
 mod flush;
 mod fork;
 mod handlers;
+#[cfg(not(feature = "standalone"))]
+pub(crate) mod melon_conf;
 mod recv;
 mod shutdown;
 mod state;
@@ -63,7 +65,9 @@ pub(crate) fn prepare() -> c_int {
         p.master();
     });
     #[cfg(not(feature = "standalone"))]
-    crate::melon::conn::master_prepare();
+    if !crate::melon::conn::master_prepare() {
+        log::error(format_args!("mln_tcp_conn_init: no memory"));
+    }
     handlers::reinstall_registry();
     if crate::sigsafe::wake_fd() < 0 {
         log::warn(format_args!(

@@ -451,6 +451,9 @@ impl Proc {
             (*c).f.next = null_mut();
             (*c).f.args = null_mut();
             (*c).f.n_args = 0;
+            // Melon build: its Melon connection's pool goes with it.
+            #[cfg(not(feature = "standalone"))]
+            crate::melon::conn::destroy(&mut (*c).f.conn);
             (*c).f.conn.sockfd = -1;
             (*c).live.take()
         };

@@ -6,8 +6,9 @@
 //!   only ever adds a level-triggered SEND with APPEND and removes it with a replace.
 //! * D9 (a signal handler that calls into the loop deadlocks on `fd_lock`, held by the
 //!   dispatcher inside `epoll_wait`; `timer_lock` likewise while timers run): in the melon
-//!   build nothing on the send path calls this file. Sends only queue and write to an
-//!   eventfd (`crate::sigsafe`); the loop flushes from that descriptor's handler.
+//!   build nothing on the send path calls this file. Sends only queue, write, and wake
+//!   the loop through an eventfd of the IPC core's; the loop flushes from that
+//!   descriptor's handler.
 
 use crate::abi::{ev_fd_handler, ev_tm_handler, mln_event_t, mln_event_timer_t};
 use crate::melon::sys;

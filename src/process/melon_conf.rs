@@ -9,10 +9,9 @@
 //! exits), and the argument strings are copied (Melon keeps pointers into the
 //! configuration, which a reload frees, D11).
 
-use super::sys::{self, mln_conf_cmd_t, mln_conf_t, CONF_INT, CONF_STR};
+use crate::melon::sys::{self, mln_conf_cmd_t, mln_conf_t, CONF_INT, CONF_STR};
 use crate::abi::{proc_state_type, M_PST_DFL, M_PST_SUP};
 use crate::log;
-use crate::process;
 use core::ffi::{c_char, c_int, CStr};
 use core::ptr::null_mut;
 use std::ffi::CString;
@@ -33,7 +32,7 @@ pub(crate) fn fork_from_conf() -> c_int {
     let workers = worker_proc(cd);
     for i in 1..=workers {
         log::info(format_args!("Start up worker process No.{i}"));
-        match process::restart(null_mut()) {
+        match super::restart(null_mut()) {
             0 => return 0,
             1 => {}
             _ => {} // Melon: a failed fork is skipped.
@@ -44,7 +43,7 @@ pub(crate) fn fork_from_conf() -> c_int {
     };
     for (stype, args) in programs {
         // Spawn results are ignored, as in Melon; a failure was logged.
-        process::spawn(stype, args, null_mut());
+        super::spawn(stype, args, null_mut());
     }
     1
 }

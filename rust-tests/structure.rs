@@ -1,0 +1,140 @@
+//! The project's shape, checked: the layers of ARCHITECTURE.md depend on each other only
+//! inward, there are no import cycles between the crate's top-level modules, no glob
+//! imports in the process layer, and no source file over 800 lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const MAX_LINES: usize = 800;
+
+/// Modules of the core: they must not name a face.
+const CORE: &[&str] = &["process", "reactor", "channel", "registry", "wire", "sigsafe"];
+const FACES: &[&str] = &["capi", "api"];
+/// What the reactor (the event-loop seam and its backends) may use: nothing of IPC.
+const REACTOR_MAY_USE: &[&str] = &["abi", "log", "sys", "melon"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, exts, out);
+        } else if p
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| exts.contains(&x))
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).expect("under src");
+    let first = rel.components().next().expect("non-empty");
+    let name = first.as_os_str().to_string_lossy();
+    name.trim_end_matches(".rs").to_string()
+}
+
+/// Top-level modules named as `crate::<name>` in `text` (comments included: a doc link to
+/// a face is a dependency too).
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn layers_and_no_cycles() {
+    let src = root().join("src");
+    let mut rs = Vec::new();
+    files(&src, &["rs"], &mut rs);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for f in &rs {
+        let m = module_of(&src, f);
+        let text = fs::read_to_string(f).unwrap();
+        let refs = crate_refs(&text);
+        for r in &refs {
+            if CORE.contains(&m.as_str()) && FACES.contains(&r.as_str()) {
+                problems.push(format!("{}: core module `{m}` names face `{r}`", f.display()));
+            }
+            if m == "reactor" && !REACTOR_MAY_USE.contains(&r.as_str()) && r != "reactor" {
+                problems.push(format!("{}: the reactor names `{r}`", f.display()));
+            }
+        }
+        if m == "process" && text.contains("use super::*") {
+            problems.push(format!("{}: glob import", f.display()));
+        }
+        graph
+            .entry(m.clone())
+            .or_default()
+            .extend(refs.into_iter().filter(|r| *r != m && r != "lib"));
+    }
+    // Cycle check: depth-first search with colours.
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        match state.get(n).copied() {
+            Some(2) => return,
+            Some(1) => {
+                let start = path.iter().position(|p| p == n).unwrap_or(0);
+                cycles.push(format!("{} -> {n}", path[start..].join(" -> ")));
+                return;
+            }
+            _ => {}
+        }
+        state.insert(n.to_string(), 1);
+        path.push(n.to_string());
+        for m in g.get(n).into_iter().flatten() {
+            visit(m, g, state, path, cycles);
+        }
+        path.pop();
+        state.insert(n.to_string(), 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut cycles = Vec::new();
+    for n in graph.keys() {
+        visit(n, &graph, &mut state, &mut Vec::new(), &mut cycles);
+    }
+    for c in cycles {
+        problems.push(format!("import cycle: {c}"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn no_source_file_over_800_lines() {
+    let mut all = Vec::new();
+    for d in ["src", "rust-tests", "benches", "examples", "ctests", "fuzz/fuzz_targets"] {
+        files(&root().join(d), &["rs", "c", "h", "sh"], &mut all);
+    }
+    let long: Vec<String> = all
+        .iter()
+        .filter_map(|f| {
+            let n = fs::read_to_string(f).ok()?.lines().count();
+            (n > MAX_LINES).then(|| format!("{} has {n} lines", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}

@@ -3,10 +3,11 @@
 //! of the whole queue).
 //!
 //! * A frame whose payload is at most [`LARGE`] bytes is copied into the last chunk if it
-//!   fits, otherwise into a new [`CHUNK`]-byte chunk; frames never straddle two chunks.
-//!   Larger frames get a buffer of their own, freed once written.
-//! * Written chunks are recycled (at most [`SPARE_MAX`] kept), so a steady stream allocates
-//!   nothing and a drained queue holds at most a few chunks.
+//!   fits, otherwise into a new [`CHUNK`]-byte chunk: small frames never straddle two
+//!   chunks. A larger frame continues over as many chunks as it needs (its header never
+//!   straddles), so every buffer of the queue is one recyclable chunk.
+//! * Written chunks are recycled (at most [`SPARE_MAX`] kept), so a steady stream, large
+//!   frames included, allocates nothing and a drained queue holds a few chunks at most.
 //! * [`Tx::write_direct`] writes a frame straight from the caller's buffer when nothing is
 //!   queued; only what the socket did not take is copied.
 //! * Counters follow frames, not bytes: a frame counts as sent once its last byte is in
@@ -21,10 +22,10 @@ use std::os::fd::RawFd;
 
 /// Size of a queue chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
-/// Payloads above this get a buffer of their own.
+/// Payloads above this may continue over several chunks.
 pub(crate) const LARGE: usize = CHUNK / 4;
 /// Written chunks kept for reuse.
-const SPARE_MAX: usize = 16;
+const SPARE_MAX: usize = 64;
 /// iovecs per `sendmsg` (the kernel's limit is 1024; 64 chunks is 4 MiB of small frames).
 const IOV_PER_WRITE: usize = 64;
 
@@ -65,24 +66,29 @@ struct Chunk {
     sent: usize,
     /// Offset of the first frame header whose frame has not been counted as sent.
     scan: usize,
-    /// `buf[..head_end]` completes a frame whose start was written directly (0: none),
-    /// carrying `head_payload` payload bytes.
+    /// `buf[..head_end]` continues a frame that started in an earlier chunk (or was
+    /// partly written directly); 0: none.
     head_end: usize,
+    /// That frame ends at `head_end` (else it goes on in the next chunk).
+    head_completes: bool,
+    /// Its payload bytes (counted when it completes).
     head_payload: usize,
-    /// A buffer of its own (one large frame): freed, not recycled.
-    own: bool,
 }
 
 impl Chunk {
-    fn new(buf: Vec<u8>, own: bool) -> Self {
+    fn new(buf: Vec<u8>) -> Self {
         Chunk {
             buf,
             sent: 0,
             scan: 0,
             head_end: 0,
+            head_completes: false,
             head_payload: 0,
-            own,
         }
+    }
+
+    fn room(&self) -> usize {
+        CHUNK - self.buf.len()
     }
 }
 
@@ -164,45 +170,99 @@ impl Tx {
         let h = wire::encode_header(ty, payload.len()).ok_or(Refused::Unframeable)?;
         let total = wire::HEADER_LEN + payload.len();
         self.admit(total)?;
-        let c = self.chunk_for(total)?;
-        c.buf.extend_from_slice(&h);
-        c.buf.extend_from_slice(payload);
+        if payload.len() <= LARGE {
+            let c = self.small_chunk(total)?;
+            c.buf.extend_from_slice(&h);
+            c.buf.extend_from_slice(payload);
+        } else {
+            self.append_spanning(&h, payload, 0)?;
+        }
         self.account(total, 1);
         Ok(())
     }
 
-    /// The chunk the next `total` bytes go to: the last one if they fit, else a new one.
+    /// The chunk a small frame of `total` bytes goes to: the last one if it fits.
     #[inline]
-    fn chunk_for(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
-        let fits = self
-            .chunks
-            .back()
-            .is_some_and(|c| !c.own && c.buf.capacity() - c.buf.len() >= total);
-        if !fits {
-            self.new_chunk(total)?;
+    fn small_chunk(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
+        if !self.chunks.back().is_some_and(|c| c.room() >= total) {
+            let buf = self.take_buffers(1)?.pop().expect("one buffer");
+            self.chunks.push_back(Chunk::new(buf));
         }
         Ok(self.chunks.back_mut().expect("a chunk was just ensured"))
     }
 
+    /// `n` empty chunk buffers (recycled ones first), all or none.
     #[cold]
-    fn new_chunk(&mut self, total: usize) -> Result<(), Refused> {
-        self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
-        let (buf, own) = if total > wire::HEADER_LEN + LARGE {
-            let mut v = Vec::new();
-            v.try_reserve_exact(total).map_err(|_| Refused::NoMemory)?;
-            (v, true)
-        } else {
-            let v = match self.spare.pop() {
-                Some(v) => v,
+    fn take_buffers(&mut self, n: usize) -> Result<Vec<Vec<u8>>, Refused> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| Refused::NoMemory)?;
+        self.chunks.try_reserve(n).map_err(|_| Refused::NoMemory)?;
+        while v.len() < n {
+            match self.spare.pop() {
+                Some(b) => v.push(b),
                 None => {
-                    let mut v = Vec::new();
-                    v.try_reserve_exact(CHUNK).map_err(|_| Refused::NoMemory)?;
-                    v
+                    let mut b = Vec::new();
+                    if b.try_reserve_exact(CHUNK).is_err() {
+                        self.spare.append(&mut v);
+                        return Err(Refused::NoMemory);
+                    }
+                    v.push(b);
                 }
-            };
-            (v, false)
+            }
+        }
+        Ok(v)
+    }
+
+    /// Appends the bytes of one frame, `h` then `payload`, minus the first `skip` (already
+    /// written), over as many chunks as needed. With `skip == 0` it starts in the last
+    /// chunk if the header fits there; with `skip > 0` (the queue is empty) in a new one.
+    fn append_spanning(&mut self, h: &[u8], payload: &[u8], skip: usize) -> Result<(), Refused> {
+        let total = h.len() + payload.len();
+        let rest = total - skip;
+        let tail_room = match self.chunks.back() {
+            Some(c) if skip == 0 && c.room() >= wire::HEADER_LEN => c.room(),
+            _ => 0,
         };
-        self.chunks.push_back(Chunk::new(buf, own));
+        let new = (rest - tail_room.min(rest)).div_ceil(CHUNK);
+        let mut bufs = self.take_buffers(new)?.into_iter();
+        // The frame's bytes from `skip` on, in order.
+        let mut at = skip;
+        let mut copy = |dst: &mut Vec<u8>, n: usize| {
+            let mut left = n;
+            while left > 0 {
+                let (src, off) = if at < h.len() {
+                    (h, at)
+                } else {
+                    (payload, at - h.len())
+                };
+                let k = left.min(src.len() - off);
+                dst.extend_from_slice(&src[off..off + k]);
+                at += k;
+                left -= k;
+            }
+        };
+        let mut left = rest;
+        let mut started_before = skip > 0;
+        if tail_room > 0 {
+            let k = tail_room.min(left);
+            copy(&mut self.chunks.back_mut().expect("tail").buf, k);
+            left -= k;
+            started_before = true;
+        }
+        while left > 0 {
+            let mut c = Chunk::new(bufs.next().expect("reserved"));
+            let k = CHUNK.min(left);
+            copy(&mut c.buf, k);
+            left -= k;
+            if started_before {
+                c.head_end = k;
+                c.head_completes = left == 0;
+                c.head_payload = payload.len();
+                c.scan = k;
+            }
+            started_before = true;
+            self.chunks.push_back(c);
+        }
         Ok(())
     }
 
@@ -234,23 +294,11 @@ impl Tx {
             self.stats.bytes_sent += payload.len() as u64;
             return Ok(Flushed::Drained);
         }
-        // Queue the rest: what is left of the header, then of the payload.
-        let rest = total - n;
-        let mut v = Vec::new();
-        v.try_reserve_exact(rest).map_err(|_| Refused::NoMemory)?;
-        if n < wire::HEADER_LEN {
-            v.extend_from_slice(&h[n..]);
-            v.extend_from_slice(payload);
-        } else {
-            v.extend_from_slice(&payload[n - wire::HEADER_LEN..]);
-        }
-        let mut c = Chunk::new(v, true);
-        c.head_end = rest;
-        c.head_payload = payload.len();
-        c.scan = rest;
-        self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
-        self.chunks.push_back(c);
-        self.account(rest, 1);
+        // Queue the rest. If that fails the frame is cut: the stream is unusable, which
+        // the caller learns from the next write (the peer sees a truncated frame only if
+        // memory runs out in the middle of one, where Melon would crash).
+        self.append_spanning(&h, payload, n)?;
+        self.account(total - n, 1);
         self.since_attempt = 0;
         Ok(Flushed::Blocked)
     }
@@ -306,7 +354,7 @@ impl Tx {
             self.stats.bytes_sent += payload;
             if c.sent == c.buf.len() {
                 let done = self.chunks.pop_front().expect("front exists");
-                if !done.own && self.spare.len() < SPARE_MAX {
+                if self.spare.len() < SPARE_MAX {
                     let mut v = done.buf;
                     v.clear();
                     self.spare.push(v);
@@ -324,14 +372,18 @@ impl Tx {
 fn count_completed(c: &mut Chunk) -> (usize, u64) {
     let mut frames = 0;
     let mut payload = 0u64;
-    if c.head_end > 0 && c.sent >= c.head_end {
-        frames += 1;
-        payload += c.head_payload as u64;
+    if c.head_end > 0 {
+        if c.sent < c.head_end {
+            return (0, 0);
+        }
+        if c.head_completes {
+            frames += 1;
+            payload += c.head_payload as u64;
+        }
         c.head_end = 0;
     }
-    if c.head_end > 0 {
-        return (frames, payload);
-    }
+    // Headers never straddle chunks; a frame that goes on in the next chunk ends beyond
+    // `buf.len()`, so the scan stops at it (its last chunk counts it).
     while c.buf.len() - c.scan >= wire::HEADER_LEN {
         let mut l = [0u8; wire::LEN_LEN];
         l.copy_from_slice(&c.buf[c.scan..c.scan + wire::LEN_LEN]);
@@ -390,11 +442,13 @@ mod tests {
     #[test]
     fn mixed_sizes_survive_a_full_socket_in_order_with_exact_counts() {
         let (a, b) = pair();
-        let len = |i: u32| match i % 7 {
+        let len = |i: u32| match i % 9 {
             0 => 0,
             1 => 100_000,
             2 => LARGE,
             3 => LARGE + 1,
+            4 => CHUNK - 8,
+            5 => 3 * CHUNK + 5,
             _ => (i as usize * 37) % 3000,
         };
         let mut tx = Tx::new(0);

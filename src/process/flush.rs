@@ -28,6 +28,13 @@
 //!   handler never deadlocks (D9), in either build. A send that finds the process state
 //!   itself busy (the signal interrupted the library) is parked (`crate::sigsafe`); every
 //!   later send queues the parked frames first, so frames keep the order of the sends.
+//! * Pacing: a burst faster than its peer reads would otherwise end up whole in memory.
+//!   Once [`PACE_HIGH`] bytes are queued to one peer, a send waits (`poll`) until the
+//!   peer has taken half of them, as a blocking pipe would, so the sender runs at the
+//!   receiver's pace with bounded memory. A peer that takes nothing for
+//!   [`PACE_WAIT_MS`] ms is marked stalled and not waited for again until it reads (two
+//!   processes bursting at each other, or a peer that stopped reading): the queue then
+//!   grows up to the queue limit, where sends are refused with EAGAIN.
 //! * A failed write marks the channel broken and changes nothing else: the end of stream
 //!   arrives on the read side, which delivers what the peer sent before it went and then
 //!   handles its death (restart and so on) from the loop. Until then sends to it succeed
@@ -48,6 +55,10 @@ pub(crate) const OPPORTUNISTIC: usize = crate::channel::tx::CHUNK;
 /// Payloads at least this large are written straight from the caller's buffer when
 /// nothing is queued.
 pub(crate) const DIRECT_MIN: usize = 16 * 1024;
+/// Above this many queued bytes a send waits for the peer to take some (pacing).
+pub(crate) const PACE_HIGH: usize = 4 << 20;
+/// How long one pacing wait may see no progress before the peer counts as stalled.
+const PACE_WAIT_MS: i32 = 20;
 
 /// Why a send was refused (errno in the C API).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -133,10 +144,20 @@ pub(crate) fn drain_parked(p: &mut Proc) {
     });
 }
 
-fn resolve(p: &mut Proc, t: Target) -> Result<Peer, SendError> {
+/// The peer a send names and its channel, with one lookup.
+#[inline]
+fn resolve(p: &mut Proc, t: Target) -> Result<(Peer, *mut Chan), SendError> {
     match t {
-        Target::Child(f) => p.find(f).map(Peer::Child).ok_or(SendError::NoPeer),
-        Target::Master if p.is_worker && p.master().chan.is_some() => Ok(Peer::Master),
+        Target::Child(f) => {
+            let c = p.find(f).ok_or(SendError::NoPeer)?;
+            // SAFETY: a live record (found in the live set), reached inside the borrow.
+            let ch = unsafe { (*c).live.as_mut() }.ok_or(SendError::NoPeer)?;
+            Ok((Peer::Child(c), &mut ch.chan))
+        }
+        Target::Master if p.is_worker => match p.master().chan.as_mut() {
+            Some(ch) => Ok((Peer::Master, ch)),
+            None => Err(SendError::NoPeer),
+        },
         Target::Master => Err(SendError::NoPeer),
     }
 }
@@ -151,9 +172,12 @@ fn refused(r: Refused) -> SendError {
 
 #[inline]
 fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
-    let peer = resolve(p, t)?;
+    let (peer, ch) = resolve(p, t)?;
     let limit = queue_limit();
-    let ch = p.chan(peer).ok_or(SendError::NoPeer)?;
+    // SAFETY: the channel of a live peer, reached inside the borrow; `p` is not used to
+    // reach it again while this reference lives (only `mark_dirty` below, after its last
+    // use).
+    let ch = unsafe { &mut *ch };
     if ch.broken {
         // The peer is gone and the loop has not handled it yet: accepted and lost, as
         // everything queued to it (Melon's send succeeds until the death is handled).
@@ -191,11 +215,38 @@ fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendE
             broken(ch, peer, &e);
             return Ok(());
         }
+        if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled {
+            pace(ch, peer, fd);
+        }
     }
-    if !ch.ch.tx.is_empty() {
+    if !ch.dirty && !ch.ch.tx.is_empty() {
         mark_dirty(p, peer);
     }
     Ok(())
+}
+
+/// Waits until the peer has taken half of what is queued (see the module docs).
+#[cold]
+fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: the channel's descriptor, open for the duration of the call.
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    while ch.ch.tx.queued_bytes() > PACE_HIGH / 2 {
+        let mut pfd = [PollFd::new(bfd, PollFlags::POLLOUT)];
+        match poll(&mut pfd, PollTimeout::from(PACE_WAIT_MS as u16)) {
+            Ok(0) => {
+                ch.stalled = true;
+                return;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+        match ch.ch.tx.write(fd) {
+            Flushed::Error(e) => return broken(ch, peer, &e),
+            Flushed::Drained => return,
+            Flushed::Blocked => {}
+        }
+    }
 }
 
 fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
@@ -262,11 +313,16 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
     let limit = queue_limit();
     let Some(ch) = p.chan(peer) else { return };
     let fd = ch.ch.raw();
+    let before = ch.ch.tx.queued_bytes();
     let res = if ch.broken {
         Flushed::Drained
     } else {
         ch.ch.tx.write(fd)
     };
+    if ch.ch.tx.queued_bytes() < before {
+        // The peer reads again: pace it again.
+        ch.stalled = false;
+    }
     match res {
         Flushed::Drained => {
             if ch.send_armed {

@@ -9,8 +9,7 @@
 //! handler.
 
 use super::flush::flush_dirty;
-use super::handlers::Cache;
-use super::state::{Peer, PROC};
+use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
 use crate::channel::{Next, Read};
@@ -49,29 +48,33 @@ enum Step {
     Skipped,
     More,
     TooLong(u32),
-    Gone,
 }
 
 /// RECV on `peer`'s channel (the body of `mln_ipc_fd_handler_master/worker`).
 pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
-    let Some((fd, epoch)) = PROC.with(|p| {
+    // The channel stays allocated for the whole pass: closing it waits while `busy` (and
+    // only `shutdown`, which runs outside any pass, or a fork, which changes the epoch,
+    // release it otherwise). So the pass keeps a pointer and touches it only inside
+    // borrows of the process state.
+    let Some((ch, epoch)) = PROC.with(|p| {
         let epoch = p.epoch;
         let ch = p.chan(peer)?;
         ch.busy += 1;
         ch.ch.rx.set_max(super::max_message());
-        Some((ch.ch.raw(), epoch))
+        Some((ch as *mut Chan, epoch))
     }) else {
         return;
     };
-    let end = pass(ev, peer, fd, epoch);
+    let end = pass(ev, peer, ch, epoch);
     if matches!(end, End::Forked) {
         return;
     }
     let verdict = PROC.with(|p| {
-        let ch = p.chan(peer)?;
-        ch.busy -= 1;
-        let outer = ch.busy == 0;
-        let pending = ch.close_pending;
+        // SAFETY: still allocated (see above); reached inside the borrow only.
+        let c = unsafe { &mut *ch };
+        c.busy -= 1;
+        let outer = c.busy == 0;
+        let pending = c.close_pending;
         // The end of a pass: whatever its handlers queued goes out now.
         flush_dirty(p);
         match end {
@@ -93,22 +96,27 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     super::callbacks::run_writable_callbacks(ev);
 }
 
-fn pass(ev: *mut mln_event_t, peer: Peer, fd: i32, epoch: u64) -> End {
+fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
     let (side, f_ptr): (Side, *mut c_void) = match peer {
         Peer::Child(c) => (Side::Master, c.cast()),
         Peer::Master => (Side::Worker, super::master_connection().cast()),
     };
+    // SAFETY (every dereference of `ch` below): inside a borrow of the process state, with
+    // the epoch unchanged (no fork since the pass began), the channel is allocated.
     for _ in 0..MAX_READS_PER_EVENT {
-        let r = PROC.with(|p| p.chan(peer).map(|ch| ch.ch.rx.read(fd)));
+        let r = PROC.with(|_| unsafe {
+            let c = &mut *ch;
+            let fd = c.ch.raw();
+            c.ch.rx.read(fd)
+        });
         let eof = match r {
-            None => return End::Stopped,
-            Some(Read::Data(_)) => false,
-            Some(Read::WouldBlock) => return End::Drained,
-            Some(Read::Eof) => true,
-            Some(Read::Error(e)) => return End::Error(e),
+            Read::Data(_) => false,
+            Read::WouldBlock => return End::Drained,
+            Read::Eof => true,
+            Read::Error(e) => return End::Error(e),
         };
         loop {
-            let step = PROC.with(|p| next_step(p, peer, side));
+            let step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
             match step {
                 Step::Call { h, slot, ptr, len } => {
                     // SAFETY: a handler from the tables with its own data slot; the
@@ -119,13 +127,12 @@ fn pass(ev: *mut mln_event_t, peer: Peer, fd: i32, epoch: u64) -> End {
                             return None;
                         }
                         p.callbacks -= 1;
-                        let ch = p.chan(peer)?;
-                        ch.ch.rx.unpin();
-                        Some(ch.close_pending)
+                        let c = unsafe { &mut *ch };
+                        c.ch.rx.unpin();
+                        Some(c.close_pending)
                     });
                     match after {
-                        None if PROC.with(|p| p.epoch != epoch) => return End::Forked,
-                        None => return End::Stopped,
+                        None => return End::Forked,
                         Some(true) => return End::Stopped,
                         Some(false) => {}
                     }
@@ -133,32 +140,30 @@ fn pass(ev: *mut mln_event_t, peer: Peer, fd: i32, epoch: u64) -> End {
                 Step::Skipped => {}
                 Step::More => break,
                 Step::TooLong(n) => return End::TooLong(n),
-                Step::Gone => return End::Stopped,
             }
         }
         if eof {
             return End::Eof;
         }
-        let full = PROC.with(|p| p.chan(peer).is_some_and(|ch| ch.ch.rx.last_read_full()));
-        if !full {
+        if !PROC.with(|_| unsafe { (*ch).ch.rx.last_read_full() }) {
             return End::Drained;
         }
     }
     End::Drained
 }
 
-/// Takes the next frame of `peer`'s channel and finds its handler.
+/// Takes the next frame of channel `ch` and finds its handler.
 #[inline]
-fn next_step(p: &mut super::state::Proc, peer: Peer, side: Side) -> Step {
-    let Some(ch) = p.chan(peer) else {
-        return Step::Gone;
-    };
+fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
     match ch.ch.rx.next() {
         Next::Frame { ty, ptr, len } => {
             ch.frames_received += 1;
             ch.bytes_received += len as u64;
-            let found = Cache::lookup(&mut ch.cache, side, ty);
-            match found.and_then(|f| f.handler.map(|h| (h, f.slot))) {
+            match ch
+                .cache
+                .lookup(side, ty)
+                .and_then(|f| f.handler.map(|h| (h, f.slot)))
+            {
                 Some((h, slot)) => {
                     p.callbacks += 1;
                     Step::Call { h, slot, ptr, len }

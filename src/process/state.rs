@@ -122,6 +122,8 @@ pub(crate) struct Chan {
     pub broken: bool,
     /// Frames accepted after the channel broke (lost with it).
     pub dropped: usize,
+    /// A pacing wait saw the peer take nothing: do not wait for it again until it reads.
+    pub stalled: bool,
     /// Receive passes of this channel in progress (nested dispatch makes it > 1).
     pub busy: u32,
     /// Closing was requested while `busy`: done when the outermost pass ends.
@@ -142,6 +144,7 @@ impl Chan {
             dirty: false,
             broken: false,
             dropped: 0,
+            stalled: false,
             busy: 0,
             close_pending: false,
             refused: false,

@@ -184,7 +184,7 @@ impl Tx {
     /// The chunk a small frame of `total` bytes goes to: the last one if it fits.
     #[inline]
     fn small_chunk(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
-        if !self.chunks.back().is_some_and(|c| c.room() >= total) {
+        if self.chunks.back().is_none_or(|c| c.room() < total) {
             let buf = self.take_buffers(1)?.pop().expect("one buffer");
             self.chunks.push_back(Chunk::new(buf));
         }

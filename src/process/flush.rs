@@ -58,7 +58,7 @@ pub(crate) const DIRECT_MIN: usize = 16 * 1024;
 /// Above this many queued bytes a send waits for the peer to take some (pacing).
 pub(crate) const PACE_HIGH: usize = 4 << 20;
 /// How long one pacing wait may see no progress before the peer counts as stalled.
-const PACE_WAIT_MS: i32 = 20;
+const PACE_WAIT_MS: u64 = 20;
 
 /// Why a send was refused (errno in the C API).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -231,20 +231,31 @@ fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     // SAFETY: the channel's descriptor, open for the duration of the call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let patience = std::time::Duration::from_millis(PACE_WAIT_MS);
+    // The peer must take something within `patience` (signals interrupting the wait do
+    // not restart the clock).
+    let mut deadline = std::time::Instant::now() + patience;
     while ch.ch.tx.queued_bytes() > PACE_HIGH / 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            ch.stalled = true;
+            return;
+        }
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
         let mut pfd = [PollFd::new(bfd, PollFlags::POLLOUT)];
-        match poll(&mut pfd, PollTimeout::from(PACE_WAIT_MS as u16)) {
-            Ok(0) => {
-                ch.stalled = true;
-                return;
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        match poll(&mut pfd, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
             Err(_) => return,
         }
+        let before = ch.ch.tx.queued_bytes();
         match ch.ch.tx.write(fd) {
             Flushed::Error(e) => return broken(ch, peer, &e),
             Flushed::Drained => return,
             Flushed::Blocked => {}
+        }
+        if ch.ch.tx.queued_bytes() < before {
+            deadline = std::time::Instant::now() + patience;
         }
     }
 }

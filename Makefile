@@ -21,6 +21,10 @@
 #                       loop, conf and log undefined (imported from libmelon)
 #   make melon-example  examples/melon_burst.c against the melon build and an installed
 #                       Melon at MELON_PREFIX (static and shared); not part of `make test`
+#   make ctest-melon    the C tests against the melon build and the Melon at MELON_PREFIX
+#                       (compiled with Melon's headers, our archive before libmelon_static.a)
+#   make memcheck-melon the same under valgrind memcheck (MEMCHECK_TESTS to choose)
+#                       (`make test` runs both when MELON_PREFIX holds a Melon install)
 #   make clean
 
 CARGO ?= cargo
@@ -30,8 +34,10 @@ endif
 CXX_CHECK ?= $(shell command -v g++ 2>/dev/null)
 PREFIX ?= /usr/local
 DESTDIR ?=
-# An installed Melon (its ./configure --prefix), only for `make melon-example`.
+# An installed Melon (its ./configure --prefix), for melon-example, ctest-melon and
+# memcheck-melon; `make test` runs the latter two only when it is there.
 MELON_PREFIX ?= /usr/local/melon
+MELON_INSTALLED = $(and $(wildcard $(MELON_PREFIX)/include/mln_framework.h),$(wildcard $(MELON_PREFIX)/lib/libmelon_static.a))
 
 TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
@@ -82,7 +88,8 @@ FUZZ_FALLBACK_CASES ?= 20000
 FUZZ_TARGETS := decoder capi_calls
 
 .PHONY: all build test ctest memcheck memcheck-quick fuzz miri demo header check-header check-libs install \
-    bench bench-build clean melon check-melon-symbols melon-example
+    bench bench-build clean melon check-melon-symbols melon-example ctest-melon memcheck-melon \
+    ctest-melon-if-installed
 
 all: build
 
@@ -105,6 +112,7 @@ test:
 	$(MAKE) --no-print-directory miri
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory memcheck
+	$(MAKE) --no-print-directory ctest-melon-if-installed
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh
@@ -213,7 +221,7 @@ bench: bench-build
 	$(CARGO) bench --bench ipc
 
 # The melon build (README "The melon build"). No libmelon is needed to build it or to check
-# its symbols; nothing links against libmelon here except `melon-example`.
+# its symbols; only melon-example, ctest-melon and memcheck-melon link against an installed one.
 # One codegen unit: the whole API is then one object of the archive, so a static link takes
 # all of it or none of it, and never half ours and half Melon's mln_fork.o / mln_ipc.o.
 melon:
@@ -250,6 +258,26 @@ melon-example: melon
 	    -Wl,-rpath,$(abspath $(MELON_RELEASE_DIR)):$(MELON_PREFIX)/lib \
 	    -o $(MELON_TARGET_DIR)/examples/melon_burst
 	@echo "built $(MELON_TARGET_DIR)/examples/melon_burst{,_static}; run with BURST_CONF=<conf with framework \"multiprocess\"; worker_proc 1;>"
+
+# The C tests against the melon build and the Melon at MELON_PREFIX (ctests/run.sh,
+# CTEST_BUILD=melon, says how); tests that apply only to the standalone build are skipped
+# with their reason.
+ctest-melon: melon
+	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" MELON_PREFIX="$(MELON_PREFIX)" \
+	    CTEST_BUILD=melon ./ctests/run.sh
+
+memcheck-melon: melon
+	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" MELON_PREFIX="$(MELON_PREFIX)" \
+	    CTEST_BUILD=melon ./ctests/memcheck.sh $(MEMCHECK_TESTS)
+
+# Part of `make test`: CI has no Melon, so it only prints the skip line.
+ctest-melon-if-installed:
+ifneq ($(MELON_INSTALLED),)
+	$(MAKE) --no-print-directory ctest-melon
+	$(MAKE) --no-print-directory memcheck-melon
+else
+	@echo "ctest-melon: skipped (no Melon install at $(MELON_PREFIX))"
+endif
 
 
 clean:

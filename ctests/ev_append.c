@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* APPEND adds SEND beside RECV; both run, RECV first; a later replace with SEND alone
  * drops RECV. */
 #include "mln_event.h"

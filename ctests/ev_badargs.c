@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* Every mln_event_* function given a NULL loop, a negative or unopened descriptor, or a
  * NULL / stale timer returns its documented error value (-1, NULL, or nothing) and
  * changes nothing: afterwards the loop still has its registered descriptor, its pending

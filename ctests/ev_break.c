@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* mln_event_break_set leaves dispatch; dispatch does not reset it, so dispatching again
  * returns at once until mln_event_break_reset. */
 #include "mln_event.h"

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* The dispatch callback runs once at the top of every iteration, before the handlers of
  * what the previous wait reported; NULL removes it. */
 #include "mln_event.h"

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* M_EV_CLR silences a descriptor: cleared before dispatch it never fires; cleared by its
  * RECV handler, the SEND handler that fired with it is skipped. Clearing twice, or an
  * unknown descriptor, returns 0. */

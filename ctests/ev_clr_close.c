@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* A RECV handler closes its own descriptor, clears it (after the close), and registers a
  * new pipe that gets the same number: the new registration works and the SEND handler
  * that fired with the old descriptor does not run. */

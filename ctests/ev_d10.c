@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: our event loop; Melon's stalls here (D10), the melon build avoids it */
 /* Spec D10: a persistent RECV plus an APPENDed one-shot SEND on one socket. While the send
  * buffer is full only RECV can fire; it must keep firing, and SEND must fire once the peer
  * drains. (Melon's loop stalls here: both directions stop.) */

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* An idle descriptor's timeout handler runs once with its fd; an activated descriptor's
  * timeout is removed; M_EV_UNLIMITED removes a timeout and M_EV_UNMODIFIED keeps that. */
 #include "mln_event.h"

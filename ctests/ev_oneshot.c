@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* A one-shot RECV fires once although the pipe stays readable; re-setting re-arms it.
  * An always-readable eventfd keeps the loop iterating; the callback counts iterations. */
 #include "mln_event.h"

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* A RECV handler runs when data arrives on a pipe. */
 #include "mln_event.h"
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* Timers fire earliest first; a cancelled timer never fires; cancelling NULL is a no-op. */
 #include "mln_event.h"
 #include <stdio.h>

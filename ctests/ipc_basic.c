@@ -61,7 +61,7 @@ int main(int argc, char *argv[])
     cattr.main_thread = NULL;
     cattr.master_process = master_process;
     cattr.worker_process = NULL;
-    if (mln_framework_init(&cattr) < 0) return 1;
+    if (ctest_framework_init(&cattr) < 0) return 1;
     CHECK(got_pong);
     return 0;
 }

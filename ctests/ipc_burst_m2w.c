@@ -62,7 +62,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(N);
+    ctest_workers(N);
     if (!mln_ipc_handler_register(T_OK, master_ok, NULL, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_DATA, NULL, worker_data, NULL, (void *)0)) return -1;
     return 0;
@@ -71,7 +71,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     CHECK(oks == N);
     return 0;
 }

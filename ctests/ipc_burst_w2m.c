@@ -47,7 +47,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, NULL, worker_process};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     CHECK(received == COUNT);
     return 0;
 }

@@ -38,7 +38,7 @@ int main(int argc, char *argv[])
     struct mln_framework_attr a = {argc, argv, NULL, NULL, master_process, worker_process};
     CHECK(pipe(pfd) == 0);
     CHECK(fcntl(pfd[0], F_SETFL, O_NONBLOCK) == 0);
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     fprintf(stderr, "worker starts in 1.5 s: %d\n", starts);
     /* Schedule: 0, 0, +100, +200, +400, +800 ms ... => 5 or 6 starts by 1.5 s. */
     CHECK(starts >= 4 && starts <= 8);

@@ -117,7 +117,7 @@ static int global_init(void)
     sa.sa_handler = on_alarm; /* no SA_RESTART: interrupted calls fail with EINTR */
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
-    mln_fork_worker_num_set(N);
+    ctest_workers(N);
     if (!mln_ipc_handler_register(T_DATA, NULL, worker_data, NULL, (void *)0)) return -1;
     if (!mln_ipc_handler_register(T_ECHO, master_echo, NULL, NULL, NULL)) return -1;
     return 0;
@@ -126,7 +126,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, worker_process};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     fprintf(stderr, "master took %d SIGALRMs\n", (int)alarms);
     CHECK(finished == N && echoed[0] == COUNT && echoed[1] == COUNT);
     CHECK(alarms > 10);

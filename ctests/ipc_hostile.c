@@ -227,7 +227,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(N);
+    ctest_workers(N);
     if (!mln_ipc_handler_register(T_ROLE, NULL, worker_role, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_PONG, NULL, worker_pong, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_PING, master_ping, NULL, NULL, NULL)) return -1;
@@ -240,7 +240,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     fprintf(stderr, "ticks %d, max gap %.3f s, VmRSS %ld -> max %ld kB, done %d, zdone %d, empties %ld\n",
             ticks, max_gap, rss0_kb, rss_max_kb, done, zdone, empties);
     CHECK(done == 4 && zdone && empties == ZEROS && ticks >= MIN_TICKS);

@@ -4,7 +4,7 @@
  *   - deliver all 50 frames A sent before dying (they are in the socket before the EOF),
  *   - log at warn how many queued frames to A were dropped: between 1 and 5,000 - 100,
  *   - keep serving worker B (a ping/pong after A's death), and restart A (supervised).
- * The log is captured by pointing this process's stderr at a file, MLN_IPC_LOG=warn. */
+ * The log is captured by pointing this process's stderr at a file, at log level warn. */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"
@@ -107,7 +107,8 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(2);
+    ctest_workers(2);
+    ctest_log_level("warn");
     if (!mln_ipc_handler_register(T_DATA, NULL, worker_data, NULL, (void *)0)) return -1;
     if (!mln_ipc_handler_register(T_PING, NULL, worker_ping, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_UP, master_up, NULL, NULL, NULL)) return -1;
@@ -124,9 +125,8 @@ int main(int argc, char *argv[])
     ssize_t n;
     CHECK(fd >= 0 && saved >= 0);
     unlink(path);
-    CHECK(setenv("MLN_IPC_LOG", "warn", 1) == 0);
     CHECK(dup2(fd, 2) == 2);
-    r = mln_framework_init(&a);
+    r = ctest_framework_init(&a);
     CHECK(dup2(saved, 2) == 2);
     CHECK(r == 0);
     n = pread(fd, log, sizeof(log) - 1, 0);

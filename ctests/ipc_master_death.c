@@ -36,7 +36,7 @@ int main(int argc, char *argv[])
     master = fork();
     CHECK(master >= 0);
     if (master == 0) {
-        mln_framework_init(&a);
+        ctest_framework_init(&a);
         _exit(0);
     }
     close(ready[1]);

@@ -114,7 +114,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     if (strcmp(log_buf, "B1 B2 B3 C X ") != 0) {
         fprintf(stderr, "got '%s'\n", log_buf);
         return 1;

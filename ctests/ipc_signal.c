@@ -139,7 +139,7 @@ static int global_init(void)
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     CHECK(rounds < 1000);
     return 0;
 }

@@ -1,14 +1,13 @@
 /* mln_fork_spawn: the exec'd program (this binary again, in --child mode) gets its
- * socketpair descriptor number as its last argument, inherits no other descriptor of the
- * master, starts with default SIGPIPE/SIGCHLD, and speaks the protocol on that fd. The
- * caller's argument array is copied (a stack array here). A M_PST_DFL program is not
- * restarted: once it exits only the plain worker is left in the master's list. */
+ * socketpair descriptor number as its last argument, starts with default SIGPIPE/SIGCHLD,
+ * and speaks the protocol on that fd. The caller's argument array is copied (a stack array
+ * here). A M_PST_DFL program is not restarted: once it exits only the plain worker is left
+ * in the master's list. (Which descriptors it inherits: ipc_spawn_fds.c.) */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"
 #include "mln_ipc.h"
 #include "mln_event.h"
-#include <sys/resource.h>
 
 #define T_REPORT 9201
 #define T_BYE 9202
@@ -22,34 +21,9 @@ static int child_mode(int argc, char *argv[])
 {
     int fd = atoi(argv[argc - 1]), bad = 0;
     struct sigaction sa;
-    struct rlimit rl;
-    const char *vglogs = getenv("CTEST_VALGRIND_LOGS"); /* ctests/memcheck.sh's log files */
-    DIR *d;
-    struct dirent *e;
     mln_u32_t h[2];
     char msg[64];
-    /* Only stdio and the IPC descriptor may be open (besides the directory listing).
-     * Descriptors at or above the soft limit are valgrind's own (it reserves the top of
-     * the range and lowers the limit its client sees), and so are its log files. */
-    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
-    d = opendir("/proc/self/fd");
-    if (d == NULL) return 10;
-    while ((e = readdir(d)) != NULL) {
-        int n;
-        if (e->d_name[0] == '.') continue;
-        n = atoi(e->d_name);
-        if (n > 2 && n != fd && n != dirfd(d) && (rlim_t)n < rl.rlim_cur) {
-            char p[64], t[256];
-            ssize_t k;
-            snprintf(p, sizeof(p), "/proc/self/fd/%d", n);
-            k = readlink(p, t, sizeof(t) - 1);
-            t[k > 0 ? k : 0] = 0;
-            if (vglogs != NULL && *vglogs && strncmp(t, vglogs, strlen(vglogs)) == 0) continue;
-            fprintf(stderr, "exec'd program inherited fd %d -> %s\n", n, t);
-            ++bad;
-        }
-    }
-    closedir(d);
+    if (fcntl(fd, F_GETFL) < 0 || (fcntl(fd, F_GETFL) & O_NONBLOCK)) bad += 1; /* blocking */
     if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) bad += 100;
     if (sigaction(SIGCHLD, NULL, &sa) != 0 || sa.sa_handler != SIG_DFL) bad += 1000;
     if (strcmp(argv[1], "--child") != 0 || argc != 3) bad += 10000;
@@ -60,20 +34,6 @@ static int child_mode(int argc, char *argv[])
     /* Wait for the master's reply frame, then exit. */
     if (read(fd, h, 8) != 8 || h[1] != T_BYE) return 12;
     return 0;
-}
-
-/* Descriptors this test inherited from whoever started it are not the library's: mark
- * them close-on-exec so that any descriptor the program sees came from the library. */
-static void cloexec_inherited(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        int n = atoi(e->d_name);
-        if (e->d_name[0] != '.' && n > 2 && n != dirfd(d)) fcntl(n, F_SETFD, FD_CLOEXEC);
-    }
-    closedir(d);
 }
 
 static void master_report(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
@@ -123,7 +83,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(1); /* a sibling whose descriptors must not leak */
+    ctest_workers(1); /* a sibling: the list holds two children until the program exits */
     return mln_ipc_handler_register(T_REPORT, master_report, NULL, NULL, NULL) ? 0 : -1;
 }
 
@@ -135,8 +95,7 @@ int main(int argc, char *argv[])
     n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     CHECK(n > 0);
     self[n] = 0;
-    cloexec_inherited();
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     CHECK(reported && replied);
     return 0;
 }

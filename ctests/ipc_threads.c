@@ -92,14 +92,14 @@ static int global_init(void)
     CHECK(mln_fork_master_ipc_handler_set(T_PONG, master_pong, NULL) == 0);
     CHECK(mln_fork_master_ipc_handler_set(T_PING, master_pong, NULL) == 0);
     CHECK(mln_fork_worker_ipc_handler_set(T_PONG, worker_ping, NULL) == 0);
-    mln_fork_worker_num_set(2);
+    ctest_workers(2);
     return 0;
 }
 
 int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, NULL};
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     CHECK(pongs == 2);
     return 0;
 }

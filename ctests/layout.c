@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: ABI of our headers (include/); melon tests use Melon's headers */
 /*
  * ABI of the headers against Melon's (MELON_IPC_SPEC.md §1, §2), x86_64 Linux:
  * sizes, alignments and field offsets of every exported struct, the C types behind the

@@ -17,6 +17,10 @@
 # thread and stdio structures). ctests/valgrind.supp holds the suppressions (see there).
 #
 # Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here).
+# CTEST_BUILD=melon (`make memcheck-melon`): the melon build, as run.sh does it; tests
+# marked CTEST_STANDALONE_ONLY or CTEST_MELON_XFAIL are skipped and logs go to
+# $TARGET_DIR/melon/memcheck/<test>/. Against Melon 270f2c8 nothing in libmelon needed a
+# suppression either.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +33,11 @@ if ! command -v "$VALGRIND" >/dev/null 2>&1; then
     echo "error: $VALGRIND not found (apt-get install valgrind)" >&2
     exit 2
 fi
+
+CTEST_BUILD=${CTEST_BUILD:-standalone}
+export CTEST_BUILD
+logroot="$TARGET_DIR/memcheck"
+[ "$CTEST_BUILD" = melon ] && logroot="$TARGET_DIR/melon/memcheck"
 
 if [ $# -gt 0 ]; then
     names=("$@")
@@ -47,10 +56,19 @@ for name in "${names[@]}"; do
         skipped=$((skipped + 1))
         continue
     fi
-    logs="$TARGET_DIR/memcheck/$name"
+    if [ "$CTEST_BUILD" = melon ]; then
+        for m in CTEST_STANDALONE_ONLY CTEST_MELON_XFAIL; do
+            if grep -q "$m:" "ctests/$name.c"; then
+                echo "SKIP $name (see $m in ctests/$name.c)"
+                skipped=$((skipped + 1))
+                continue 2
+            fi
+        done
+    fi
+    logs="$logroot/$name"
     rm -rf "$logs"
     mkdir -p "$logs"
-    # ipc_spawn's exec'd program ignores valgrind's own log descriptors by this prefix.
+    # ipc_spawn_fds's exec'd program ignores valgrind's own log descriptors by this prefix.
     export CTEST_VALGRIND_LOGS="$root/$logs/"
     export CTEST_WRAP="$VALGRIND -q --vgdb=no --trace-children=yes --error-exitcode=99 \
 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \

@@ -88,6 +88,7 @@ static inline int ctest_framework_init(struct mln_framework_attr *a) { return ml
 
 /* Extension of melon-ipc (both builds) that Melon's headers do not declare. */
 extern int mln_ipc_max_message_set(mln_size_t max);
+extern int mln_ipc_queue_limit_set(mln_size_t bytes);
 
 static char *ctest_conf_path(void) { return getenv("CTEST_MELON_CONF"); }
 

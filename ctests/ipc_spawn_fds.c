@@ -9,7 +9,6 @@
  * that it exits and is restarted at once (M_PST_SUP, first restart immediate), and stops
  * at the second report. Melon's own mln_fork_spawn frees the master's loop before
  * execv; the melon build must not leave that loop's epoll descriptors to the program. */
-/* CTEST_MELON_XFAIL: the exec'd program inherits Melon's two epoll descriptors */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

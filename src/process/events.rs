@@ -99,7 +99,8 @@ pub(crate) fn master_events_set(ev: *mut mln_event_t) {
 pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
     PROC.with(|p| {
         if !p.is_worker || p.master().chan.is_none() {
-            log::warn(format_args!(
+            // Melon's framework does this in the master once its loop ends: nothing to say.
+            log::debug(format_args!(
                 "mln_fork_worker_events_set: this process has no master"
             ));
             return;

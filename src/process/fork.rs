@@ -86,7 +86,7 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             handlers::after_fork_in_child(&mut guard);
             drop(guard);
             drop(mine);
-            in_child(theirs);
+            in_child(theirs, ev);
             Ok(Forked::Child)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
@@ -173,9 +173,13 @@ fn add_child(
 }
 
 /// The child's side after fork (spec §4.6).
-fn in_child(theirs: OwnedFd) {
+fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
     let fd = theirs.as_raw_fd();
     let (clr, data) = PROC.with(|p| {
+        p.parent_loops = p.wake_loops.clone();
+        if !ev.is_null() && !p.parent_loops.contains(&ev) {
+            p.parent_loops.push(ev);
+        }
         become_child(p, theirs);
         (p.clr, p.clr_data)
     });
@@ -288,6 +292,17 @@ pub(crate) fn spawn(stype: proc_state_type, args: Vec<CString>, ev: *mut mln_eve
     }
 }
 
+/// Starts a child for `plan`: a plain worker (`Forked::Child` in the new worker), or an
+/// exec'd program (never returns in the child).
+pub(crate) fn start(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> {
+    if plan.args.is_some() {
+        spawn_plan(plan, ev)?;
+        Ok(Forked::Parent)
+    } else {
+        fork_core(ev, plan)
+    }
+}
+
 /// Forks and execs the program of `plan`. Never returns in the child.
 pub(crate) fn spawn_plan(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
     let exec = plan
@@ -321,7 +336,7 @@ pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
     let n = a.strings.len();
     a.ptrs[n] = fd_arg.as_ptr().cast_mut();
     #[cfg(not(feature = "standalone"))]
-    crate::melon::before_exec();
+    crate::melon::before_exec(&PROC.with(|p| std::mem::take(&mut p.parent_loops)));
     // SAFETY: `ptrs` is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
     log::error(format_args!(

@@ -331,8 +331,11 @@ pub(crate) struct Proc {
     pub callbacks: u32,
     pub next_id: u64,
     pub next_slot: u32,
-    /// Writable callbacks due (issue: backpressure).
+    /// Peers that drained after a refused send: their writable callback is due.
     pub writable_due: Vec<Peer>,
+    /// In a new child: the parent's loops (an exec'd program must not inherit their
+    /// descriptors, melon build).
+    pub parent_loops: Vec<*mut mln_event_t>,
 }
 
 impl Proc {
@@ -356,6 +359,7 @@ impl Proc {
             next_id: 1,
             next_slot: 0,
             writable_due: Vec::new(),
+            parent_loops: Vec::new(),
         }
     }
 

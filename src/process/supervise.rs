@@ -404,7 +404,7 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
     });
     let Some(plan) = due else { return };
     let retry = plan.copy();
-    match fork::fork_core(ev, plan) {
+    match fork::start(ev, plan) {
         Ok(fork::Forked::Parent) => {}
         Ok(fork::Forked::Child) => {
             // We are the new worker, inside the master's loop: leave it; the framework

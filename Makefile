@@ -152,7 +152,7 @@ miri:
 demo: build
 	@mkdir -p $(TARGET_DIR)/examples
 	$(CC) $(CTEST_CFLAGS) examples/demo.c $(LIB_A) $(LIBS) -o $(TARGET_DIR)/examples/demo
-	MLN_IPC_LOG=$${MLN_IPC_LOG:-error} $(TARGET_DIR)/examples/demo
+	$(TARGET_DIR)/examples/demo
 
 header: build
 	@test -s $(GEN_HEADER) || { echo "error: $(GEN_HEADER) was not generated (see the cargo warnings above)"; exit 1; }

@@ -133,10 +133,14 @@ int main(int argc, char *argv[])
     CHECK(n >= 0);
     log[n] = 0;
     fprintf(stderr, "%s", log);
-    snprintf(want, sizeof(want), "child %d (worker 0): ", (int)a_pid);
+    /* One line per death: "child <pid> (worker 0) <status> (<reason>), <n> queued
+     * frame(s) to it lost; restarting in <ms> ms". */
+    snprintf(want, sizeof(want), "child %d (worker 0) ", (int)a_pid);
     p = strstr(log, want);
     CHECK(p != NULL);
-    CHECK(sscanf(p + strlen(want), "%ld queued frame(s) to it undelivered", &dropped) == 1);
+    p = strstr(p, "), ");
+    CHECK(p != NULL);
+    CHECK(sscanf(p, "), %ld queued frame(s) to it lost; restarting in", &dropped) == 1);
     fprintf(stderr, "A: %d frames before death delivered, %ld queued frames dropped\n", ups, dropped);
     CHECK(ups == UPS);
     CHECK(dropped >= 1 && dropped <= COUNT - KILL_AT);

@@ -1,6 +1,8 @@
-//! Logging. Standalone build: one line per event on stderr, quiet by default; the level
-//! comes from `MLN_IPC_LOG` = none|error|warn|info|debug (default error), read once per
-//! process. Melon build: every call goes to Melon's `_mln_sys_log` (info as `report`),
+//! Logging. Standalone build: one line per event on stderr; the level comes from
+//! `MLN_IPC_LOG` = none|error|warn|info|debug, read once per process. The default, warn,
+//! reports what a user must know about: each child's death and restart (one line: pid,
+//! exit status or signal, reason, frames lost, what happens next) and protocol errors;
+//! `MLN_IPC_LOG=error` is quiet. An unknown value is reported once and the default used. Melon build: every call goes to Melon's `_mln_sys_log` (info as `report`),
 //! pre-formatted, and Melon's `log_level` decides what is written.
 
 use std::fmt::Arguments;
@@ -19,6 +21,8 @@ pub enum Level {
 }
 
 const UNSET: u8 = u8::MAX;
+/// The level when `MLN_IPC_LOG` is not set (or not a level).
+pub const DEFAULT: Level = Level::Warn;
 static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
 
 /// Parses a `MLN_IPC_LOG` value; unknown words give `None` so a typo is not silently loud.
@@ -36,10 +40,25 @@ pub fn parse_level(s: &str) -> Option<Level> {
 pub fn level() -> Level {
     let v = LEVEL.load(Ordering::Relaxed);
     let v = if v == UNSET {
-        let l = std::env::var("MLN_IPC_LOG")
-            .ok()
-            .and_then(|s| parse_level(&s))
-            .unwrap_or(Level::Error);
+        let raw = std::env::var("MLN_IPC_LOG").ok();
+        let l = match raw.as_deref().map(|s| (s, parse_level(s))) {
+            None => DEFAULT,
+            Some((_, Some(l))) => l,
+            Some((s, None)) => {
+                #[cfg(feature = "standalone")]
+                {
+                    let line = format!(
+                        "mln_ipc[{}] warn: MLN_IPC_LOG={s:?} is not a level \
+                         (none|error|warn|info|debug); using warn\n",
+                        std::process::id()
+                    );
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+                #[cfg(not(feature = "standalone"))]
+                let _ = s;
+                DEFAULT
+            }
+        };
         LEVEL.store(l as u8, Ordering::Relaxed);
         l as u8
     } else {

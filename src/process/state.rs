@@ -301,7 +301,7 @@ pub(crate) struct Dying {
     pub ev: *mut mln_event_t,
     pub timer: *mut mln_event_timer_t,
     pub killed: bool,
-    pub label: String,
+    pub end: super::supervise::Ending,
     /// What to restart once it is gone (supervised children).
     pub plan: Option<Plan>,
 }

@@ -105,11 +105,11 @@ pub(crate) fn close_in(
     let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
     let lost = chan.ch.tx.queued_frames() + chan.dropped;
     let who = label(pid, &live.plan);
-    if lost > 0 {
-        log::warn(format_args!(
-            "{who}: {lost} queued frame(s) to it undelivered"
-        ));
-    }
+    let end = Ending {
+        who,
+        why: why.to_string(),
+        lost,
+    };
     // The descriptor closes here.
     drop(chan);
     let mut plan = live.plan;
@@ -123,8 +123,15 @@ pub(crate) fn close_in(
     } else {
         None
     };
-    log::debug(format_args!("{who}: closed ({why})"));
-    watch_exit(p, ev, pid, live.start_ticks, who, why, restart);
+    watch_exit(p, ev, pid, live.start_ticks, end, restart);
+}
+
+/// What is said about a child's end: who it was, why its channel closed, and how many
+/// frames queued to it were lost.
+pub(crate) struct Ending {
+    pub who: String,
+    pub why: String,
+    pub lost: usize,
 }
 
 /// Step 2: waits (from the loop) until `pid` is gone, then step 3.
@@ -133,20 +140,19 @@ fn watch_exit(
     ev: *mut mln_event_t,
     pid: i32,
     start_ticks: Option<u64>,
-    who: String,
-    why: &str,
+    end: Ending,
     plan: Option<Plan>,
 ) {
     let Some(pidfd) = open_pidfd(pid, start_ticks) else {
         // Gone already (auto-reaped) or no longer ours.
-        return gone(p, ev, &who, why, status_of(pid), plan);
+        return gone(p, ev, end, status_of(pid), plan);
     };
     if exited(&pidfd) {
-        return gone(p, ev, &who, why, status_of(pid), plan);
+        return gone(p, ev, end, status_of(pid), plan);
     }
     if ev.is_null() {
         kill(&pidfd);
-        return gone(p, ev, &who, why, "killed by SIGKILL".into(), plan);
+        return gone(p, ev, end, killed_status(pid), plan);
     }
     let d = Box::into_raw(Box::new(Dying {
         pid,
@@ -154,7 +160,7 @@ fn watch_exit(
         ev,
         timer: null_mut(),
         killed: false,
-        label: who,
+        end,
         plan,
     }));
     // SAFETY: `ev` is a live loop; `d` stays allocated until `finish_dying`.
@@ -182,8 +188,8 @@ fn watch_exit(
             if let Some(f) = &d.pidfd {
                 kill(f);
             }
-            let Dying { label, plan, .. } = *d;
-            return gone(p, ev, &label, why, "killed by SIGKILL".into(), plan);
+            let Dying { pid, end, plan, .. } = *d;
+            return gone(p, ev, end, killed_status(pid), plan);
         }
     }
     p.dying.push(d);
@@ -271,7 +277,7 @@ pub(crate) fn dying_ready(d: *mut Dying) {
         // SAFETY: removed from the list: we own it now.
         let d = unsafe { Box::from_raw(d) };
         let status = if d.killed {
-            "killed by SIGKILL".to_string()
+            killed_status(d.pid)
         } else {
             status_of(d.pid)
         };
@@ -306,9 +312,9 @@ pub(crate) fn dying_timeout(d: *mut Dying) {
         let d = unsafe { Box::from_raw(d) };
         log::error(format_args!(
             "{}: still there after SIGKILL; not waiting any longer",
-            d.label
+            d.end.who
         ));
-        finish_dying(p, *d, "killed by SIGKILL".into());
+        finish_dying(p, *d, "not gone after SIGKILL".into());
     })
 }
 
@@ -331,33 +337,45 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
     }
     d.pidfd = None;
     let ev = d.ev;
-    let Dying { label, plan, .. } = d;
-    gone(p, ev, &label, "closed", status, plan);
+    let Dying { end, plan, .. } = d;
+    gone(p, ev, end, status, plan);
 }
 
-/// Step 3: the process is gone; log it and schedule the restart of a supervised child.
-fn gone(
-    p: &mut Proc,
-    ev: *mut mln_event_t,
-    who: &str,
-    why: &str,
-    status: String,
-    plan: Option<Plan>,
-) {
+/// What we know of how a child we SIGKILLed ended.
+fn killed_status(pid: i32) -> String {
+    let s = status_of(pid);
+    if s.starts_with("gone") {
+        "killed by SIGKILL (it had not exited on its own)".into()
+    } else {
+        s
+    }
+}
+
+/// Step 3: the process is gone. One line says who, how it ended, why its channel closed,
+/// what was lost and what happens next; a supervised child is restarted.
+fn gone(p: &mut Proc, ev: *mut mln_event_t, end: Ending, status: String, plan: Option<Plan>) {
+    let Ending { who, why, lost } = end;
+    let lost = if lost > 0 {
+        format!(", {lost} queued frame(s) to it lost")
+    } else {
+        String::new()
+    };
     let Some(mut plan) = plan else {
-        log::info(format_args!("{who} {status} ({why}); not supervised"));
+        log::warn(format_args!(
+            "{who} {status} ({why}){lost}; not supervised: not restarted"
+        ));
         return;
     };
     if ev.is_null() {
         log::warn(format_args!(
-            "{who} {status} ({why}); not restarted: it is registered on no event loop"
+            "{who} {status} ({why}){lost}; not restarted: it was registered on no event loop"
         ));
         return;
     }
     let delay = backoff_delay(plan.quick_deaths);
     plan.restarts += 1;
-    log::info(format_args!(
-        "{who} {status} ({why}); restarting in {} ms",
+    log::warn(format_args!(
+        "{who} {status} ({why}){lost}; restarting in {} ms",
         delay.as_millis()
     ));
     schedule_restart(p, ev, plan, delay);

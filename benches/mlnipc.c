@@ -158,9 +158,13 @@ static void watchdog(mln_event_t *ev, void *data)
     (void)data;
     for (i = 0; i < n_streams; ++i)
         if (!proc_alive(streams[i].pid)) {
-            fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
-                    "(%ld of %ld messages received)\n", kind_name, msg_size,
-                    (int)streams[i].pid, streams[i].received, streams[i].count);
+            if (worker_sends())
+                fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
+                        "(%ld of %ld messages received)\n", kind_name, msg_size,
+                        (int)streams[i].pid, streams[i].received, streams[i].count);
+            else
+                fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
+                        "(it was receiving)\n", kind_name, msg_size, (int)streams[i].pid);
             stop_workers();
             exit(EXIT_CHECK);
         }

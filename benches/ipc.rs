@@ -1,7 +1,8 @@
 //! Rust-side benchmark: the same core driven from Rust through the crate's `extern "C"`
-//! functions (the safe Rust API is not merged yet), against a raw socketpair baseline
-//! written with std. A smaller companion of `benches/ipc_bench.c`, which is the main
-//! benchmark; see benches/README.md.
+//! functions (the C API's own path; the safe Rust API, `mln_ipc::api` in src/api.rs, is a
+//! thin face over the same functions), against a raw socketpair baseline written with std.
+//! A smaller companion of `benches/ipc_bench.c`, which is the main benchmark; see
+//! benches/README.md.
 //!
 //! `cargo bench --bench ipc` runs each figure in a fresh process (the library's state is
 //! per process), `BENCH_REPS` times (default 5), and prints median [min .. max] and the
@@ -27,6 +28,8 @@ const T_PING: u32 = 6104;
 const T_PONG: u32 = 6105;
 const RAW_CHUNK: usize = 64 * 1024;
 const WINDOW_BYTES: usize = 1 << 20;
+/// Exit status of a worker whose burst had a send refused (the C driver's EXIT_REFUSED).
+const EXIT_REFUSED: i32 = 4;
 
 /// Per-process benchmark state. The library calls handlers on the thread that runs the
 /// loop, one at a time, so plain statics accessed through this one helper suffice.
@@ -41,6 +44,9 @@ struct St {
     msg: Vec<u8>,
     child: *mut mln_fork_t,
     t0: Option<Instant>,
+    /// A burst: the worker queues everything from one handler call, no window.
+    burst: bool,
+    master: libc::pid_t,
 }
 
 static mut ST: St = St {
@@ -54,6 +60,8 @@ static mut ST: St = St {
     msg: Vec::new(),
     child: ptr::null_mut(),
     t0: None,
+    burst: false,
+    master: 0,
 };
 
 fn st() -> &'static mut St {
@@ -82,6 +90,36 @@ fn report(ns: u128, msgs: u64) {
     println!("ns={ns} msgs={msgs}");
 }
 
+/// Peak resident set (VmHWM) of a process in KiB, or 0.
+fn peak_rss_kib(pid: libc::pid_t) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Master, at the end of a worker-to-master figure: sender (worker) and receiver peak RSS.
+fn report_rss() {
+    let child = st().child;
+    let worker = if child.is_null() {
+        0
+    } else {
+        // SAFETY: the live child record; only its pid is read.
+        unsafe { (*child).pid }
+    };
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    println!(
+        "rss_send={} rss_recv={}",
+        peak_rss_kib(worker),
+        peak_rss_kib(me)
+    );
+}
+
 unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
     if buf.is_null() || len == 0 {
         return &[];
@@ -96,9 +134,38 @@ unsafe fn break_loop(ev: *mut mln_event_t) {
     unsafe { (*ev).is_break = 1 };
 }
 
-/// Worker: queue while the credit window allows.
+/// Worker: queue while the credit window allows; a burst queues everything now, counting
+/// refused sends (-1): any refusal fails the figure loudly (the worker takes the master
+/// down with it, so the driver sees it at once).
 unsafe fn fill(ev: *mut mln_event_t) {
     let s = st();
+    if s.burst {
+        let mut refused = 0u64;
+        for seq in 0..s.count {
+            set_seq(&mut s.msg, seq);
+            // SAFETY: valid buffer of `size` bytes; `ev` is the live loop.
+            let r = unsafe {
+                mln_ipc_worker_send_prepare(ev, T_DATA, s.msg.as_mut_ptr().cast(), s.size)
+            };
+            if r != 0 {
+                refused += 1;
+            }
+        }
+        s.sent = s.count;
+        if refused > 0 {
+            eprintln!(
+                "ipc bench: burst of {} x {} B: {refused} send_prepare call(s) returned -1; \
+                 the row FAILS",
+                s.count, s.size
+            );
+            // SAFETY: signalling our own master, then leaving without its exit handlers.
+            unsafe {
+                libc::kill(s.master, libc::SIGKILL);
+                libc::_exit(EXIT_REFUSED);
+            }
+        }
+        return;
+    }
     while s.sent < s.count && s.sent - s.acked < s.window {
         let seq = s.sent;
         set_seq(&mut s.msg, seq);
@@ -161,9 +228,10 @@ unsafe extern "C" fn m_data(
     s.received += 1;
     if s.received == s.count {
         report(s.t0.expect("started").elapsed().as_nanos(), s.count);
+        report_rss();
         // SAFETY: handler's loop.
         unsafe { break_loop(ev) };
-    } else if s.received.is_multiple_of(s.ack_every) {
+    } else if !s.burst && s.received.is_multiple_of(s.ack_every) {
         let mut n = s.received.to_ne_bytes();
         // SAFETY: valid 8-byte buffer; `f` is the sending worker.
         let r =
@@ -250,6 +318,8 @@ type HandlerFn =
 /// melon-ipc, worker to master (or ping-pong), in this process and its worker.
 fn run_melon(pingpong: bool) {
     let s = st();
+    // SAFETY: getpid has no preconditions.
+    s.master = unsafe { libc::getpid() };
     s.window = ((WINDOW_BYTES / (8 + s.size)) as u64).max(8);
     s.ack_every = s.window / 4;
     // SAFETY: written before the fork, single-threaded.
@@ -396,12 +466,17 @@ fn one(kind: &str, size: usize, count: u64) {
         "raw" => run_raw(false),
         "rawpp" => run_raw(true),
         "w2m" => run_melon(false),
+        "bw2m" => {
+            s.burst = true;
+            run_melon(false)
+        }
         "pp" => run_melon(true),
         _ => panic!("unknown kind {kind}"),
     }
 }
 
-fn measure(kind: &str, size: usize, count: u64) -> (f64, f64) {
+/// One measurement: (ns, msgs, sender and receiver peak RSS in KiB; 0 when not reported).
+fn measure(kind: &str, size: usize, count: u64) -> (f64, f64, f64, f64) {
     let out = Command::new(std::env::current_exe().expect("current_exe"))
         .args([
             "--bench",
@@ -422,20 +497,23 @@ fn measure(kind: &str, size: usize, count: u64) -> (f64, f64) {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("ns="))
-        .expect("result line");
-    let mut ns = 0f64;
-    let mut msgs = 0f64;
-    for kv in line.split_whitespace() {
-        if let Some(v) = kv.strip_prefix("ns=") {
-            ns = v.parse().expect("ns");
-        } else if let Some(v) = kv.strip_prefix("msgs=") {
-            msgs = v.parse().expect("msgs");
-        }
+    assert!(
+        text.lines().any(|l| l.starts_with("ns=")),
+        "{kind} {size}: no result line"
+    );
+    let mut r = (0f64, 0f64, 0f64, 0f64);
+    for kv in text.split_whitespace() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let slot = match k {
+            "ns" => &mut r.0,
+            "msgs" => &mut r.1,
+            "rss_send" => &mut r.2,
+            "rss_recv" => &mut r.3,
+            _ => continue,
+        };
+        *slot = v.parse().expect("a number");
     }
-    (ns, msgs)
+    r
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -468,15 +546,17 @@ fn main() {
         .unwrap_or(5)
         .max(1);
     // (name, kind, size, count, raw figure)
-    let figs: [(&str, &str, usize, u64, Option<usize>); 6] = [
+    let figs: [(&str, &str, usize, u64, Option<usize>); 7] = [
         ("raw64", "raw", 64, 12_000_000, None),
         ("raw16k", "raw", 16384, 150_000, None),
         ("rawpp", "rawpp", 16, 20_000, None),
         ("w2m64", "w2m", 64, 8_000_000, Some(0)),
         ("w2m16k", "w2m", 16384, 100_000, Some(1)),
         ("pp", "pp", 16, 20_000, Some(2)),
+        // 20,000 x 16 KiB queued from one handler call, no window.
+        ("bw2m16k", "bw2m", 16384, 20_000, Some(1)),
     ];
-    let mut res: Vec<Vec<(f64, f64)>> = vec![Vec::new(); figs.len()];
+    let mut res: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); figs.len()];
     for _ in 0..reps {
         for (i, f) in figs.iter().enumerate() {
             res[i].push(measure(f.1, f.2, f.3));
@@ -489,7 +569,7 @@ fn main() {
         let pp = f.1.ends_with("pp");
         let vals: Vec<f64> = res[i]
             .iter()
-            .map(|&(ns, m)| if pp { ns / 1e3 / m } else { m / (ns / 1e9) })
+            .map(|&(ns, m, _, _)| if pp { ns / 1e3 / m } else { m / (ns / 1e9) })
             .collect();
         let (med, lo, hi) = stats(vals);
         meds[i] = med;
@@ -507,14 +587,28 @@ fn main() {
             kv += &format!("rs_{}_rtt_us={med:.2} ", f.0);
         } else {
             let mbs = med * f.2 as f64 / 1e6;
+            // Peak RSS (largest of the repetitions), where the figure reports it.
+            let rss_s = res[i].iter().map(|r| r.2).fold(0f64, f64::max) / 1024.0;
+            let rss_r = res[i].iter().map(|r| r.3).fold(0f64, f64::max) / 1024.0;
+            let rss = if rss_s > 0.0 {
+                format!("  peak RSS send/recv {rss_s:.1} / {rss_r:.1} MiB")
+            } else {
+                String::new()
+            };
             println!(
-                "  {:<8} {:>9.2} M msgs/s [{:.2} .. {:.2}]  {mbs:>7.0} MB/s  {ratio_s}",
+                "  {:<8} {:>9.2} M msgs/s [{:.2} .. {:.2}]  {mbs:>7.0} MB/s  {ratio_s}{rss}",
                 f.0,
                 med / 1e6,
                 lo / 1e6,
                 hi / 1e6
             );
             kv += &format!("rs_{}_msgs={med:.0} ", f.0);
+            if rss_s > 0.0 {
+                kv += &format!(
+                    "rs_{}_rss_send_mib={rss_s:.1} rs_{}_rss_recv_mib={rss_r:.1} ",
+                    f.0, f.0
+                );
+            }
         }
         if let Some(x) = ratio {
             kv += &format!("rs_{}_ratio={x:.3} ", f.0);

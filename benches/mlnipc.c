@@ -1,0 +1,412 @@
+/* melon-ipc benchmark: the melon-ipc side, through the C API exactly as a Melon program uses
+ * it (mln_framework_init, handlers registered per type, send_prepare from handlers).
+ *
+ * Kinds: w2m / m2w, streams with a credit window (at most WINDOW bytes of messages queued
+ * ahead of the receiver's acknowledgements); bw2m / bm2w, bursts without a window (the
+ * sender queues every message from one handler call, a loop of send_prepare calls, then
+ * returns, as Melon programs do); pp, ping-pong; fanout, the master streams to 4 workers.
+ *
+ * Built with -DBENCH_MELON against Melon's headers it is a Melon framework program: the
+ * IPC is whatever the link line brings (Melon's own with libmelon alone, melon-ipc's melon
+ * build with libmln_ipc.a before libmelon); the worker count then comes from a
+ * configuration file written here (benches/README.md, "Against Melon"). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "mln_framework.h"
+#include "mln_fork.h"
+#include "mln_ipc.h"
+#include "mln_event.h"
+#ifdef BENCH_MELON
+#include "mln_path.h"
+#endif
+#include "bench.h"
+
+#define WINDOW_BYTES (1u << 20)
+#define WATCH_MS 100 /* how often the master checks that its workers are alive */
+
+enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W };
+static enum kind kind;
+static const char *kind_name;
+static long long t_start;
+static long window_msgs, ack_every; /* ack_every 0: no window, no acknowledgements */
+static pid_t master_pid;
+/* Payload of the control messages (Melon's send_prepare wants a buffer). */
+static unsigned char ctl[1];
+
+/* One stream, as seen by one process. */
+struct stream {
+    mln_fork_t *f; /* master side: the worker; NULL in a worker */
+    pid_t pid;
+    long count, sent, acked, received;
+};
+static struct stream streams[FANOUT];
+static int n_streams, n_done;
+static struct stream wstream; /* a worker's own stream (sending or receiving) */
+
+static int worker_sends(void) { return kind == K_W2M || kind == K_BW2M; }
+
+static int send_one(mln_event_t *ev, struct stream *s, mln_u32_t type, void *p, size_t n)
+{
+    if (s->f != NULL) return mln_ipc_master_send_prepare(ev, type, p, n, s->f);
+    return mln_ipc_worker_send_prepare(ev, type, p, n);
+}
+
+/* Master: SIGKILL the workers and wait until they are gone, so that the next measurement
+ * has the machine to itself (the library may reap them itself, hence the probing). */
+static void stop_workers(void)
+{
+    int i;
+    for (i = 0; i < n_streams; ++i) kill(streams[i].pid, SIGKILL);
+    for (i = 0; i < n_streams; ++i) {
+        int tries = 0;
+        while (kill(streams[i].pid, 0) == 0 && waitpid(streams[i].pid, NULL, WNOHANG) == 0
+               && ++tries < 2000)
+            usleep(500);
+    }
+}
+
+/* Queues messages while the window allows. */
+static void fill_window(mln_event_t *ev, struct stream *s)
+{
+    while (s->sent < s->count && s->sent - s->acked < window_msgs) {
+        set_seq(msg, (uint32_t)s->sent);
+        if (send_one(ev, s, T_DATA, msg, msg_size) != 0) fail("send_prepare");
+        ++s->sent;
+    }
+}
+
+/* The whole burst from this one call, as a Melon handler does. A refused send (-1) fails
+ * the row: counted, printed, and the measurement ends with EXIT_REFUSED (a worker takes
+ * its master down with it so that the driver sees it at once). */
+static void burst(mln_event_t *ev, struct stream *s)
+{
+    long refused = 0, first = -1;
+    int err = 0;
+    for (s->sent = 0; s->sent < s->count; ++s->sent) {
+        set_seq(msg, (uint32_t)s->sent);
+        if (send_one(ev, s, T_DATA, msg, msg_size) != 0 && refused++ == 0) {
+            first = s->sent;
+            err = errno;
+        }
+    }
+    if (refused == 0) return;
+    printf("refused=%ld\n", refused);
+    fflush(stdout);
+    fprintf(stderr, "ipc_bench: %s burst of %ld x %zu B (%s, pid %d): %ld send_prepare call(s) "
+            "returned -1, the first for message %ld (errno %d: %s); the row FAILS\n", kind_name,
+            s->count, msg_size, s->f != NULL ? "master" : "worker", (int)getpid(), refused,
+            first, err, strerror(err));
+    if (getpid() != master_pid) {
+        kill(master_pid, SIGKILL);
+        _exit(EXIT_REFUSED);
+    }
+    stop_workers();
+    exit(EXIT_REFUSED);
+}
+
+/* Receiving side: check, count, acknowledge (windowed streams); returns 1 on the last. */
+static int take_data(mln_event_t *ev, struct stream *s, const void *buf, mln_u32_t len)
+{
+    uint64_t n;
+    check_msg(buf, len, s->received, s->count);
+    n = (uint64_t)++s->received;
+    if (s->received == s->count) return 1;
+    if (ack_every > 0 && s->received % ack_every == 0)
+        if (send_one(ev, s, T_ACK, &n, sizeof(n)) != 0) fail("send ack");
+    return 0;
+}
+
+static struct stream *stream_of(void *f_ptr)
+{
+    int i;
+    for (i = 0; i < n_streams; ++i)
+        if (streams[i].f == (mln_fork_t *)f_ptr) return &streams[i];
+    fail("message from an unknown worker");
+    return NULL;
+}
+
+/* Master: the measurement is complete. Prints the result line and ends the process (Melon's
+ * framework would run the worker routine in the master once its loop is left). */
+static void finish(mln_event_t *ev)
+{
+    long long t1 = now_ns(), msgs = msg_count;
+    long rss_m = peak_rss_kib(getpid()), rss_w = 0;
+    int i;
+    (void)ev;
+    for (i = 0; i < n_streams; ++i) {
+        long r = peak_rss_kib(streams[i].pid);
+        if (r > rss_w) rss_w = r;
+    }
+    printf("ns=%lld msgs=%lld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t_start, msgs,
+           msgs * (long long)msg_size, worker_sends() ? rss_w : rss_m,
+           worker_sends() ? rss_m : rss_w);
+    fflush(stdout);
+    stop_workers();
+    exit(0);
+}
+
+static void watchdog(mln_event_t *ev, void *data)
+{
+    int i;
+    (void)data;
+    for (i = 0; i < n_streams; ++i)
+        if (!proc_alive(streams[i].pid)) {
+            if (worker_sends())
+                fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
+                        "(%ld of %ld messages received)\n", kind_name, msg_size,
+                        (int)streams[i].pid, streams[i].received, streams[i].count);
+            else
+                fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
+                        "(it was receiving)\n", kind_name, msg_size, (int)streams[i].pid);
+            stop_workers();
+            exit(EXIT_CHECK);
+        }
+    if (mln_event_timer_set(ev, WATCH_MS, NULL, watchdog) == NULL) fail("timer");
+}
+
+static void nop(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)ev; (void)f_ptr; (void)buf; (void)len; (void)u;
+}
+
+/* Master handlers. */
+static void m_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)u;
+    if (take_data(ev, stream_of(f_ptr), buf, len)) finish(ev);
+}
+
+static void m_ack(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    struct stream *s = stream_of(f_ptr);
+    uint64_t n;
+    (void)u;
+    if (len != sizeof(n)) fail("ack length");
+    memcpy(&n, buf, sizeof(n));
+    s->acked = (long)n;
+    fill_window(ev, s);
+}
+
+static void m_done(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)f_ptr; (void)buf; (void)len; (void)u;
+    if (++n_done == n_streams) finish(ev);
+}
+
+static void m_ready(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)buf; (void)len; (void)u;
+    burst(ev, stream_of(f_ptr));
+}
+
+static void m_pong(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    struct stream *s = stream_of(f_ptr);
+    (void)u;
+    check_msg(buf, len, s->received, s->count);
+    if (++s->received == s->count) finish(ev);
+    set_seq(msg, (uint32_t)s->received);
+    if (send_one(ev, s, T_PING, msg, msg_size) != 0) fail("send ping");
+}
+
+/* Worker handlers. */
+static void w_go(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)f_ptr; (void)buf; (void)len; (void)u;
+    if (kind == K_BW2M) burst(ev, &wstream);
+    else if (kind == K_BM2W) {
+        if (mln_ipc_worker_send_prepare(ev, T_READY, ctl, sizeof(ctl)) != 0) fail("send ready");
+    } else fill_window(ev, &wstream);
+}
+
+static void w_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)f_ptr; (void)u;
+    if (take_data(ev, &wstream, buf, len))
+        if (mln_ipc_worker_send_prepare(ev, T_DONE, ctl, sizeof(ctl)) != 0) fail("send done");
+}
+
+static void w_ack(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    uint64_t n;
+    (void)f_ptr; (void)u;
+    if (len != sizeof(n)) fail("ack length");
+    memcpy(&n, buf, sizeof(n));
+    wstream.acked = (long)n;
+    fill_window(ev, &wstream);
+}
+
+static void w_ping(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)f_ptr; (void)u;
+    if (mln_ipc_worker_send_prepare(ev, T_PONG, buf, len) != 0) fail("send pong");
+}
+
+static int add_stream(mln_event_t *ev, mln_fork_t *f, void *data)
+{
+    (void)ev; (void)data;
+    if (n_streams == FANOUT) fail("too many workers");
+    streams[n_streams].f = f;
+    streams[n_streams].pid = f->pid;
+    ++n_streams;
+    return 0;
+}
+
+#ifdef BENCH_MELON
+/* Melon reads the worker count from its configuration: a file of our own in a temporary
+ * directory (with the log and pid files Melon writes beside it), removed once the workers
+ * have been forked. BENCH_MELON_LOG sets Melon's log_level (default "error"). */
+static char conf_dir[256], conf_file[300];
+
+static char *conf_path(void) { return conf_file; }
+
+static void conf_write(int workers)
+{
+    const char *tmp = getenv("TMPDIR"), *level = getenv("BENCH_MELON_LOG");
+    FILE *f;
+    snprintf(conf_dir, sizeof(conf_dir), "%s/ipc_bench.XXXXXX", tmp != NULL ? tmp : "/tmp");
+    if (mkdtemp(conf_dir) == NULL) die("mkdtemp");
+    snprintf(conf_file, sizeof(conf_file), "%s/bench.conf", conf_dir);
+    if ((f = fopen(conf_file, "w")) == NULL) die("fopen conf");
+    fprintf(f, "log_level \"%s\";\ndaemon off;\nframework \"multiprocess\";\nworker_proc %d;\n"
+            "log_path \"%s/melon.log\";\nproc_exec {\n}\n", level != NULL ? level : "error",
+            workers, conf_dir);
+    if (fclose(f) != 0) die("fclose conf");
+    mln_path_hook_set(m_p_conf, conf_path);
+}
+
+static void conf_remove(void)
+{
+    char p[320];
+    if (conf_dir[0] == '\0') return;
+    unlink(conf_file);
+    snprintf(p, sizeof(p), "%s/melon.log", conf_dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/melon.pid", conf_dir);
+    unlink(p);
+    rmdir(conf_dir);
+    conf_dir[0] = '\0';
+}
+#endif
+
+static void master_process(mln_event_t *ev)
+{
+    int i, workers = kind == K_FANOUT ? FANOUT : 1;
+#ifdef BENCH_MELON
+    conf_remove();
+#endif
+    mln_fork_iterate(ev, add_stream, NULL);
+    if (n_streams != workers) fail("worker count");
+    for (i = 0; i < n_streams; ++i)
+        streams[i].count = msg_count / n_streams + (i < msg_count % n_streams ? 1 : 0);
+    /* Not during ping-pong: nothing but the two processes' messages in that loop. */
+    if (kind != K_PP && mln_event_timer_set(ev, WATCH_MS, NULL, watchdog) == NULL) fail("timer");
+    t_start = now_ns();
+    for (i = 0; i < n_streams; ++i) {
+        struct stream *s = &streams[i];
+        switch (kind) {
+        case K_W2M:
+        case K_BW2M:
+        case K_BM2W:
+            if (mln_ipc_master_send_prepare(ev, T_GO, ctl, sizeof(ctl), s->f) != 0)
+                fail("send go");
+            break;
+        case K_M2W:
+        case K_FANOUT:
+            fill_window(ev, s);
+            break;
+        case K_PP:
+            set_seq(msg, 0);
+            if (send_one(ev, s, T_PING, msg, msg_size) != 0) fail("send ping");
+            break;
+        }
+    }
+}
+
+/* Workers only react to messages; what a worker sends or expects (`wstream.count`) was set
+ * before the fork. */
+static void worker_process(mln_event_t *ev)
+{
+    (void)ev;
+}
+
+static int global_init(void)
+{
+    static const struct { mln_u32_t type; ipc_handler m, w; } h[] = {
+        {T_GO, nop, w_go},       {T_DATA, m_data, w_data}, {T_ACK, m_ack, w_ack},
+        {T_DONE, m_done, nop},   {T_PING, nop, w_ping},    {T_PONG, m_pong, nop},
+        {T_READY, m_ready, nop},
+    };
+    size_t i;
+#ifndef BENCH_MELON
+    mln_fork_worker_num_set(kind == K_FANOUT ? FANOUT : 1);
+#endif
+    for (i = 0; i < sizeof(h) / sizeof(h[0]); ++i)
+        if (mln_ipc_handler_register(h[i].type, h[i].m, h[i].w, NULL, NULL) == NULL) return -1;
+    return 0;
+}
+
+/* The credit window in bytes: BENCH_WINDOW (bytes) or WINDOW_BYTES. */
+static size_t window_bytes(void)
+{
+    const char *e = getenv("BENCH_WINDOW");
+    return e != NULL && atol(e) > 0 ? (size_t)atol(e) : WINDOW_BYTES;
+}
+
+int run_melon(const char *k)
+{
+    static const struct { const char *name; enum kind kind; } kinds[] = {
+        {"w2m", K_W2M}, {"m2w", K_M2W}, {"pp", K_PP}, {"fanout", K_FANOUT},
+        {"bw2m", K_BW2M}, {"bm2w", K_BM2W},
+    };
+    static char arg0[] = "ipc_bench", *argv[] = {arg0, NULL};
+    struct mln_framework_attr a;
+    size_t i;
+    long per_worker;
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); ++i)
+        if (strcmp(k, kinds[i].name) == 0) break;
+    if (i == sizeof(kinds) / sizeof(kinds[0])) {
+        fprintf(stderr, "ipc_bench: unknown kind %s\n", k);
+        return 2;
+    }
+    kind = kinds[i].kind;
+    kind_name = kinds[i].name;
+    if (kind == K_FANOUT && msg_count % FANOUT != 0) fail("fan-out count must divide by 4");
+    per_worker = kind == K_FANOUT ? msg_count / FANOUT : msg_count;
+    if (kind == K_BW2M || kind == K_BM2W) {
+        window_msgs = msg_count;
+        ack_every = 0;
+    } else {
+        window_msgs = (long)(window_bytes() / (8 + msg_size));
+        if (window_msgs < 8) window_msgs = 8;
+        ack_every = window_msgs / 4;
+    }
+    /* Inherited by the workers: what a worker sends or expects. */
+    wstream.count = per_worker;
+    master_pid = getpid();
+#ifdef BENCH_MELON
+    conf_write(kind == K_FANOUT ? FANOUT : 1);
+#endif
+    a.argc = 1; /* Melon parses boot options (-r, -s, -h) out of argv */
+    a.argv = argv;
+    a.global_init = global_init;
+    a.main_thread = NULL;
+    a.master_process = master_process;
+    a.worker_process = worker_process;
+    if (mln_framework_init(&a) < 0) {
+#ifdef BENCH_MELON
+        conf_remove();
+#endif
+        fail("mln_framework_init");
+    }
+    /* finish() ends the master; a worker's loop never returns. */
+    fail("mln_framework_init returned without a result");
+    return 1;
+}

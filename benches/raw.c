@@ -1,0 +1,192 @@
+/* melon-ipc benchmark: the raw limit of this machine. Two processes on an AF_UNIX
+ * socketpair, blocking I/O, no library: the sender encodes frames ([u32 len = 4 + payload]
+ * [u32 type][payload], melon-ipc's wire format) into a 64 KiB buffer and writes it whenever
+ * it is full; the receiver parses frames out of 64 KiB reads. Ping-pong: one frame back and
+ * forth with blocking write/read. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "bench.h"
+
+static void write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            die("write");
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+static void read_all(int fd, void *p, size_t n)
+{
+    char *c = p;
+    while (n > 0) {
+        ssize_t r = read(fd, c, n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die("read");
+        }
+        if (r == 0) fail("unexpected end of stream");
+        c += r;
+        n -= (size_t)r;
+    }
+}
+
+static void frame_header(unsigned char h[8], uint32_t type, size_t len)
+{
+    uint32_t l = (uint32_t)(4 + len);
+    memcpy(h, &l, 4);
+    memcpy(h + 4, &type, 4);
+}
+
+/* The raw sender's 64 KiB staging buffer: frames are copied in and written when full. */
+static unsigned char raw_out[RAW_CHUNK];
+static size_t raw_pos;
+
+static void raw_emit(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = RAW_CHUNK - raw_pos;
+        if (k > n) k = n;
+        memcpy(raw_out + raw_pos, p, k);
+        raw_pos += k;
+        p += k;
+        n -= k;
+        if (raw_pos == RAW_CHUNK) {
+            write_all(fd, raw_out, RAW_CHUNK);
+            raw_pos = 0;
+        }
+    }
+}
+
+static void raw_sender(int fd)
+{
+    unsigned char h[8];
+    char go;
+    long i;
+    read_all(fd, &go, 1);
+    frame_header(h, T_DATA, msg_size);
+    for (i = 0; i < msg_count; ++i) {
+        set_seq(msg, (uint32_t)i);
+        raw_emit(fd, h, 8);
+        raw_emit(fd, msg, msg_size);
+    }
+    if (raw_pos > 0) write_all(fd, raw_out, raw_pos);
+}
+
+/* Receiver: 64 KiB reads into a buffer with room for two whole frames, frames parsed in
+ * place; the unparsed tail moves to the front only when less than one read's room is
+ * left. */
+static void raw_receiver(int fd)
+{
+    size_t frame = 8 + msg_size;
+    size_t cap = 2 * frame + 2 * RAW_CHUNK;
+    unsigned char *buf = malloc(cap);
+    size_t start = 0, end = 0;
+    long seq = 0;
+    if (buf == NULL) die("malloc");
+    while (seq < msg_count) {
+        ssize_t r;
+        if (cap - end < RAW_CHUNK) {
+            memmove(buf, buf + start, end - start);
+            end -= start;
+            start = 0;
+        }
+        r = read(fd, buf + end, RAW_CHUNK);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die("read");
+        }
+        if (r == 0) fail("unexpected end of stream");
+        end += (size_t)r;
+        while (end - start >= 8) {
+            uint32_t len, type;
+            memcpy(&len, buf + start, 4);
+            if (end - start < 4 + (size_t)len) break;
+            memcpy(&type, buf + start + 4, 4);
+            if (type != T_DATA) fail("frame type");
+            check_msg(buf + start + 8, len - 4, seq, msg_count);
+            ++seq;
+            start += 4 + (size_t)len;
+        }
+        if (start == end) start = end = 0;
+    }
+    free(buf);
+}
+
+static void raw_pingpong_child(int fd)
+{
+    size_t frame = 8 + msg_size;
+    unsigned char *b = malloc(frame);
+    long i;
+    if (b == NULL) die("malloc");
+    for (i = 0; i < msg_count; ++i) {
+        read_all(fd, b, frame);
+        write_all(fd, b, frame);
+    }
+    free(b);
+}
+
+static void raw_pingpong_parent(int fd)
+{
+    size_t frame = 8 + msg_size;
+    unsigned char *b = malloc(frame), *in = malloc(frame);
+    long i;
+    if (b == NULL || in == NULL) die("malloc");
+    frame_header(b, T_PING, msg_size);
+    memcpy(b + 8, msg, msg_size);
+    for (i = 0; i < msg_count; ++i) {
+        set_seq(b + 8, (uint32_t)i);
+        write_all(fd, b, frame);
+        read_all(fd, in, frame);
+        check_msg(in + 8, frame - 8, i, msg_count);
+    }
+    free(b);
+    free(in);
+}
+
+int run_raw(int pingpong)
+{
+    int sv[2];
+    pid_t pid;
+    long long t0, t1;
+    int status;
+    struct rusage ru;
+    long rss_recv;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) die("socketpair");
+    pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        close(sv[0]);
+        if (pingpong) raw_pingpong_child(sv[1]);
+        else raw_sender(sv[1]);
+        _exit(0);
+    }
+    close(sv[1]);
+    t0 = now_ns();
+    if (pingpong) {
+        raw_pingpong_parent(sv[0]);
+    } else {
+        write_all(sv[0], "g", 1);
+        raw_receiver(sv[0]);
+    }
+    t1 = now_ns();
+    rss_recv = peak_rss_kib(getpid());
+    if (wait4(pid, &status, 0, &ru) < 0) die("wait4");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
+    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
+           (long long)msg_count * (long long)msg_size, ru.ru_maxrss, rss_recv);
+    return 0;
+}

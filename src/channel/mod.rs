@@ -47,8 +47,12 @@ pub(crate) enum IoResult {
     Failed(io::Error),
 }
 
-/// `sendmsg` of `iov` without blocking and without SIGPIPE; EINTR is retried.
+/// `sendmsg` of `iov` without blocking and without SIGPIPE; EINTR is retried. One buffer
+/// goes through `send` instead, which costs the kernel less (no message header to import).
 pub(crate) fn send_iov(fd: RawFd, iov: &[IoSlice<'_>]) -> IoResult {
+    if let [one] = iov {
+        return send_one(fd, one);
+    }
     // SAFETY: a zeroed msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is ABI-compatible with iovec (guaranteed by std on Unix).
@@ -57,6 +61,29 @@ pub(crate) fn send_iov(fd: RawFd, iov: &[IoSlice<'_>]) -> IoResult {
     loop {
         // SAFETY: `msg` points at `iov.len()` valid iovecs that outlive the call.
         let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return IoResult::Done(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
+            _ => return IoResult::Failed(e),
+        }
+    }
+}
+
+fn send_one(fd: RawFd, buf: &[u8]) -> IoResult {
+    loop {
+        // SAFETY: `buf` is valid for `buf.len()` readable bytes.
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
         if n >= 0 {
             return IoResult::Done(n as usize);
         }

@@ -185,7 +185,11 @@ impl Tx {
     #[inline]
     fn small_chunk(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
         if self.chunks.back().is_none_or(|c| c.room() < total) {
-            let buf = self.take_buffers(1)?.pop().expect("one buffer");
+            let buf = match self.spare.pop() {
+                Some(b) => b,
+                None => self.take_buffers(1)?.pop().expect("one buffer"),
+            };
+            self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
             self.chunks.push_back(Chunk::new(buf));
         }
         Ok(self.chunks.back_mut().expect("a chunk was just ensured"))
@@ -307,12 +311,29 @@ impl Tx {
     pub(crate) fn write(&mut self, fd: RawFd) -> Flushed {
         self.since_attempt = 0;
         loop {
-            if self.chunks.is_empty() {
-                return Flushed::Drained;
-            }
+            let want = match self.chunks.len() {
+                0 => return Flushed::Drained,
+                // The common case (a few small frames): no iovec array to build.
+                1 => {
+                    let c = &self.chunks[0];
+                    let s = &c.buf[c.sent..];
+                    let n = match send_iov(fd, &[IoSlice::new(s)]) {
+                        IoResult::Done(n) => n,
+                        IoResult::WouldBlock => return Flushed::Blocked,
+                        IoResult::Failed(e) => return Flushed::Error(e),
+                    };
+                    let want = s.len();
+                    self.advance(n);
+                    if n < want {
+                        return Flushed::Blocked;
+                    }
+                    continue;
+                }
+                _ => 0,
+            };
             let mut iov: [IoSlice<'_>; IOV_PER_WRITE] = [IoSlice::new(&[]); IOV_PER_WRITE];
             let mut n_iov = 0;
-            let mut want = 0;
+            let mut want = want;
             for c in self.chunks.iter().take(IOV_PER_WRITE) {
                 let s = &c.buf[c.sent..];
                 want += s.len();

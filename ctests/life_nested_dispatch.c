@@ -4,11 +4,12 @@
  * Worker side: the master sends a request (100 B .. 200 KB, a pattern); the worker's
  * handler asks the master for an answer and runs `while (!answered) mln_event_dispatch(ev);`.
  * The answer (64 KB .. 300 KB) must reach the nested handler intact, and afterwards the
- * outer handler's `buf` must still hold its own request, intact (it is checked byte by
- * byte, then echoed back in a digest).
+ * outer handler's `buf` must still hold its own request, byte for byte (and `len` its
+ * length).
  * Master side, the same the other way round: a worker's frame makes a master handler ask
  * the worker for a large answer and dispatch until it arrived; its `buf` must stay intact.
- * The worker must never die (a second hello fails the test), and every process reports
+ * Seven size pairs each way, including a 300 KB answer under a 200 KB request. The worker
+ * must never die (a second worker start fails the test), and every process reports
  * failures to the master (life.h).
  * Today: the nested receive reuses the receive buffer the outer `buf` points into: the
  * request is overwritten by the answer (the check fails), and when the answer needs a
@@ -18,7 +19,7 @@
 #define T_REQ 6201    /* master -> worker: the outer request */
 #define T_ASK 6202    /* worker -> master: "answer request k" */
 #define T_ANSWER 6203 /* master -> worker: the answer */
-#define T_DONE 6204   /* worker -> master: request k done, digest */
+#define T_DONE 6204   /* worker -> master: request k done (its buf was intact) */
 #define T_MREQ 6205   /* worker -> master: the outer frame of the master-side case */
 #define T_MASK 6206   /* master -> worker: "answer k" */
 #define T_MANSWER 6207 /* worker -> master */

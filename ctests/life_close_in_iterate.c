@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 1 */
 /* Lifecycle item 1 (a): a mln_fork_iterate callback closes the child it is given with
  * mln_fork_socketpair_close_handler (the header allows it). Three supervised workers; once
  * all said hello, a timer walks the list and closes the second child. Expected: the walk

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 1 */
 /* Lifecycle item 1 (c): a mln_fork_iterate callback closes the *next* child of the walk.
  * Three supervised workers; once all said hello, a timer walks the list and, at the first
  * child, closes the second one with mln_fork_socketpair_close_handler. Expected: the walk

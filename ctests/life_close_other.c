@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 1 */
 /* Lifecycle item 1 (b): a master handler closes *another* worker. Three supervised workers;
  * once all said hello, the master asks the first one for a frame, and the master handler of
  * that frame closes the second worker with mln_fork_socketpair_close_handler. Expected: no

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 9 */
 /* Lifecycle item 9: a send to a worker that just died must not harm its replacement.
  * Three supervised workers. Twice (a different original worker each time): the master
  * SIGKILLs the worker, waits until the process is gone (kill(pid, 0) fails; the master's

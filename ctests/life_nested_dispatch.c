@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 3 */
 /* Lifecycle item 3: a handler that runs the event loop itself (nested dispatch) keeps a
  * valid `buf`. One worker.
  * Worker side: the master sends a request (100 B .. 200 KB, a pattern); the worker's

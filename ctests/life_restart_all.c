@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 2 */
 /* Lifecycle item 2: "restart all" through mln_fork_iterate. Three supervised workers.
  * Round 1: once all said hello, one walk closes every child it is given. Expected: the
  * callback runs 3 times, once per child that existed when the walk started (never for a

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 7 */
 /* Lifecycle item 7: mln_ipc_set_process_handlers() at run time. 21 registered types (20
  * spare ones and a counter), one worker.
  * Memory: the master calls mln_ipc_set_process_handlers() 200,000 times; its VmRSS

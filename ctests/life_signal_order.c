@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 4 */
 /* Lifecycle item 4: frames sent from a signal handler keep their order with the frames the
  * loop sends. Two workers. Each side (the master towards each worker, each worker towards
  * the master) runs a 5 kHz SIGALRM (a POSIX timer re-armed by the handler: 200 us after it

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 4 */
 /* Lifecycle item 4, the "SIGHUP from another process" form: frames sent from a signal
  * handler keep their order with the frames the loop sends. Two workers. Another process
  * sends SIGHUP to the master, each 200 us after the master's handler acknowledged the

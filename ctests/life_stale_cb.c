@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 6 */
 /* Lifecycle item 6: a registration handle already unregistered stays a no-op forever.
  * Before the fork: a = register(T1); unregister(a); b = register(T2); unregister(a) again.
  * At run time in the master: c = register(T3); unregister(c); d = register(T4);

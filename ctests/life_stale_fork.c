@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 8 */
 /* Lifecycle item 8: a dead child's mln_fork_t * is never reissued to its replacement.
  * Two supervised workers. Three times, the oldest child dies: SIGKILLed by the master, then
  * exiting by itself (exit(0) on request), then closed by the master with

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 5 */
 /* Lifecycle item 5 (a): a send through a temporary loop that is freed at once must not stop
  * the channel. One worker.
  * Worker side: a handler does `tmp = mln_event_new(); mln_ipc_worker_send_prepare(tmp, ...);

@@ -1,4 +1,3 @@
-/* CTEST_XFAIL: lifecycle issue item 5 */
 /* Lifecycle item 5 (b): a temporary loop dispatched once while the socket is full, then
  * freed, must not stop the channel. One worker.
  * Worker side: the worker asks the master to block (the master's handler says so on a

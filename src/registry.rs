@@ -38,6 +38,8 @@ pub struct Registry {
     /// Unregistered entries, never freed, so their addresses are never reissued.
     #[allow(clippy::vec_box)]
     tombstones: Vec<Box<mln_ipc_cb_t>>,
+    /// Bumped by every register and unregister.
+    gen: u64,
 }
 
 // SAFETY (of the auto-trait claim, not of any unsafe code): the raw pointers inside are
@@ -54,6 +56,7 @@ impl Registry {
         master_data: *mut c_void,
         worker_data: *mut c_void,
     ) -> *mut mln_ipc_cb_t {
+        self.gen += 1;
         let mut e = Box::new(mln_ipc_cb_t {
             next: null_mut(),
             prev: null_mut(),
@@ -79,6 +82,7 @@ impl Registry {
         let Some(i) = self.entries.iter().position(|e| core::ptr::eq(&**e, cb)) else {
             return false;
         };
+        self.gen += 1;
         let mut dead = self.entries.remove(i);
         dead.next = null_mut();
         dead.prev = null_mut();
@@ -171,6 +175,9 @@ pub struct Table {
     // Boxed: handlers may hold `udata_ptr` into a retired entry.
     #[allow(clippy::vec_box)]
     retired: Vec<Box<mln_ipc_handler_t>>,
+    /// The registry generation the table's registry entries follow: installed (`.0`) and
+    /// with stale types removed too (`.1`). `None` after `clear`.
+    synced: Option<(u64, bool)>,
 }
 
 impl Table {
@@ -247,6 +254,7 @@ impl Table {
         for (_, i) in self.map.drain() {
             self.retired.push(i.entry);
         }
+        self.synced = None;
     }
 
     /// The handler for `ty`, if one is installed (its handler may be NULL: drop the frame).
@@ -308,7 +316,21 @@ impl Handlers {
     /// (a later registration overrides an earlier one). Explicit entries are kept, and so
     /// is an entry already installed from the same, unchanged registration (with what its
     /// handler stored in its data slot).
-    pub fn install_registry(&mut self) -> HashMap<u32, usize> {
+    pub fn install_registry(&mut self) {
+        let gen = self.registry.gen;
+        let done = |t: &Table| t.synced.is_some_and(|(g, _)| g == gen);
+        if done(&self.master) && done(&self.worker) {
+            return;
+        }
+        self.install_winners();
+        for t in [&mut self.master, &mut self.worker] {
+            if !done(t) {
+                t.synced = Some((gen, false));
+            }
+        }
+    }
+
+    fn install_winners(&mut self) -> HashMap<u32, usize> {
         let winners = self.winners();
         let mut sources = HashMap::with_capacity(winners.len());
         for (&ty, &i) in winners.iter() {
@@ -333,9 +355,16 @@ impl Handlers {
     /// current registry (an unregister before prepare restores the previous registration
     /// of that type, or removes the type), and calling prepare twice changes nothing.
     pub fn reinstall_registry(&mut self) {
-        let keep = self.install_registry();
+        let gen = self.registry.gen;
+        let done = |t: &Table| t.synced == Some((gen, true));
+        if done(&self.master) && done(&self.worker) {
+            return;
+        }
+        let keep = self.install_winners();
         self.master.remove_registry_entries_except(&keep);
         self.worker.remove_registry_entries_except(&keep);
+        self.master.synced = Some((gen, true));
+        self.worker.synced = Some((gen, true));
     }
 }
 

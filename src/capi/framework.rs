@@ -68,7 +68,9 @@ fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> 
         if let Some(b) = body {
             crate::sigsafe::outside(|| b(ev));
         }
-        ev_loop::dispatch(ev);
+        // The loop's handlers are user code: they run outside the library, as under
+        // `mln_event_dispatch` (the loop no longer tells `sigsafe` itself).
+        crate::sigsafe::outside(|| ev_loop::dispatch(ev));
         ev_loop::free(ev);
     }
     0

@@ -44,6 +44,22 @@ pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
     }
 }
 
+/// `guard` without marking the thread as inside the library, for `mln_event_dispatch`:
+/// the loop's own bookkeeping is protected by the loop itself (a call from a signal handler
+/// that interrupts it is refused), and everything else a dispatch runs is user code. The
+/// body runs as user code does (`sigsafe::outside`), so the loop's handlers run there too,
+/// whoever called the dispatch.
+#[cfg(feature = "standalone")]
+pub(crate) fn guard_unmarked<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
+    crate::sigsafe::outside(|| match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(_) => {
+            crate::log::error(format_args!("{name}: internal error (panic caught)"));
+            R::fallback()
+        }
+    })
+}
+
 /// Returns the documented error value from the enclosing exported function when `$p` is
 /// NULL.
 macro_rules! non_null {

@@ -325,4 +325,48 @@ mod tests {
         }
         assert_eq!(n, 1, "no handler runs after the free");
     }
+
+    /// A wait nested in a signal handler that interrupted this loop's own wait finds the
+    /// events buffer out (taken by the interrupted wait): it waits into a spare one, and the
+    /// slot stays empty for the interrupted wait to put its buffer back.
+    #[test]
+    fn wait_without_the_buffer_uses_a_spare_one() {
+        unsafe extern "C" fn ready(ev: *mut mln_event_t, fd: c_int, data: *mut c_void) {
+            let mut v = 0u64;
+            // SAFETY: 8 bytes into a u64 from the test's eventfd; `data` is its counter.
+            unsafe {
+                libc::read(fd, (&mut v as *mut u64).cast(), 8);
+                *data.cast::<u32>() += 1;
+                crate::reactor::break_set(ev);
+            }
+        }
+        let ev = new();
+        let mut n = 0u32;
+        // SAFETY: plain syscall; `ev` is a live loop of this thread.
+        unsafe {
+            let efd = libc::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            assert!(efd >= 0);
+            let taken = with_state(ev, |st| std::mem::take(&mut st.events)).unwrap();
+            assert_eq!(
+                fd_set(
+                    ev,
+                    efd,
+                    M_EV_RECV,
+                    -1,
+                    (&mut n as *mut u32).cast(),
+                    Some(ready)
+                ),
+                0
+            );
+            // Breaks (and fails the test) if the descriptor is never reported.
+            let guard = timer_set(ev, 5_000, ev.cast(), Some(break_loop));
+            dispatch(ev);
+            assert_eq!(n, 1);
+            timer_cancel(ev, guard);
+            assert_eq!(with_state(ev, |st| st.events.len()), Some(0));
+            with_state(ev, |st| st.events = taken).unwrap();
+            free(ev);
+            libc::close(efd);
+        }
+    }
 }

@@ -459,7 +459,9 @@ mln_event_t *mln_event_new(void);
  * descriptors registered with it and never changes the epoll interest set, so a child
  * after `fork` may free its copy of the parent's loop. NULL is a no-op. Called from a
  * handler of the loop itself (Melon: use-after-free), no further handler runs, the
- * running `mln_event_dispatch` returns and the memory is released then. Handles and `ev`
+ * running `mln_event_dispatch` returns and the memory is released then. From a signal
+ * handler that interrupts the loop's bookkeeping: the same while the loop is dispatched;
+ * otherwise (the interrupted call still uses the loop) nothing happens. Handles and `ev`
  * are invalid afterwards.
  */
 void mln_event_free(mln_event_t *ev);
@@ -471,8 +473,9 @@ void mln_event_free(mln_event_t *ev);
  * timers (earliest first), the descriptors that became ready (RECV, then SEND, then ERROR
  * handler), due fd timeouts, due timers again (including 0 ms timers set by the handlers
  * just run), then it blocks until the next deadline or event. Handlers may call any
- * `mln_event_*` function on this loop, including on the descriptor being handled. NULL is
- * a no-op.
+ * `mln_event_*` function on this loop, including on the descriptor being handled, and may
+ * dispatch it again (nested). NULL is a no-op; so is a loop already freed, and a call
+ * from a signal handler that interrupts the loop's bookkeeping returns at once.
  */
 void mln_event_dispatch(mln_event_t *ev);
 
@@ -491,7 +494,9 @@ void mln_event_dispatch(mln_event_t *ev);
  * handler set by `mln_event_fd_timeout_handler_set` runs once.
  *
  * Returns 0, or -1 if `ev` is NULL, `fd` is negative, a new `fd` is not an open
- * descriptor, or memory ran out. `data` is not owned by the loop.
+ * descriptor, memory ran out, or the call comes from a signal handler that interrupted
+ * the loop's bookkeeping (nothing changed; try again later). `data` is not owned by the
+ * loop.
  */
 int mln_event_fd_set(mln_event_t *ev,
                      int fd,
@@ -503,8 +508,9 @@ int mln_event_fd_set(mln_event_t *ev,
 /**
  * Starts a one-shot timer: `tm_handler(ev, data)` runs once, `msec` ms from now
  * (monotonic clock; any `mln_u32_t` value is fine). Returns a handle valid until the timer
- * fires or is cancelled, or NULL if `ev` is NULL or memory ran out. `data` is not owned
- * by the loop.
+ * fires or is cancelled, or NULL: the timer could not be set now (`ev` is NULL, memory ran
+ * out, or the call comes from a signal handler that interrupted the loop's bookkeeping).
+ * `data` is not owned by the loop.
  */
 mln_event_timer_t *mln_event_timer_set(mln_event_t *ev,
                                        uint32_t msec,
@@ -513,13 +519,15 @@ mln_event_timer_t *mln_event_timer_set(mln_event_t *ev,
 
 /**
  * Cancels a pending timer of `ev`; its handler will not run. NULL `timer` is a no-op, and
- * so (unlike Melon) is a timer that already fired or was cancelled.
+ * so (unlike Melon) is a timer that already fired or was cancelled. From a signal handler
+ * that interrupts the loop's bookkeeping, nothing happens (the timer stays pending).
  */
 void mln_event_timer_cancel(mln_event_t *ev, mln_event_timer_t *timer);
 
 /**
  * Sets the handler that runs as `timeout_handler(ev, fd, data)` when the timeout given to
- * `mln_event_fd_set` for `fd` expires. `fd` must be registered; otherwise nothing happens.
+ * `mln_event_fd_set` for `fd` expires. `fd` must be registered; otherwise nothing happens,
+ * as from a signal handler that interrupts the loop's bookkeeping.
  */
 void mln_event_fd_timeout_handler_set(mln_event_t *ev,
                                       int fd,
@@ -529,7 +537,8 @@ void mln_event_fd_timeout_handler_set(mln_event_t *ev,
 /**
  * Sets the callback run as `dc(ev, dc_data)` at the start of every dispatch iteration
  * (NULL removes it). The loop blocks while idle, so the callback runs when something
- * happened (an event, a timer, an interrupting signal), not periodically.
+ * happened (an event, a timer, an interrupting signal), not periodically. From a signal
+ * handler that interrupts the loop's bookkeeping, nothing happens.
  */
 void mln_event_callback_set(mln_event_t *ev, dispatch_callback dc, void *dc_data);
 

@@ -433,7 +433,7 @@ impl Master {
             .find(|(w, _)| *w == to)
             .map(|(_, f)| f)
             .ok_or(Error::PeerGone)?;
-        process::send_to_child(f, ty, payload).map_err(|e| send_error(e, payload.len()))
+        process::send_to_child(self.ev, f, ty, payload).map_err(|e| send_error(e, payload.len()))
     }
 
     /// Queues a message of type `ty` for every live child; returns how many. Either every
@@ -443,7 +443,8 @@ impl Master {
         check_len(payload.len())?;
         let children = live_children();
         for (_, f) in &children {
-            process::send_to_child(*f, ty, payload).map_err(|e| send_error(e, payload.len()))?;
+            process::send_to_child(self.ev, *f, ty, payload)
+                .map_err(|e| send_error(e, payload.len()))?;
         }
         Ok(children.len())
     }
@@ -523,7 +524,7 @@ impl Worker {
     pub fn send(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
         let payload = payload.as_ref();
         check_len(payload.len())?;
-        process::send_to_master(ty, payload).map_err(|e| send_error(e, payload.len()))
+        process::send_to_master(self.ev, ty, payload).map_err(|e| send_error(e, payload.len()))
     }
 
     /// [`Worker::send`] for a typed message.

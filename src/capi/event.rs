@@ -5,7 +5,13 @@
 //! Thread rules for every function here: a loop belongs to one thread at a time. Call
 //! these functions on a loop only from the thread that runs its `mln_event_dispatch`
 //! (normally from inside handlers), or from a single thread while nobody dispatches it.
-//! No function is async-signal-safe; a signal handler may only use `mln_event_break_set`.
+//!
+//! Signal handlers running on that thread may call every function here on the loop
+//! (`mln_event_timer_set`, `mln_event_fd_set`, ...): a call that interrupts the loop's own
+//! bookkeeping is refused with the error value (-1, NULL, or nothing happens), and one
+//! that interrupts a handler or the loop's wait goes through. The functions may allocate,
+//! so the interrupted code must not be inside `malloc` (as for any non-async-signal-safe
+//! call). `mln_event_break_set` is a plain store and always works.
 
 #[cfg(feature = "standalone")]
 use crate::abi::{dispatch_callback, ev_fd_handler, ev_tm_handler, mln_event_t, mln_event_timer_t};
@@ -29,7 +35,9 @@ pub unsafe extern "C" fn mln_event_new() -> *mut mln_event_t {
 /// descriptors registered with it and never changes the epoll interest set, so a child
 /// after `fork` may free its copy of the parent's loop. NULL is a no-op. Called from a
 /// handler of the loop itself (Melon: use-after-free), no further handler runs, the
-/// running `mln_event_dispatch` returns and the memory is released then. Handles and `ev`
+/// running `mln_event_dispatch` returns and the memory is released then. From a signal
+/// handler that interrupts the loop's bookkeeping: the same while the loop is dispatched;
+/// otherwise (the interrupted call still uses the loop) nothing happens. Handles and `ev`
 /// are invalid afterwards.
 #[cfg(feature = "standalone")]
 #[no_mangle]
@@ -47,8 +55,9 @@ pub unsafe extern "C" fn mln_event_free(ev: *mut mln_event_t) {
 /// timers (earliest first), the descriptors that became ready (RECV, then SEND, then ERROR
 /// handler), due fd timeouts, due timers again (including 0 ms timers set by the handlers
 /// just run), then it blocks until the next deadline or event. Handlers may call any
-/// `mln_event_*` function on this loop, including on the descriptor being handled. NULL is
-/// a no-op.
+/// `mln_event_*` function on this loop, including on the descriptor being handled, and may
+/// dispatch it again (nested). NULL is a no-op; so is a loop already freed, and a call
+/// from a signal handler that interrupts the loop's bookkeeping returns at once.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_dispatch(ev: *mut mln_event_t) {
@@ -73,7 +82,9 @@ pub unsafe extern "C" fn mln_event_dispatch(ev: *mut mln_event_t) {
 /// handler set by `mln_event_fd_timeout_handler_set` runs once.
 ///
 /// Returns 0, or -1 if `ev` is NULL, `fd` is negative, a new `fd` is not an open
-/// descriptor, or memory ran out. `data` is not owned by the loop.
+/// descriptor, memory ran out, or the call comes from a signal handler that interrupted
+/// the loop's bookkeeping (nothing changed; try again later). `data` is not owned by the
+/// loop.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_fd_set(
@@ -93,8 +104,9 @@ pub unsafe extern "C" fn mln_event_fd_set(
 
 /// Starts a one-shot timer: `tm_handler(ev, data)` runs once, `msec` ms from now
 /// (monotonic clock; any `mln_u32_t` value is fine). Returns a handle valid until the timer
-/// fires or is cancelled, or NULL if `ev` is NULL or memory ran out. `data` is not owned
-/// by the loop.
+/// fires or is cancelled, or NULL: the timer could not be set now (`ev` is NULL, memory ran
+/// out, or the call comes from a signal handler that interrupted the loop's bookkeeping).
+/// `data` is not owned by the loop.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_timer_set(
@@ -111,7 +123,8 @@ pub unsafe extern "C" fn mln_event_timer_set(
 }
 
 /// Cancels a pending timer of `ev`; its handler will not run. NULL `timer` is a no-op, and
-/// so (unlike Melon) is a timer that already fired or was cancelled.
+/// so (unlike Melon) is a timer that already fired or was cancelled. From a signal handler
+/// that interrupts the loop's bookkeeping, nothing happens (the timer stays pending).
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_timer_cancel(
@@ -127,7 +140,8 @@ pub unsafe extern "C" fn mln_event_timer_cancel(
 }
 
 /// Sets the handler that runs as `timeout_handler(ev, fd, data)` when the timeout given to
-/// `mln_event_fd_set` for `fd` expires. `fd` must be registered; otherwise nothing happens.
+/// `mln_event_fd_set` for `fd` expires. `fd` must be registered; otherwise nothing happens,
+/// as from a signal handler that interrupts the loop's bookkeeping.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_fd_timeout_handler_set(
@@ -145,7 +159,8 @@ pub unsafe extern "C" fn mln_event_fd_timeout_handler_set(
 
 /// Sets the callback run as `dc(ev, dc_data)` at the start of every dispatch iteration
 /// (NULL removes it). The loop blocks while idle, so the callback runs when something
-/// happened (an event, a timer, an interrupting signal), not periodically.
+/// happened (an event, a timer, an interrupting signal), not periodically. From a signal
+/// handler that interrupts the loop's bookkeeping, nothing happens.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_callback_set(

@@ -282,7 +282,7 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        result(process::send_to_child(f_child, r#type, p))
+        result(process::send_to_child(ev, f_child, r#type, p))
     })
 }
 
@@ -302,7 +302,7 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
             Ok(p) => p,
             Err(e) => return fail(e),
         };
-        result(process::send_to_master(r#type, p))
+        result(process::send_to_master(ev, r#type, p))
     })
 }
 

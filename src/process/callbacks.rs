@@ -68,15 +68,22 @@ pub(crate) unsafe extern "C" fn send_ready(ev: *mut mln_event_t, _fd: c_int, dat
     })
 }
 
-/// The zero-delay flush timer of loop `ev` (standalone build).
+/// Run by every standalone loop just before it waits: flushes what is still queued (sends
+/// made outside a receive pass, e.g. from timers, or by a handler that runs the loop
+/// itself).
 #[cfg(feature = "standalone")]
-pub(crate) unsafe extern "C" fn flush_fired(ev: *mut mln_event_t, _data: *mut c_void) {
-    catch("flush", || {
-        PROC.with(|p| {
-            p.flush_timers.retain(|&(e, _)| e != ev);
+pub(crate) fn before_wait(ev: *mut mln_event_t) {
+    catch("before_wait", || {
+        let due = PROC.try_with(|p| {
+            if crate::sigsafe::parked() {
+                drain_parked(p);
+            }
             flush_dirty(p);
+            !p.writable_due.is_empty()
         });
-        run_writable_callbacks(ev);
+        if due == Some(true) {
+            run_writable_callbacks(ev);
+        }
     })
 }
 

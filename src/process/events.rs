@@ -52,7 +52,15 @@ pub(crate) fn watch_wake(p: &mut Proc, ev: *mut mln_event_t) {
     }
     // Standalone: learn when a loop the core uses is freed, to forget it.
     #[cfg(feature = "standalone")]
-    crate::reactor::standalone::set_free_hook(callbacks::loop_freed);
+    {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            crate::reactor::set_free_hook(callbacks::loop_freed);
+            if crate::reactor::set_wait_hook(callbacks::before_wait) {
+                super::flush::WAIT_HOOK.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
     let fd = crate::sigsafe::wake_fd();
     if fd < 0 {
         log::warn(format_args!(

@@ -83,24 +83,36 @@ pub(crate) enum Target {
     Master,
 }
 
-/// `mln_ipc_master_send_prepare`.
+/// `mln_ipc_master_send_prepare`. `ev`: the caller's loop (live during the call, NULL if
+/// none); only asked whether a signal handler interrupted its bookkeeping.
 pub(crate) fn send_to_child(
+    ev: *mut mln_event_t,
     f: *const mln_fork_t,
     ty: u32,
     payload: &[u8],
 ) -> Result<(), SendError> {
-    send(Target::Child(f), ty, payload)
+    send(ev, Target::Child(f), ty, payload)
 }
 
-/// `mln_ipc_worker_send_prepare`.
-pub(crate) fn send_to_master(ty: u32, payload: &[u8]) -> Result<(), SendError> {
-    send(Target::Master, ty, payload)
+/// `mln_ipc_worker_send_prepare`; `ev` as for `send_to_child`.
+pub(crate) fn send_to_master(
+    ev: *mut mln_event_t,
+    ty: u32,
+    payload: &[u8],
+) -> Result<(), SendError> {
+    send(ev, Target::Master, ty, payload)
 }
 
 #[inline]
-fn send(t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
+    }
+    // A signal handler that interrupted the loop's own bookkeeping (possibly inside
+    // `malloc`): park, without allocating.
+    // SAFETY: `ev` is NULL or the caller's live loop.
+    if !ev.is_null() && unsafe { reactor::is_busy(ev) } {
+        return park(t, ty, payload);
     }
     match PROC.try_with(|p| {
         if crate::sigsafe::parked() {
@@ -281,27 +293,22 @@ pub(crate) fn mark_dirty(p: &mut Proc, peer: Peer) {
     }
 }
 
-/// A flush of the dirty channels on `ev` soon, even if a handler runs the loop itself.
-fn schedule(p: &mut Proc, ev: *mut mln_event_t) {
+/// A flush of the dirty channels soon, even if a handler runs the loop itself: the
+/// standalone loop calls the core before each wait (`callbacks::before_wait`); Melon's loop
+/// is woken through the eventfd (never called from the send path, D9).
+#[inline]
+fn schedule(_p: &mut Proc, _ev: *mut mln_event_t) {
     #[cfg(feature = "standalone")]
-    {
-        if p.flush_timers.iter().any(|&(e, _)| e == ev) {
-            return;
-        }
-        // SAFETY: `ev` carries a channel's RECV registration, so it is live (a freed loop
-        // is forgotten through the free hook). The loop refuses (NULL) while its own
-        // bookkeeping runs, i.e. when a signal handler interrupted it.
-        let t = unsafe { reactor::timer_set(ev, 0, ev.cast(), Some(callbacks::flush_fired)) };
-        if !t.is_null() {
-            p.flush_timers.push((ev, t));
-            return;
-        }
+    if WAIT_HOOK.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
     }
-    // Melon build: never call into Melon's loop from the send path (D9).
-    #[cfg(not(feature = "standalone"))]
-    let _ = (p, ev);
     crate::sigsafe::kick();
 }
+
+/// Whether the standalone loops call `callbacks::before_wait`.
+#[cfg(feature = "standalone")]
+pub(crate) static WAIT_HOOK: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Flushes every dirty channel (loop context: a loop callback, with no user code below
 /// us that could be inside the loop's bookkeeping).
@@ -309,12 +316,17 @@ pub(crate) fn flush_dirty(p: &mut Proc) {
     if p.dirty.is_empty() {
         return;
     }
-    let list = std::mem::take(&mut p.dirty);
-    for peer in list {
+    let mut list = std::mem::take(&mut p.dirty);
+    for &peer in &list {
         if let Some(ch) = p.chan(peer) {
             ch.dirty = false;
             flush(p, peer);
         }
+    }
+    if p.dirty.is_empty() {
+        // Keep the allocation for the next round.
+        list.clear();
+        p.dirty = list;
     }
 }
 

@@ -234,7 +234,6 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
         drop(unsafe { Box::from_raw(d) });
     }
     p.dirty.clear();
-    p.flush_timers.clear();
     p.wake_loops.clear();
     p.writable_due.clear();
     p.callbacks = 0;

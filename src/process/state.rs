@@ -323,8 +323,6 @@ pub(crate) struct Proc {
     pub dying: Vec<*mut Dying>,
     /// Channels with queued frames and no flush under way.
     pub dirty: Vec<Peer>,
-    /// Loops with a pending zero-delay flush timer.
-    pub flush_timers: Vec<(*mut mln_event_t, *mut mln_event_timer_t)>,
     /// Loops watching this process's wake-up descriptor.
     pub wake_loops: Vec<*mut mln_event_t>,
     /// User callbacks (handlers, iterate callbacks) currently running, nested.
@@ -353,7 +351,6 @@ impl Proc {
             restarts: Vec::new(),
             dying: Vec::new(),
             dirty: Vec::new(),
-            flush_timers: Vec::new(),
             wake_loops: Vec::new(),
             callbacks: 0,
             next_id: 1,

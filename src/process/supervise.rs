@@ -413,7 +413,7 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
         // Never fork inside a user callback (a handler running the loop, or the loop
         // nested in a callback of its own): try again when it has returned.
         // SAFETY: `ev` is the live loop running this timer.
-        if p.callbacks > 0 || unsafe { reactor::depth(ev) } > 1 {
+        if p.callbacks > 0 || unsafe { reactor::depth(ev) }.unwrap_or(0) > 1 {
             schedule_restart(p, ev, r.plan, RESTART_RETRY);
             return None;
         }
@@ -461,7 +461,6 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
             ch.send_armed = false;
         }
     }
-    p.flush_timers.retain(|&(e, _)| e != ev);
     p.wake_loops.retain(|&e| e != ev);
     let mut dropped = 0;
     p.restarts.retain(|&r| {

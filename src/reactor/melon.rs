@@ -1,14 +1,13 @@
 //! Melon backend of the reactor seam: forwards to libmelon's own event loop (`mln_event.c`,
 //! spec §6); the imports are in `crate::melon::sys`.
 //!
-//! Melon's loop has two traps, and the core keeps out of both:
-//! * D10 (persistent RECV plus an appended one-shot SEND stalls the descriptor): the core
-//!   only ever adds a level-triggered SEND with APPEND and removes it with a replace.
+//! Melon's loop has two traps that callers of this seam must keep out of:
+//! * D10 (persistent RECV plus an appended one-shot SEND stalls the descriptor): add a
+//!   level-triggered SEND with APPEND only, and remove it with a replace.
 //! * D9 (a signal handler that calls into the loop deadlocks on `fd_lock`, held by the
-//!   dispatcher inside `epoll_wait`; `timer_lock` likewise while timers run): in the melon
-//!   build nothing on the send path calls this file. Sends only queue, write, and wake
-//!   the loop through an eventfd of the IPC core's; the loop flushes from that
-//!   descriptor's handler.
+//!   dispatcher inside `epoll_wait`; `timer_lock` likewise while timers run): nothing may
+//!   call this file from signal context (a caller wakes a descriptor of its own instead,
+//!   and acts from that descriptor's handler).
 
 use crate::abi::{ev_fd_handler, ev_tm_handler, mln_event_t, mln_event_timer_t};
 use crate::melon::sys;
@@ -41,7 +40,22 @@ pub unsafe fn timer_cancel(ev: *mut mln_event_t, t: *mut mln_event_timer_t) {
     unsafe { sys::mln_event_timer_cancel(ev, t) }
 }
 
-/// Melon's loop does not say how deeply it is dispatching.
-pub unsafe fn depth(_ev: *mut mln_event_t) -> u32 {
-    0
+/// Melon's loop does not expose its dispatch depth.
+pub unsafe fn depth(_ev: *mut mln_event_t) -> Option<u32> {
+    None
+}
+
+/// Melon's loop has no busy state of ours; the core never calls it in signal context.
+pub unsafe fn is_busy(_ev: *mut mln_event_t) -> bool {
+    false
+}
+
+/// libmelon's `mln_event_free` calls no hook.
+pub fn set_free_hook(_hook: fn(*mut mln_event_t)) -> bool {
+    false
+}
+
+/// libmelon's loop has no hook before its wait.
+pub fn set_wait_hook(_hook: fn(*mut mln_event_t)) -> bool {
+    false
 }

@@ -11,6 +11,18 @@
 //! added with `APPEND` while a send queue is blocked by a full socket, removed again by a
 //! replace with `RECV` alone; zero-delay timers to flush send queues after the current
 //! handlers; and timers for restart backoff.
+//!
+//! Neither the seam nor a backend knows anything of IPC. What the core may also ask:
+//! [`depth`] (is this loop being dispatched, how deeply), [`is_busy`] (would a call on this
+//! loop be refused now, because a signal handler interrupted its bookkeeping) and
+//! [`set_free_hook`] (be told before a loop's memory goes). The standalone backend answers
+//! all three; Melon's loop has no equivalent, and the melon backend says so (`None`,
+//! `false`, `false`).
+//!
+//! Signal handlers (standalone backend): every function here may be called from a signal
+//! handler on the loop's thread. A call that interrupts the loop's own bookkeeping is
+//! refused with its error value (`fd_set` -1, `timer_set` NULL, `timer_cancel` nothing);
+//! one that interrupts a handler or the wait goes through. See `standalone`.
 
 use crate::abi::{ev_fd_handler, ev_tm_handler, mln_event_t, mln_event_timer_t};
 use core::ffi::{c_int, c_void};
@@ -40,7 +52,8 @@ pub unsafe fn fd_set(
 }
 
 /// Melon's `mln_event_timer_set`: a one-shot timer; a 0 ms timer set from a handler runs
-/// after the current handlers and before the loop next blocks. NULL on failure.
+/// after the current handlers and before the loop next blocks. NULL on failure: "could not
+/// set now" (no memory, or the loop is busy, see [`is_busy`]).
 #[inline]
 pub unsafe fn timer_set(
     ev: *mut mln_event_t,
@@ -52,18 +65,12 @@ pub unsafe fn timer_set(
     unsafe { backend::timer_set(ev, msec, data, h) }
 }
 
-/// Melon's `mln_event_timer_cancel` for a timer that has not fired yet.
+/// Melon's `mln_event_timer_cancel` for a timer that has not fired yet. On a busy loop
+/// (standalone) nothing happens and the timer stays pending.
 #[inline]
 pub unsafe fn timer_cancel(ev: *mut mln_event_t, t: *mut mln_event_timer_t) {
     // SAFETY: as above; `t` is pending on `ev`.
     unsafe { backend::timer_cancel(ev, t) }
-}
-
-/// How many `dispatch` calls of `ev` are running (0 if not knowable: melon backend).
-#[inline]
-pub unsafe fn depth(ev: *mut mln_event_t) -> u32 {
-    // SAFETY: as above.
-    unsafe { backend::depth(ev) }
 }
 
 /// `mln_event_break_set`: sets bit 0 of `is_break`, keeping bits 1..31.
@@ -75,4 +82,43 @@ pub unsafe fn break_set(ev: *mut mln_event_t) {
         let p = core::ptr::addr_of_mut!((*ev).is_break);
         p.write(p.read() | 1);
     }
+}
+
+/// How many `dispatch` calls of `ev` are running (its nesting depth): `Some(0)` when none.
+/// `None` in the melon backend, which cannot know. `ev` must be a live loop.
+#[inline]
+pub unsafe fn depth(ev: *mut mln_event_t) -> Option<u32> {
+    // SAFETY: forwarded contract.
+    #[cfg(feature = "standalone")]
+    let d = Some(unsafe { backend::depth(ev) });
+    // SAFETY: as above.
+    #[cfg(not(feature = "standalone"))]
+    let d = unsafe { backend::depth(ev) };
+    d
+}
+
+/// Whether every call on `ev` would be refused now: true only in a signal handler that
+/// interrupted the loop's own bookkeeping (standalone). Always `false` in the melon
+/// backend, which has no such state (and must not be called from signal context at all,
+/// D9). `ev` must be a live loop.
+#[inline]
+pub unsafe fn is_busy(ev: *mut mln_event_t) -> bool {
+    // SAFETY: forwarded contract.
+    unsafe { backend::is_busy(ev) }
+}
+
+/// Sets the process-wide hook called with a loop just before its memory goes (by
+/// `mln_event_free`, also a free deferred until `dispatch` returns), once per loop, so that
+/// the core can forget every reference to it. Set once: `false` if a hook was already set,
+/// or (melon backend) if the backend cannot call one: libmelon's `mln_event_free` has no
+/// hook.
+pub fn set_free_hook(hook: fn(*mut mln_event_t)) -> bool {
+    backend::set_free_hook(hook)
+}
+
+/// Sets the process-wide hook every loop calls once per iteration just before it waits
+/// (after its handlers), with the loop. Set once: `false` if a hook was already set, or
+/// (melon backend) if the backend cannot call one.
+pub fn set_wait_hook(hook: fn(*mut mln_event_t)) -> bool {
+    backend::set_wait_hook(hook)
 }

@@ -159,6 +159,25 @@ typedef struct mln_fheap_node_s mln_event_timer_t;
  */
 #define DEFAULT_MAX_MESSAGE (64 << 20)
 
+enum Level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint8_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    None = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum Level Level;
+#else
+typedef uint8_t Level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 typedef uint32_t mln_u32_t;
 
 /**
@@ -443,6 +462,11 @@ typedef struct mln_ipc_handler_s mln_ipc_handler_t;
 
 #define M_EV_FD_MASK 255
 
+/**
+ * The level when `MLN_IPC_LOG` is not set (or not a level).
+ */
+#define DEFAULT Warn
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -711,15 +735,19 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  * 1. `attr->global_init()` if set (register IPC handlers here); negative: return -1;
  * 2. `mln_fork_prepare()`, then `mln_fork()` (`mln_fork_worker_num_set` workers);
  * 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
- *    dispatch until the loop is broken, free the loop;
+ *    dispatch until the loop is broken, free the loop; then the workers end too: what is
+ *    still queued to them is written (for at most 5 s), their channels close (they exit
+ *    with status 127), they get 2 s to exit and are killed after that;
  * 4. worker (including a worker restarted inside the master's loop, which leaves that
  *    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
  *    `attr->worker_process(ev)`, dispatch, free the loop.
  *
- * Returns 0 when the process's loop ends, -1 on failure (NULL `attr`, `global_init`
- * failed, fork failed, no event loop). Difference from Melon: when the master's loop is
- * broken by the program itself, the master returns 0 instead of running the worker
- * routine with no master connection. `argc`/`argv` and `main_thread` are not used.
+ * Returns 0 when the process's loop ends, -1 on failure (EINVAL: NULL `attr`;
+ * `global_init` failed; fork failed, with its errno; no event loop). Differences from
+ * Melon: when the master's loop is broken by the program itself, the master ends its
+ * workers and returns 0 (Melon runs the worker routine in the master, with no master
+ * connection, and its workers live on until the master process exits). `argc`/`argv` and
+ * `main_thread` are not used.
  */
 int mln_framework_init(struct mln_framework_attr *attr);
 

@@ -105,7 +105,7 @@ pub unsafe extern "C" fn mln_fork_master_connection_get() -> *mut mln_tcp_conn_t
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork() -> c_int {
     #[cfg(feature = "standalone")]
-    let body = process::fork_workers;
+    let body = || forked(process::fork_workers());
     #[cfg(not(feature = "standalone"))]
     let body = process::melon_conf::fork_from_conf;
     guard("mln_fork", body)
@@ -149,7 +149,10 @@ pub unsafe extern "C" fn mln_fork_spawn(
             // SAFETY: non-NULL, NUL-terminated per the caller's contract.
             v.push(CString::from(unsafe { CStr::from_ptr(s) }));
         }
-        process::spawn(stype, v, master_ev)
+        match process::spawn(stype, v, master_ev) {
+            Ok(()) => 0,
+            Err(e) => io_fail(&e),
+        }
     })
 }
 
@@ -159,7 +162,7 @@ pub unsafe extern "C" fn mln_fork_spawn(
 /// loop must leave it (`mln_event_break_set`), as the framework does.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_restart(master_ev: *mut mln_event_t) -> c_int {
-    guard("mln_fork_restart", || process::restart(master_ev))
+    guard("mln_fork_restart", || forked(process::restart(master_ev)))
 }
 
 /// Registers every child's descriptor on `ev` for receiving (a replace registration, as in
@@ -304,6 +307,21 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
         };
         result(process::send_to_master(ev, r#type, p))
     })
+}
+
+/// Melon's fork results: 1 in the parent, 0 in the child, -1 with errno.
+fn forked(r: std::io::Result<process::Forked>) -> c_int {
+    match r {
+        Ok(process::Forked::Parent) => 1,
+        Ok(process::Forked::Child) => 0,
+        Err(e) => io_fail(&e),
+    }
+}
+
+/// -1 with the system call's errno (EIO when it has none, e.g. a child that died before
+/// the fork handshake).
+fn io_fail(e: &std::io::Error) -> c_int {
+    fail(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// The payload as a slice, or the errno for a NULL buffer with a length (EINVAL) or a

@@ -3,25 +3,30 @@
 #![cfg(feature = "standalone")]
 
 use crate::abi::{mln_event_t, mln_framework_attr, mln_framework_process_t};
-use crate::capi::{guard, non_null};
+use crate::capi::{fail, guard, non_null};
 use crate::log;
 use crate::process;
 use crate::reactor::standalone as ev_loop;
 use core::ffi::c_int;
+use std::time::{Duration, Instant};
 
 /// Runs the multiprocess lifecycle:
 /// 1. `attr->global_init()` if set (register IPC handlers here); negative: return -1;
 /// 2. `mln_fork_prepare()`, then `mln_fork()` (`mln_fork_worker_num_set` workers);
 /// 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
-///    dispatch until the loop is broken, free the loop;
+///    dispatch until the loop is broken, free the loop; then the workers end too: what is
+///    still queued to them is written (for at most 5 s), their channels close (they exit
+///    with status 127), they get 2 s to exit and are killed after that;
 /// 4. worker (including a worker restarted inside the master's loop, which leaves that
 ///    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
 ///    `attr->worker_process(ev)`, dispatch, free the loop.
 ///
-/// Returns 0 when the process's loop ends, -1 on failure (NULL `attr`, `global_init`
-/// failed, fork failed, no event loop). Difference from Melon: when the master's loop is
-/// broken by the program itself, the master returns 0 instead of running the worker
-/// routine with no master connection. `argc`/`argv` and `main_thread` are not used.
+/// Returns 0 when the process's loop ends, -1 on failure (EINVAL: NULL `attr`;
+/// `global_init` failed; fork failed, with its errno; no event loop). Differences from
+/// Melon: when the master's loop is broken by the program itself, the master ends its
+/// workers and returns 0 (Melon runs the worker routine in the master, with no master
+/// connection, and its workers live on until the master process exits). `argc`/`argv` and
+/// `main_thread` are not used.
 #[no_mangle]
 pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_int {
     guard("mln_framework_init", || {
@@ -39,20 +44,45 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
             return -1;
         }
         match process::fork_workers() {
-            r if r < 0 => return -1,
-            r if r > 0 => {
+            Err(e) => return fail(e.raw_os_error().unwrap_or(libc::EIO)),
+            Ok(process::Forked::Parent) => {
                 if run_loop(attr.master_process, process::master_events_set) < 0 {
                     return -1;
                 }
                 if !process::is_worker() {
+                    end_workers();
                     return 0;
                 }
             }
-            _ => {}
+            Ok(process::Forked::Child) => {}
         }
         run_loop(attr.worker_process, process::worker_events_set)
     })
 }
+
+/// The master's loop ended: the workers end too (see `mln_framework_init`).
+fn end_workers() {
+    let s = process::shutdown(Instant::now() + DRAIN_LIMIT, EXIT_GRACE);
+    let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
+    if lost > 0 {
+        log::warn(format_args!(
+            "master stopped: {lost} queued frame(s) not delivered within {} s",
+            DRAIN_LIMIT.as_secs()
+        ));
+    }
+    if s.killed > 0 {
+        log::warn(format_args!(
+            "master stopped: {} child(ren) still running after {} s were killed",
+            s.killed,
+            EXIT_GRACE.as_secs()
+        ));
+    }
+}
+
+/// How long the end of the master writes what is still queued.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long the children then have to exit by themselves.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> c_int {
     let ev = ev_loop::new();

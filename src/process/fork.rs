@@ -17,7 +17,6 @@ use crate::abi::*;
 use crate::channel::Channel;
 use crate::log;
 use crate::sys::retry_eintr;
-use core::ffi::c_int;
 use core::ptr::null_mut;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::ffi::CString;
@@ -252,43 +251,36 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.
-pub(crate) fn restart(ev: *mut mln_event_t) -> c_int {
-    match fork_core(ev, new_plan(M_PET_DFL, M_PST_SUP, None)) {
-        Ok(Forked::Parent) => 1,
-        Ok(Forked::Child) => 0,
-        Err(e) => {
-            log::error(format_args!("fork: {e}"));
-            -1
-        }
-    }
+pub(crate) fn restart(ev: *mut mln_event_t) -> io::Result<Forked> {
+    fork_core(ev, new_plan(M_PET_DFL, M_PST_SUP, None)).inspect_err(|e| {
+        log::error(format_args!("fork: {e}"));
+    })
 }
 
 /// `mln_fork`: the standalone build starts `mln_fork_worker_num_set` workers.
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
-pub(crate) fn fork_workers() -> c_int {
+pub(crate) fn fork_workers() -> io::Result<Forked> {
     let n = super::state::worker_num();
     for i in 1..=n {
         log::info(format_args!("Start up worker process No.{i}"));
-        match restart(null_mut()) {
-            0 => return 0,
-            1 => {}
-            _ => return -1,
+        if let Forked::Child = restart(null_mut())? {
+            return Ok(Forked::Child);
         }
     }
-    1
+    Ok(Forked::Parent)
 }
 
 /// `mln_fork_spawn`: 0 in the parent, -1 on failure; the child execs and never returns.
-pub(crate) fn spawn(stype: proc_state_type, args: Vec<CString>, ev: *mut mln_event_t) -> c_int {
+pub(crate) fn spawn(
+    stype: proc_state_type,
+    args: Vec<CString>,
+    ev: *mut mln_event_t,
+) -> io::Result<()> {
     let args = ExecArgs::new(args);
     log::info(format_args!("Start up process '{}'", args.name()));
-    match spawn_plan(new_plan(M_PET_EXE, stype, Some(args)), ev) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::error(format_args!("spawn: {e}"));
-            -1
-        }
-    }
+    spawn_plan(new_plan(M_PET_EXE, stype, Some(args)), ev).inspect_err(|e| {
+        log::error(format_args!("spawn: {e}"));
+    })
 }
 
 /// Starts a child for `plan`: a plain worker (`Forked::Child` in the new worker), or an

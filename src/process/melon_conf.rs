@@ -32,10 +32,9 @@ pub(crate) fn fork_from_conf() -> c_int {
     let workers = worker_proc(cd);
     for i in 1..=workers {
         log::info(format_args!("Start up worker process No.{i}"));
-        match super::restart(null_mut()) {
-            0 => return 0,
-            1 => {}
-            _ => {} // Melon: a failed fork is skipped.
+        // Melon: a failed fork is skipped.
+        if let Ok(super::Forked::Child) = super::restart(null_mut()) {
+            return 0;
         }
     }
     let Some(programs) = proc_exec(cf) else {
@@ -43,7 +42,7 @@ pub(crate) fn fork_from_conf() -> c_int {
     };
     for (stype, args) in programs {
         // Spawn results are ignored, as in Melon; a failure was logged.
-        super::spawn(stype, args, null_mut());
+        let _ = super::spawn(stype, args, null_mut());
     }
     1
 }

@@ -1,7 +1,11 @@
 # melon-ipc: build, test, install. GNU make.
 #
 #   make / make build   cargo build --release (libmln_ipc.a, libmln_ipc.so)
-#   make test           everything CI runs (see the `test` recipe for the order)
+#   make test           everything CI runs: the stages in TEST_STAGES, then one summary
+#                       (scripts/test-stages.sh; TEST_KEEP_GOING=1 runs on past a failure)
+#   make cargo-test | doc-test | doc | example | clippy | clippy-melon | fmt-check
+#                       single stages of `make test` (as are the check-*, bench-build,
+#                       miri, ctest and memcheck targets below)
 #   make ctest          C tests in ctests/ against the static library
 #   make memcheck       every C test under valgrind memcheck, children included
 #                       (MEMCHECK_TESTS="ipc_basic ..." to choose; part of `make test`)
@@ -96,23 +100,41 @@ all: build
 build:
 	$(CARGO) build --release
 
+# `make test` runs these make targets in this order (scripts/test-stages.sh), each a stage
+# of the summary it prints: passed, skipped (why: a stage skips by writing the reason to
+# $TEST_STAGE_SKIP, see `miri`) or failed. It stops at the first failed stage unless
+# TEST_KEEP_GOING=1. To add a stage: define its target and add its name here.
+TEST_STAGES := build cargo-test doc-test doc example clippy clippy-melon fmt-check \
+    check-header check-libs check-melon-symbols bench-build miri ctest memcheck \
+    ctest-melon-if-installed
+
+# MLN_IPC_CTESTS_SEPARATE: the C tests run in the ctest stage, so `cargo test` (the
+# cargo-test stage) skips its own run of them (rust-tests/ctests.rs).
 test:
-	$(CARGO) build --release
+	@MAKE="$(MAKE)" MLN_IPC_CTESTS_SEPARATE=1 ./scripts/test-stages.sh $(TEST_STAGES)
+
+.PHONY: cargo-test doc-test doc example clippy clippy-melon fmt-check
+
+cargo-test:
 	$(CARGO) test --release --all-targets
+
+doc-test:
 	$(CARGO) test --release --doc
+
+doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+example:
 	$(CARGO) run --release --example ping_pong
+
+clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --no-default-features --features melon --lib -- -D warnings
+
+clippy-melon:
+	$(CARGO) clippy $(MELON_FEATURES) --lib -- -D warnings
+
+fmt-check:
 	$(CARGO) fmt --check
-	$(MAKE) --no-print-directory check-header
-	$(MAKE) --no-print-directory check-libs
-	$(MAKE) --no-print-directory check-melon-symbols
-	$(MAKE) --no-print-directory bench-build
-	$(MAKE) --no-print-directory miri
-	$(MAKE) --no-print-directory ctest
-	$(MAKE) --no-print-directory memcheck
-	$(MAKE) --no-print-directory ctest-melon-if-installed
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh
@@ -141,10 +163,17 @@ fuzz:
 	    (cd fuzz && $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_TIME)) || exit 1; \
 	done
 
-# Miri needs nightly with the miri component (rustup +nightly component add miri).
+# Miri needs nightly with the miri component. Without it: says why, skipped (a skipped
+# stage in the summary of `make test`, with the reason).
 miri:
 	@if ! $(CARGO) +nightly miri --version >/dev/null 2>&1; then \
-	    echo "miri: not available (rustup +nightly component add miri); skipped"; \
+	    if rustup run nightly rustc --version >/dev/null 2>&1; then \
+	        why="nightly has no miri component: rustup +nightly component add miri"; \
+	    else \
+	        why="no nightly toolchain: rustup toolchain install nightly --component miri"; \
+	    fi; \
+	    echo "miri: skipped ($$why)"; \
+	    if [ -n "$$TEST_STAGE_SKIP" ]; then echo "$$why" > "$$TEST_STAGE_SKIP"; fi; \
 	    exit 0; \
 	fi; \
 	$(CARGO) +nightly miri test --lib -- wire:: registry::
@@ -279,6 +308,7 @@ ifneq ($(MELON_INSTALLED),)
 	$(MAKE) --no-print-directory memcheck-melon
 else
 	@echo "ctest-melon: skipped (no Melon install at $(MELON_PREFIX))"
+	@if [ -n "$$TEST_STAGE_SKIP" ]; then echo "no Melon install at $(MELON_PREFIX)" > "$$TEST_STAGE_SKIP"; fi
 endif
 
 

@@ -16,6 +16,12 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=build.rs");
+    // rust-tests/ctests.rs compiles the C tests with the `cc` crate at test time, where
+    // cargo's TARGET and HOST (which `cc` needs to pick the compiler) are not set.
+    for var in ["TARGET", "HOST"] {
+        let v = env::var(var).unwrap_or_default();
+        println!("cargo:rustc-env=MLN_IPC_BUILD_{var}={v}");
+    }
 
     // OUT_DIR is <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out; the profile
     // directory is where libmln_ipc.a lands.

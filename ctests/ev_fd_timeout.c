@@ -1,9 +1,18 @@
 /* CTEST_STANDALONE_ONLY: melon-ipc's own event loop; the melon build uses Melon's */
 /* An idle descriptor's timeout handler runs once with its fd; an activated descriptor's
- * timeout is removed; M_EV_UNLIMITED removes a timeout and M_EV_UNMODIFIED keeps that. */
+ * timeout is removed; M_EV_UNLIMITED removes a timeout and M_EV_UNMODIFIED keeps that.
+ *
+ * Timeouts run before the loop waits (as in Melon), so the busy descriptor's data is read
+ * in time only if the setup and the first iteration take less than both timeouts (under
+ * valgrind on a loaded machine that took more than the 20 ms this test once allowed). The
+ * busy timeout (BUSY_MS) is shorter than the idle one: kept by mistake, it would fire
+ * first. */
 #include "mln_event.h"
 #include <stdio.h>
 #include <unistd.h>
+
+#define IDLE_MS 300
+#define BUSY_MS 250
 
 static int idle[2], busy[2], cleared[2];
 static int timeouts, timeout_fd = -1, received, guard_fired;
@@ -42,9 +51,9 @@ int main(void)
 
     if (ev == NULL || pipe(idle) != 0 || pipe(busy) != 0 || pipe(cleared) != 0) return 1;
     if (mln_event_timer_set(ev, 10000, NULL, on_guard) == NULL) return 2;
-    if (mln_event_fd_set(ev, idle[0], M_EV_RECV, 20, NULL, on_recv) != 0) return 3;
+    if (mln_event_fd_set(ev, idle[0], M_EV_RECV, IDLE_MS, NULL, on_recv) != 0) return 3;
     mln_event_fd_timeout_handler_set(ev, idle[0], NULL, on_timeout);
-    if (mln_event_fd_set(ev, busy[0], M_EV_RECV, 40, NULL, on_recv) != 0) return 4;
+    if (mln_event_fd_set(ev, busy[0], M_EV_RECV, BUSY_MS, NULL, on_recv) != 0) return 4;
     mln_event_fd_timeout_handler_set(ev, busy[0], NULL, on_timeout);
     if (write(busy[1], "x", 1) != 1) return 5;
     if (mln_event_fd_set(ev, cleared[0], M_EV_RECV, 5, NULL, on_recv) != 0) return 6;

@@ -2,14 +2,16 @@
 # C test harness: compiles each ctests/*.c (or the names given as arguments) against the
 # release static library, runs it, prints one line per test and a summary.
 #
-#   PASS name | FAIL name (exit N) | FAIL name (compile)
+#   PASS name | FAIL name (exit N) | FAIL name (compile) | XFAIL name (...) | FAIL name (XPASS: ...)
 #   ...
 #   N passed, M failed
 #
 # Exits non-zero if any test failed or no test was found. Tests run one at a time.
 # A test whose source has a line containing "CTEST_XFAIL:" (followed by the reason) is a
-# known failure waiting for a fix elsewhere: it still runs, prints XFAIL or XPASS, and is
-# counted as skipped ("N passed, M failed, K skipped"). Remove the marker with the fix.
+# known failure waiting for a fix elsewhere: it still runs. If it fails it prints XFAIL
+# with the reason and is counted as skipped ("N passed, M failed, K skipped"); if it passes
+# it prints "FAIL name (XPASS: ...)" and is counted as failed: the fix has landed, so the
+# marker must go (left behind, it would hide the next regression of that test).
 # Environment: CC (gcc), LIBS (default: the pinned LIBS of the Makefile), TARGET_DIR
 # (target), CTEST_TIMEOUT (60 s), CTEST_WRAP (a command prefix, e.g. "valgrind -q
 # --error-exitcode=99"), MLN_IPC_LOG (error unless set). Run from anywhere; `make ctest`
@@ -145,13 +147,15 @@ EOF
     rc=$?
     if [ -n "$xfail" ]; then
         if [ "$rc" -eq 0 ]; then
-            echo "XPASS $name (known failure: $xfail)"
+            echo "FAIL $name (XPASS: passes although marked as a known failure: $xfail;" \
+                "remove the marker from $src)"
+            failed=$((failed + 1))
         else
             echo "XFAIL $name (exit $rc; known failure: $xfail)"
             tail -n 5 "$log" | sed 's/^/    /'
+            skipped=$((skipped + 1))
+            n_xfail=$((n_xfail + 1))
         fi
-        skipped=$((skipped + 1))
-        n_xfail=$((n_xfail + 1))
         continue
     fi
     if [ "$rc" -eq 0 ]; then

@@ -11,8 +11,8 @@
 //! touched: its epoll instance is shared with the parent until the child leaves it.
 
 use super::handlers;
+use super::pids::start_ticks_of;
 use super::state::{conn_new, Chan, Child, ExecArgs, Live, Peer, Plan, Proc, PROC};
-use super::supervise::start_ticks_of;
 use crate::abi::*;
 use crate::channel::Channel;
 use crate::log;

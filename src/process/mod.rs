@@ -22,6 +22,7 @@ mod fork;
 mod handlers;
 #[cfg(not(feature = "standalone"))]
 pub(crate) mod melon_conf;
+mod pids;
 mod recv;
 mod shutdown;
 mod state;

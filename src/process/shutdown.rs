@@ -3,14 +3,13 @@
 //! gone. Also the live children as the Rust API sees them.
 #![cfg_attr(not(feature = "standalone"), allow(dead_code))]
 
+use super::pids::{status_of, Pidfd};
 use super::state::{Chan, PROC};
-use super::supervise::start_ticks_of;
 use crate::abi::*;
 use crate::channel::Flushed;
 use crate::reactor;
 use crate::sys::retry_eintr;
 use core::ptr::null_mut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// A live child as the Rust API sees it.
@@ -85,14 +84,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
                     reactor::timer_cancel(d.ev, d.timer);
                 }
                 if let Some(f) = &d.pidfd {
-                    reactor::fd_set(
-                        d.ev,
-                        f.as_raw_fd(),
-                        M_EV_CLR,
-                        M_EV_UNLIMITED,
-                        null_mut(),
-                        None,
-                    );
+                    reactor::fd_set(d.ev, f.raw(), M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
                 }
             }
         }
@@ -141,46 +133,18 @@ enum Gone {
 
 /// Waits until `pid` (if it is still our child) exits, at most until `end`; kills it then.
 fn wait_gone(pid: i32, ticks: Option<u64>, end: Instant) -> Gone {
-    // SAFETY: plain syscall; a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if fd < 0 {
+    let Some(fd) = Pidfd::open(pid, ticks) else {
         return Gone::Exited;
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if ticks.is_none() || start_ticks_of(pid) != ticks {
-        return Gone::Exited;
-    }
-    let left = end.saturating_duration_since(Instant::now());
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
     };
-    let ms = left.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    let r = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, ms)));
-    let out = if matches!(r, Ok(1)) {
+    let out = if fd.wait(end.saturating_duration_since(Instant::now())) {
         Gone::Exited
     } else {
-        // SAFETY: signalling through our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                libc::SIGKILL,
-                null_mut::<libc::c_void>(),
-                0,
-            )
-        };
-        // SAFETY: as above; bounded wait for the kill to take effect.
-        let _ = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, 2000)));
+        fd.kill();
+        fd.wait(Duration::from_secs(2));
         Gone::Killed
     };
     // Reap it if SIGCHLD is not ignored (no zombie left behind); harmless otherwise.
-    let mut st = 0;
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+    let _ = status_of(pid);
     out
 }
 

@@ -297,7 +297,7 @@ pub(crate) struct PendingRestart {
 /// A closed child whose process has not been seen gone yet (see `supervise`).
 pub(crate) struct Dying {
     pub pid: i32,
-    pub pidfd: Option<std::os::fd::OwnedFd>,
+    pub pidfd: Option<super::pids::Pidfd>,
     pub ev: *mut mln_event_t,
     pub timer: *mut mln_event_timer_t,
     pub killed: bool,

@@ -20,14 +20,13 @@
 //!    (Melon forks in place, inside whatever callback saw the death).
 
 use super::flush::flush_dirty;
+use super::pids::{status_of, Pidfd};
 use super::state::{Dying, Peer, PendingRestart, Plan, Proc, PROC};
 use super::{callbacks, fork};
 use crate::abi::*;
 use crate::log;
 use crate::reactor;
-use core::ffi::c_void;
 use core::ptr::null_mut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 pub(crate) const STABLE_UPTIME: Duration = Duration::from_secs(1);
@@ -143,15 +142,15 @@ fn watch_exit(
     end: Ending,
     plan: Option<Plan>,
 ) {
-    let Some(pidfd) = open_pidfd(pid, start_ticks) else {
+    let Some(pidfd) = Pidfd::open(pid, start_ticks) else {
         // Gone already (auto-reaped) or no longer ours.
         return gone(p, ev, end, status_of(pid), plan);
     };
-    if exited(&pidfd) {
+    if pidfd.exited() {
         return gone(p, ev, end, status_of(pid), plan);
     }
     if ev.is_null() {
-        kill(&pidfd);
+        pidfd.kill();
         return gone(p, ev, end, killed_status(pid), plan);
     }
     let d = Box::into_raw(Box::new(Dying {
@@ -165,7 +164,7 @@ fn watch_exit(
     }));
     // SAFETY: `ev` is a live loop; `d` stays allocated until `finish_dying`.
     unsafe {
-        let fd = pidfd.as_raw_fd();
+        let fd = pidfd.raw();
         (*d).pidfd = Some(pidfd);
         let ms = EXIT_GRACE.as_millis() as u32;
         (*d).timer = reactor::timer_set(ev, ms, d.cast(), Some(callbacks::exit_timeout));
@@ -186,85 +185,13 @@ fn watch_exit(
             }
             reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
             if let Some(f) = &d.pidfd {
-                kill(f);
+                f.kill();
             }
             let Dying { pid, end, plan, .. } = *d;
             return gone(p, ev, end, killed_status(pid), plan);
         }
     }
     p.dying.push(d);
-}
-
-/// The pidfd of `pid`, if it still names the process we started.
-fn open_pidfd(pid: i32, start_ticks: Option<u64>) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; returns a new close-on-exec descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The pidfd pins whatever process has this pid now; it is ours if it started when
-    // ours did (a pid is not reused within one clock tick).
-    match (start_ticks, start_ticks_of(pid)) {
-        (Some(a), Some(b)) if a == b => Some(fd),
-        _ => None,
-    }
-}
-
-/// The kernel start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot).
-pub(crate) fn start_ticks_of(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn exited(pidfd: &OwnedFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
-}
-
-fn kill(pidfd: &OwnedFd) {
-    // SAFETY: signalling through our own pidfd (race-free: it names that process only).
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            null_mut::<c_void>(),
-            0,
-        )
-    };
-}
-
-/// How `pid` ended, if it can be known: reaps it when SIGCHLD is not ignored (the safe
-/// Rust API), says so when it is (Melon's disposition: children are reaped by the kernel
-/// and their status is lost).
-fn status_of(pid: i32) -> String {
-    let mut st = 0;
-    // SAFETY: plain syscall on our own child.
-    let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-    if r != pid {
-        return "gone (exit status unknown: SIGCHLD is ignored)".into();
-    }
-    if libc::WIFEXITED(st) {
-        format!("exited with status {}", libc::WEXITSTATUS(st))
-    } else if libc::WIFSIGNALED(st) {
-        format!("killed by {}", signal_name(libc::WTERMSIG(st)))
-    } else {
-        "gone".into()
-    }
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
 /// The pidfd of a dying child became readable: it is gone.
@@ -296,7 +223,7 @@ pub(crate) fn dying_timeout(d: *mut Dying) {
             (*d).timer = null_mut();
             if !(*d).killed {
                 if let Some(f) = &(*d).pidfd {
-                    kill(f);
+                    f.kill();
                 }
                 (*d).killed = true;
                 let ms = KILL_WAIT.as_millis() as u32;
@@ -325,14 +252,7 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
             reactor::timer_cancel(d.ev, d.timer);
         }
         if let Some(f) = &d.pidfd {
-            reactor::fd_set(
-                d.ev,
-                f.as_raw_fd(),
-                M_EV_CLR,
-                M_EV_UNLIMITED,
-                null_mut(),
-                None,
-            );
+            reactor::fd_set(d.ev, f.raw(), M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
         }
     }
     d.pidfd = None;
@@ -487,8 +407,8 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
         // SAFETY: unlisted here, freed once.
         let d = unsafe { Box::from_raw(d) };
         if let Some(f) = &d.pidfd {
-            if !exited(f) {
-                kill(f);
+            if !f.exited() {
+                f.kill();
             }
         }
         false

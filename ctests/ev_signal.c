@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: our event loop (calls from signal handlers interrupting it); Melon's loop must not be called from signal handlers at all */
 /* Signal handlers calling into the loop they interrupt (mln_event.h: a call that interrupts
  * the loop's own bookkeeping is refused with the error value): a SIGALRM at up to 10 kHz
  * (setitimer, no SA_RESTART) sets a timer, cancels an earlier one of its own and

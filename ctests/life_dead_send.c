@@ -122,7 +122,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(N);
+    ctest_workers(N);
     life_max_workers = N + DEATHS;
     life_on_hello = on_hello;
     if (!mln_ipc_handler_register(T_JOB, NULL, worker_job, NULL, NULL)) return -1;
@@ -134,7 +134,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, life_worker_hello};
     life_init();
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     life_master_end();
     CHECK(phase == 3 && jobs_done == DEATHS && life_hellos.n == N + DEATHS);
     return 0;

@@ -240,7 +240,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(N);
+    ctest_workers(N);
     life_max_workers = N;
     if (!mln_ipc_handler_register(T_SEQ, on_seq, on_seq, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_END, on_end, on_end, NULL, NULL)) return -1;
@@ -253,7 +253,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, worker_process};
     life_init();
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     life_master_end();
     CHECK((!SIGORDER_BOTH_WAYS || ends == N) && acks == N && !streaming);
     return 0;

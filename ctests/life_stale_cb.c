@@ -57,7 +57,7 @@ static void m4(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **ud
     ++got4;
 }
 
-static void msync(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
+static void m_sync(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
     if (got2 != 1 || got4 != 1)
@@ -90,7 +90,7 @@ static void master_process(mln_event_t *ev)
 static int global_init(void)
 {
     mln_ipc_cb_t *a, *b;
-    mln_fork_worker_num_set(1);
+    ctest_workers(1);
     life_max_workers = 1;
     life_on_hello = on_hello;
     a = mln_ipc_handler_register(T1, never, never, NULL, NULL);
@@ -101,7 +101,7 @@ static int global_init(void)
     if (b == a) fprintf(stderr, "global_init: the handle of T1 was reissued for T2\n");
     mln_ipc_handler_unregister(a);
     if (!mln_ipc_handler_register(T_SYNC, NULL, wsync, NULL, NULL)) return -1;
-    if (!mln_ipc_handler_register(T_SYNC2, msync, NULL, NULL, NULL)) return -1;
+    if (!mln_ipc_handler_register(T_SYNC2, m_sync, NULL, NULL, NULL)) return -1;
     return life_register_common();
 }
 
@@ -109,7 +109,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, life_worker_hello};
     life_init();
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     life_master_end();
     CHECK(got2 == 1 && got4 == 1);
     return 0;

@@ -144,7 +144,7 @@ static void master_process(mln_event_t *ev)
 
 static int global_init(void)
 {
-    mln_fork_worker_num_set(1);
+    ctest_workers(1);
     life_max_workers = 1;
     life_on_hello = on_hello;
     if (!mln_ipc_handler_register(T_GO, NULL, worker_go, NULL, NULL)) return -1;
@@ -160,7 +160,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, life_worker_hello};
     life_init();
-    if (mln_framework_init(&a) < 0) return 1;
+    if (ctest_framework_init(&a) < 0) return 1;
     life_master_end();
     CHECK(rounds == REPEAT && w_got == REPEAT * (LATER + 2) && m_sent == REPEAT * (LATER + 2));
     return 0;

@@ -105,7 +105,7 @@ build:
 # $TEST_STAGE_SKIP, see `miri`) or failed. It stops at the first failed stage unless
 # TEST_KEEP_GOING=1. To add a stage: define its target and add its name here.
 TEST_STAGES := build cargo-test doc-test doc example clippy clippy-melon fmt-check \
-    check-header check-libs check-melon-symbols bench-build miri ctest memcheck \
+    check-header check-libs check-melon-symbols bench-build miri examples-c ctest memcheck \
     ctest-melon-if-installed
 
 # MLN_IPC_CTESTS_SEPARATE: the C tests run in the ctest stage, so `cargo test` (the
@@ -113,7 +113,7 @@ TEST_STAGES := build cargo-test doc-test doc example clippy clippy-melon fmt-che
 test:
 	@MAKE="$(MAKE)" MLN_IPC_CTESTS_SEPARATE=1 ./scripts/test-stages.sh $(TEST_STAGES)
 
-.PHONY: cargo-test doc-test doc example clippy clippy-melon fmt-check
+.PHONY: cargo-test doc-test doc example clippy clippy-melon fmt-check examples-c
 
 cargo-test:
 	$(CARGO) test --release --all-targets
@@ -135,6 +135,10 @@ clippy-melon:
 
 fmt-check:
 	$(CARGO) fmt --check
+
+# Every C program of README.md and examples/demo.c: -Wall -Wextra -Werror, then run.
+examples-c: build
+	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./scripts/check-c-examples.sh
 
 ctest: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./ctests/run.sh

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 const MAX_LINES: usize = 800;
 
 /// Modules of the core: they must not name a face.
-const CORE: &[&str] = &["process", "reactor", "channel", "registry", "wire", "sigsafe"];
+const CORE: &[&str] = &[
+    "process", "reactor", "channel", "registry", "wire", "sigsafe",
+];
 const FACES: &[&str] = &["capi", "api"];
 /// What the reactor (the event-loop seam and its backends) may use: nothing of IPC.
 const REACTOR_MAY_USE: &[&str] = &["abi", "log", "sys", "melon"];
@@ -73,7 +75,10 @@ fn layers_and_no_cycles() {
         let refs = crate_refs(&text);
         for r in &refs {
             if CORE.contains(&m.as_str()) && FACES.contains(&r.as_str()) {
-                problems.push(format!("{}: core module `{m}` names face `{r}`", f.display()));
+                problems.push(format!(
+                    "{}: core module `{m}` names face `{r}`",
+                    f.display()
+                ));
             }
             if m == "reactor" && !REACTOR_MAY_USE.contains(&r.as_str()) && r != "reactor" {
                 problems.push(format!("{}: the reactor names `{r}`", f.display()));
@@ -126,7 +131,14 @@ fn layers_and_no_cycles() {
 #[test]
 fn no_source_file_over_800_lines() {
     let mut all = Vec::new();
-    for d in ["src", "rust-tests", "benches", "examples", "ctests", "fuzz/fuzz_targets"] {
+    for d in [
+        "src",
+        "rust-tests",
+        "benches",
+        "examples",
+        "ctests",
+        "fuzz/fuzz_targets",
+    ] {
         files(&root().join(d), &["rs", "c", "h", "sh"], &mut all);
     }
     let long: Vec<String> = all

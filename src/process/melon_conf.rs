@@ -9,9 +9,9 @@
 //! exits), and the argument strings are copied (Melon keeps pointers into the
 //! configuration, which a reload frees, D11).
 
-use crate::melon::sys::{self, mln_conf_cmd_t, mln_conf_t, CONF_INT, CONF_STR};
 use crate::abi::{proc_state_type, M_PST_DFL, M_PST_SUP};
 use crate::log;
+use crate::melon::sys::{self, mln_conf_cmd_t, mln_conf_t, CONF_INT, CONF_STR};
 use core::ffi::{c_char, c_int, CStr};
 use core::ptr::null_mut;
 use std::ffi::CString;

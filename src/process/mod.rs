@@ -41,6 +41,8 @@ pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use shutdown::{children, shutdown, ChildInfo, Shutdown};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use state::children_generation;
 pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limit};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::{set_worker_num, ExecArgs};

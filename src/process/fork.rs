@@ -233,6 +233,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.flush_timers.clear();
     p.wake_loops.clear();
     p.writable_due.clear();
+    p.dispatch_stopped = false;
     p.callbacks = 0;
     p.epoch += 1;
     p.is_worker = true;

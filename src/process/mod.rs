@@ -88,6 +88,13 @@ pub(crate) fn set_clear_handler(h: clr_handler, data: *mut c_void) {
     })
 }
 
+/// Stops dispatch in this process (the Rust API's `stop`): no IPC handler (C or Rust),
+/// writable callback or restart runs any more; frames not yet dispatched stay unread.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn stop_dispatch() {
+    PROC.with(|p| p.dispatch_stopped = true)
+}
+
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn is_worker() -> bool {
     PROC.with(|p| p.is_worker)

@@ -55,6 +55,9 @@ enum Step {
 /// RECV on `peer`'s channel (the body of `mln_ipc_fd_handler_master/worker`).
 pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     let Some((fd, epoch)) = PROC.with(|p| {
+        if p.dispatch_stopped {
+            return None;
+        }
         let epoch = p.epoch;
         let ch = p.chan(peer)?;
         ch.busy += 1;
@@ -150,6 +153,10 @@ fn pass(ev: *mut mln_event_t, peer: Peer, fd: i32, epoch: u64) -> End {
 /// Takes the next frame of `peer`'s channel and finds its handler.
 #[inline]
 fn next_step(p: &mut super::state::Proc, peer: Peer, side: Side) -> Step {
+    if p.dispatch_stopped {
+        // A handler stopped this process: the frames behind its frame stay unread.
+        return Step::Gone;
+    }
     let Some(ch) = p.chan(peer) else {
         return Step::Gone;
     };

@@ -330,6 +330,9 @@ pub(crate) struct Proc {
     pub next_slot: u32,
     /// Writable callbacks due (issue: backpressure).
     pub writable_due: Vec<Peer>,
+    /// Set by `stop_dispatch` (the Rust API's `stop`): no handler, writable callback or
+    /// restart runs any more in this process; cleared in a new child.
+    pub dispatch_stopped: bool,
 }
 
 impl Proc {
@@ -353,6 +356,7 @@ impl Proc {
             next_id: 1,
             next_slot: 0,
             writable_due: Vec::new(),
+            dispatch_stopped: false,
         }
     }
 

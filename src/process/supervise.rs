@@ -392,6 +392,10 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
         p.restarts.swap_remove(i);
         // SAFETY: removed from the list: we own it now.
         let r = unsafe { Box::from_raw(rec) };
+        if p.dispatch_stopped {
+            // The process is stopping: nobody is restarted any more.
+            return None;
+        }
         // Never fork inside a user callback (a handler running the loop, or the loop
         // nested in a callback of its own): try again when it has returned.
         // SAFETY: `ev` is the live loop running this timer.

@@ -175,9 +175,9 @@ fn add_child(
 /// The child's side after fork (spec §4.6).
 fn in_child(theirs: OwnedFd) {
     let fd = theirs.as_raw_fd();
-    let (clr, data) = PROC.with(|p| {
+    let (clr, data, keep_sigchld) = PROC.with(|p| {
         become_child(p, theirs);
-        (p.clr, p.clr_data)
+        (p.clr, p.clr_data, p.keep_sigchld)
     });
     if let Some(h) = clr {
         // SAFETY: user callback with the user's data, as Melon calls it.
@@ -188,8 +188,11 @@ fn in_child(theirs: OwnedFd) {
     if !crate::melon::conn::master_attach(fd) {
         log::error(format_args!("mln_tcp_conn_init: no memory"));
     }
-    // SAFETY: restoring the default disposition has no preconditions.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    if !keep_sigchld {
+        // The master ignores SIGCHLD (Melon's rule); a worker starts with the default.
+        // SAFETY: restoring the default disposition has no preconditions.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    }
     let byte = [b' '];
     // SAFETY: writing one byte from a valid buffer to our own descriptor.
     let w = retry_eintr(|| crate::sys::syscall!(write(fd, byte.as_ptr().cast(), 1)));

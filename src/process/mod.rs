@@ -49,11 +49,24 @@ pub(crate) use state::{set_worker_num, ExecArgs};
 
 use state::{Peer, PROC};
 
-/// `mln_fork_prepare`: idempotent, leaves no half-built state (D14).
+/// `mln_fork_prepare`: idempotent, leaves no half-built state (D14). SIGCHLD is ignored,
+/// as in Melon (the kernel reaps the children; their exit status is lost).
 pub(crate) fn prepare() -> c_int {
+    prepare_with(true)
+}
+
+/// `prepare` that leaves SIGCHLD's disposition alone (the Rust API): the core then reaps
+/// its own children (by pid, `waitpid(pid, WNOHANG)` once their pidfd says they are
+/// gone), and whatever else the program forks stays the program's to wait for.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn prepare_keep_sigchld() -> c_int {
+    prepare_with(false)
+}
+
+fn prepare_with(ignore_sigchld: bool) -> c_int {
     // SAFETY: setting dispositions of SIGCHLD/SIGPIPE has no memory-safety preconditions.
     unsafe {
-        if libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR
+        if (ignore_sigchld && libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR)
             || libc::signal(libc::SIGPIPE, libc::SIG_IGN) == libc::SIG_ERR
         {
             log::error(format_args!(
@@ -65,6 +78,7 @@ pub(crate) fn prepare() -> c_int {
     }
     PROC.with(|p| {
         p.master();
+        p.keep_sigchld = !ignore_sigchld;
     });
     #[cfg(not(feature = "standalone"))]
     if !crate::melon::conn::master_prepare() {

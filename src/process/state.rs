@@ -333,6 +333,8 @@ pub(crate) struct Proc {
     /// Set by `stop_dispatch` (the Rust API's `stop`): no handler, writable callback or
     /// restart runs any more in this process; cleared in a new child.
     pub dispatch_stopped: bool,
+    /// `prepare` left SIGCHLD's disposition alone (the Rust API): children keep it too.
+    pub keep_sigchld: bool,
 }
 
 impl Proc {
@@ -357,6 +359,7 @@ impl Proc {
             next_slot: 0,
             writable_due: Vec::new(),
             dispatch_stopped: false,
+            keep_sigchld: false,
         }
     }
 

@@ -36,7 +36,7 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a child whose channel closed may take to exit by itself.
 pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a SIGKILLed child to go.
-const KILL_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(2);
 /// A restart due while a user callback runs is retried after this.
 const RESTART_RETRY: Duration = Duration::from_millis(10);
 
@@ -138,15 +138,18 @@ fn watch_exit(
     plan: Option<Plan>,
 ) {
     let Some(pidfd) = open_pidfd(pid, start_ticks) else {
-        // Gone already (auto-reaped) or no longer ours.
-        return gone(p, ev, &who, why, status_of(pid), plan);
+        // Gone already (reaped: by the kernel when SIGCHLD is ignored, or by someone
+        // else), or the pid names another process now: nothing of ours to wait for.
+        return gone(p, ev, &who, why, "gone (exit status unknown)".into(), plan);
     };
     if exited(&pidfd) {
         return gone(p, ev, &who, why, status_of(pid), plan);
     }
     if ev.is_null() {
         kill(&pidfd);
-        return gone(p, ev, &who, why, "killed by SIGKILL".into(), plan);
+        wait_exit(&pidfd, KILL_WAIT);
+        let status = reap(pid).unwrap_or_else(|| "killed by SIGKILL".into());
+        return gone(p, ev, &who, why, status, plan);
     }
     let d = Box::into_raw(Box::new(Dying {
         pid,
@@ -181,9 +184,11 @@ fn watch_exit(
             reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
             if let Some(f) = &d.pidfd {
                 kill(f);
+                wait_exit(f, KILL_WAIT);
             }
+            let status = reap(pid).unwrap_or_else(|| "killed by SIGKILL".into());
             let Dying { label, plan, .. } = *d;
-            return gone(p, ev, &label, why, "killed by SIGKILL".into(), plan);
+            return gone(p, ev, &label, why, status, plan);
         }
     }
     p.dying.push(d);
@@ -214,16 +219,25 @@ pub(crate) fn start_ticks_of(pid: i32) -> Option<u64> {
 }
 
 fn exited(pidfd: &OwnedFd) -> bool {
+    wait_exit(pidfd, Duration::ZERO)
+}
+
+/// Waits up to `limit` for the process of `pidfd` to exit; whether it did.
+pub(crate) fn wait_exit(pidfd: &OwnedFd, limit: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: pidfd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    matches!(
+        crate::sys::retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, ms))),
+        Ok(1)
+    )
 }
 
-fn kill(pidfd: &OwnedFd) {
+pub(crate) fn kill(pidfd: &OwnedFd) {
     // SAFETY: signalling through our own pidfd (race-free: it names that process only).
     unsafe {
         libc::syscall(
@@ -240,19 +254,25 @@ fn kill(pidfd: &OwnedFd) {
 /// Rust API), says so when it is (Melon's disposition: children are reaped by the kernel
 /// and their status is lost).
 fn status_of(pid: i32) -> String {
+    reap(pid).unwrap_or_else(|| "gone (exit status unknown: SIGCHLD is ignored)".into())
+}
+
+/// Reaps our child `pid` if it is a zombie (never blocks; a no-op when SIGCHLD is ignored,
+/// or when something else already waited for it), and says how it ended.
+pub(crate) fn reap(pid: i32) -> Option<String> {
     let mut st = 0;
     // SAFETY: plain syscall on our own child.
     let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
     if r != pid {
-        return "gone (exit status unknown: SIGCHLD is ignored)".into();
+        return None;
     }
-    if libc::WIFEXITED(st) {
+    Some(if libc::WIFEXITED(st) {
         format!("exited with status {}", libc::WEXITSTATUS(st))
     } else if libc::WIFSIGNALED(st) {
         format!("killed by {}", signal_name(libc::WTERMSIG(st)))
     } else {
         "gone".into()
-    }
+    })
 }
 
 fn signal_name(sig: i32) -> String {
@@ -270,10 +290,10 @@ pub(crate) fn dying_ready(d: *mut Dying) {
         p.dying.swap_remove(i);
         // SAFETY: removed from the list: we own it now.
         let d = unsafe { Box::from_raw(d) };
-        let status = if d.killed {
-            "killed by SIGKILL".to_string()
-        } else {
-            status_of(d.pid)
+        let status = match reap(d.pid) {
+            Some(s) => s,
+            None if d.killed => "killed by SIGKILL".to_string(),
+            None => status_of(d.pid),
         };
         finish_dying(p, *d, status);
     })
@@ -476,7 +496,9 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
         if let Some(f) = &d.pidfd {
             if !exited(f) {
                 kill(f);
+                wait_exit(f, KILL_WAIT);
             }
+            reap(d.pid);
         }
         false
     });

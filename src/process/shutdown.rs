@@ -4,7 +4,7 @@
 #![cfg_attr(not(feature = "standalone"), allow(dead_code))]
 
 use super::state::{Chan, PROC};
-use super::supervise::start_ticks_of;
+use super::supervise::{kill, reap, start_ticks_of, wait_exit, KILL_WAIT};
 use crate::abi::*;
 use crate::channel::Flushed;
 use crate::reactor;
@@ -56,29 +56,33 @@ pub(crate) struct Shutdown {
     /// Per channel whose queue could not be written before the deadline: (child slot, or
     /// `None` for the master connection; frames not delivered).
     pub undelivered: Vec<(Option<u32>, usize)>,
-    /// Children that exited by themselves after their channel closed.
-    pub exited: usize,
-    /// Children that had to be killed (still running at the deadline).
-    pub killed: usize,
+    /// Children (live at the call; by pid) that exited by themselves after their channel
+    /// closed.
+    pub exited: Vec<i32>,
+    /// Children (live at the call; by pid) still running at the end of the wait, killed.
+    pub killed: Vec<i32>,
 }
 
-/// Drops pending restarts and exit watches, writes what every channel has queued (blocking,
-/// until `deadline` at the latest), closes every channel without restarting anyone, then
-/// waits until `deadline + grace` for the children to exit (they see end of stream and
-/// exit with status 127) and kills those still running. The loops the channels are
-/// registered on must still be live.
+/// Drops pending restarts, writes what every channel has queued (blocking, until
+/// `deadline` at the latest), closes every channel without restarting anyone, then waits
+/// for the children to exit (they see end of stream and exit with status 127) until
+/// `deadline`, and at least `grace` after the channels closed, and kills those still
+/// running. Children closed earlier and not yet gone (exit watches) are waited for and
+/// killed the same way, not reported. Every child is reaped unless SIGCHLD is ignored.
+/// The loops the channels are registered on must still be live.
 pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     let mut out = Shutdown::default();
-    let (chans, master, pids) = PROC.with(|p| {
+    let (chans, master, pids, dying) = PROC.with(|p| {
         for r in std::mem::take(&mut p.restarts) {
             // SAFETY: listed records are live boxes whose timers are pending on their loop.
             let r = unsafe { Box::from_raw(r) };
             // SAFETY: as above.
             unsafe { reactor::timer_cancel(r.ev, r.timer) };
         }
+        let mut dying = Vec::new();
         for d in std::mem::take(&mut p.dying) {
             // SAFETY: listed records are live boxes; their loop is live.
-            let d = unsafe { Box::from_raw(d) };
+            let mut d = unsafe { Box::from_raw(d) };
             // SAFETY: as above.
             unsafe {
                 if !d.timer.is_null() {
@@ -95,6 +99,9 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
                     );
                 }
             }
+            if let Some(f) = d.pidfd.take() {
+                dying.push((d.pid, f));
+            }
         }
         p.dirty.clear();
         let mut chans: Vec<(u32, Chan)> = Vec::new();
@@ -109,7 +116,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
             }
         }
         let master = p.master().chan.take();
-        (chans, master, pids)
+        (chans, master, pids, dying)
     });
     for (slot, mut chan) in chans {
         let lost = drain_and_close(&mut chan, deadline);
@@ -124,64 +131,46 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
         }
         PROC.with(|p| p.master().conn.sockfd = -1);
     }
-    let end = Instant::now().max(deadline) + grace;
+    let end = deadline.max(Instant::now() + grace);
     for (pid, ticks) in pids {
-        match wait_gone(pid, ticks, end) {
-            Gone::Exited => out.exited += 1,
-            Gone::Killed => out.killed += 1,
+        let killed = match pidfd_of(pid, ticks) {
+            Some(fd) => wait_gone(pid, &fd, end),
+            None => false,
+        };
+        if killed {
+            out.killed.push(pid);
+        } else {
+            out.exited.push(pid);
         }
+    }
+    for (pid, fd) in dying {
+        wait_gone(pid, &fd, end);
     }
     out
 }
 
-enum Gone {
-    Exited,
-    Killed,
-}
-
-/// Waits until `pid` (if it is still our child) exits, at most until `end`; kills it then.
-fn wait_gone(pid: i32, ticks: Option<u64>, end: Instant) -> Gone {
+/// A pidfd for `pid` if it still names the child that started at `ticks`.
+fn pidfd_of(pid: i32, ticks: Option<u64>) -> Option<OwnedFd> {
     // SAFETY: plain syscall; a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
     if fd < 0 {
-        return Gone::Exited;
+        return None;
     }
     // SAFETY: a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    if ticks.is_none() || start_ticks_of(pid) != ticks {
-        return Gone::Exited;
+    (ticks.is_some() && start_ticks_of(pid) == ticks).then_some(fd)
+}
+
+/// Waits until the process of `fd` exits, at most until `end`, and kills it then; reaps
+/// it (no zombie left behind when SIGCHLD is not ignored). Whether it had to be killed.
+fn wait_gone(pid: i32, fd: &OwnedFd, end: Instant) -> bool {
+    let killed = !wait_exit(fd, end.saturating_duration_since(Instant::now()));
+    if killed {
+        kill(fd);
+        wait_exit(fd, KILL_WAIT);
     }
-    let left = end.saturating_duration_since(Instant::now());
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = left.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    let r = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, ms)));
-    let out = if matches!(r, Ok(1)) {
-        Gone::Exited
-    } else {
-        // SAFETY: signalling through our own pidfd.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                libc::SIGKILL,
-                null_mut::<libc::c_void>(),
-                0,
-            )
-        };
-        // SAFETY: as above; bounded wait for the kill to take effect.
-        let _ = retry_eintr(|| crate::sys::syscall!(poll(&mut pfd, 1, 2000)));
-        Gone::Killed
-    };
-    // Reap it if SIGCHLD is not ignored (no zombie left behind); harmless otherwise.
-    let mut st = 0;
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
-    out
+    reap(pid);
+    killed
 }
 
 /// Writes what `chan` has queued (blocking until `deadline` at the latest), removes it from

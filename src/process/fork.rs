@@ -22,7 +22,7 @@ use core::ptr::null_mut;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
@@ -294,19 +294,100 @@ pub(crate) fn spawn(stype: proc_state_type, args: Vec<CString>, ev: *mut mln_eve
 
 /// Forks and execs the program of `plan`. Never returns in the child.
 pub(crate) fn spawn_plan(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
+    spawn_with(plan, ev, false)
+}
+
+/// [`spawn_plan`] that also waits until the program is executing: an `execv` the kernel
+/// refuses (ENOEXEC, EACCES, ...) is this function's error, and the child is discarded
+/// (closed and reaped, not restarted). The child reports a failed `execv` through a
+/// close-on-exec pipe: end of file means the exec happened. (Restarts of the program do
+/// not report; a failure there is logged and the slot backs off.)
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn spawn_plan_checked(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
+    spawn_with(plan, ev, true)
+}
+
+fn spawn_with(plan: Plan, ev: *mut mln_event_t, checked: bool) -> io::Result<()> {
     let exec = plan
         .args
         .as_ref()
         .map(ExecArgs::copy)
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let report = if checked {
+        let mut fds = [0; 2];
+        crate::sys::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        // SAFETY: two fresh descriptors we own.
+        Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    } else {
+        None
+    };
     match fork_core(ev, plan)? {
-        Forked::Parent => Ok(()),
-        Forked::Child => exec_child(exec),
+        Forked::Child => exec_reporting(exec, report.map(|(_, w)| w)),
+        Forked::Parent => {
+            let Some((r, w)) = report else { return Ok(()) };
+            drop(w);
+            let mut errno = [0u8; 4];
+            if read_full(&r, &mut errno) < errno.len() {
+                return Ok(());
+            }
+            let c = PROC.with(|p| p.tail);
+            discard(c);
+            Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+        }
     }
 }
 
+/// Reads into `buf` until it is full or end of file; how many bytes were read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = &mut buf[got..];
+        let r = retry_eintr(|| {
+            crate::sys::syscall!(read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()))
+        });
+        match r {
+            Ok(n) if n > 0 => got += n as usize,
+            _ => break,
+        }
+    }
+    got
+}
+
+/// Closes the just-started child `c` whose program could not be executed, without a
+/// restart, and waits for its process (it exits right after its report).
+fn discard(c: *mut Child) {
+    // SAFETY: `c` is the record `fork_core` just appended (live).
+    let pid = unsafe { (*c).f.pid };
+    let live = PROC.with(|p| {
+        p.dirty.retain(|&d| d != Peer::Child(c));
+        p.bury(c)
+    });
+    if let Some(live) = live {
+        if !live.chan.ev.is_null() {
+            // SAFETY: the channel's loop is live.
+            unsafe {
+                crate::reactor::fd_set(
+                    live.chan.ev,
+                    live.chan.ch.raw(),
+                    M_EV_CLR,
+                    M_EV_UNLIMITED,
+                    null_mut(),
+                    None,
+                )
+            };
+        }
+    }
+    // With SIGCHLD ignored this returns ECHILD once the child is gone.
+    let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), 0)));
+}
+
 /// In a spawned child: hand the socketpair end to the program as its last argument.
-pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
+pub(crate) fn exec_child(a: ExecArgs) -> ! {
+    exec_reporting(a, None)
+}
+
+/// [`exec_child`] that writes `errno` to `report` when `execv` fails.
+fn exec_reporting(mut a: ExecArgs, report: Option<OwnedFd>) -> ! {
     let fd = PROC.with(|p| p.master().chan.as_ref().map(|c| c.ch.raw()).unwrap_or(-1));
     // The one descriptor an exec'd program inherits (D12/D13): clear its CLOEXEC, make it
     // blocking, and give the program default dispositions for the signals the master
@@ -328,11 +409,13 @@ pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
     crate::melon::before_exec();
     // SAFETY: `ptrs` is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
-    log::error(format_args!(
-        "execv '{}': {}",
-        a.name(),
-        io::Error::last_os_error()
-    ));
+    let e = io::Error::last_os_error();
+    log::error(format_args!("execv '{}': {e}", a.name()));
+    if let Some(w) = report {
+        let errno = e.raw_os_error().unwrap_or(libc::ENOEXEC).to_ne_bytes();
+        // SAFETY: writing 4 bytes from a valid buffer to our own descriptor.
+        let _ = unsafe { libc::write(w.as_raw_fd(), errno.as_ptr().cast(), errno.len()) };
+    }
     // SAFETY: leaving the child without running the parent's atexit handlers.
     unsafe { libc::_exit(1) }
 }

@@ -36,7 +36,7 @@ pub(crate) use callbacks::{on_child_readable, on_master_readable, set_writable_h
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
 pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan, Forked};
+pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]

@@ -428,8 +428,14 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
     });
     let Some(plan) = due else { return };
     let retry = plan.copy();
+    // A spawned program is exec'd again (not turned into a plain worker).
+    let exec = match (&plan.args, plan.etype) {
+        (Some(a), M_PET_EXE) => Some(a.copy()),
+        _ => None,
+    };
     match fork::fork_core(ev, plan) {
         Ok(fork::Forked::Parent) => {}
+        Ok(fork::Forked::Child) if exec.is_some() => fork::exec_child(exec.expect("checked")),
         Ok(fork::Forked::Child) => {
             // We are the new worker, inside the master's loop: leave it; the framework
             // (or `Builder::run`) then runs the worker routine (spec §5).

@@ -54,7 +54,7 @@ pub(crate) fn new_plan(
 }
 
 /// Flushes C's and Rust's stdio, so a child does not print what the parent had buffered.
-fn flush_stdio() {
+pub(crate) fn flush_stdio() {
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: fflush(NULL) flushes every C output stream; no preconditions.

@@ -36,11 +36,13 @@ pub(crate) use callbacks::{on_child_readable, on_master_readable, set_writable_h
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
 pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan, spawn_plan_checked, Forked};
+pub(crate) use fork::flush_stdio;
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use shutdown::{children, shutdown, ChildInfo, Shutdown};
+pub(crate) use shutdown::{children, shutdown};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::children_generation;
 pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limit};

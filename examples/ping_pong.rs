@@ -1,7 +1,8 @@
 //! `cargo run --example ping_pong`: a master and three workers play ping-pong with typed
 //! messages; each worker counts the balls it returned (state kept in its handler); after
 //! ROUNDS rounds the master asks every worker for its count, prints the totals and stops.
-//! The workers exit by themselves once the master is gone.
+//! The workers exit by themselves once the master is gone; `run` returns a summary of how
+//! the stop went.
 
 use mln_ipc::api::{Builder, Error, Master, Message, Worker, WorkerId};
 
@@ -38,7 +39,7 @@ impl Message for Return {
 fn main() -> Result<(), Error> {
     let mut done = 0;
     let mut reports = 0;
-    Builder::new()
+    let summary = Builder::new()
         .workers(WORKERS)
         .on_master_start(|m: &mut Master| {
             for w in m.workers() {
@@ -81,5 +82,9 @@ fn main() -> Result<(), Error> {
                 }
             },
         )
-        .run()
+        .run()?;
+    // Stopping closed every channel; the workers exited by themselves.
+    assert!(summary.is_clean(), "{summary:?}");
+    println!("master: {} workers exited", summary.exited.len());
+    Ok(())
 }

@@ -56,7 +56,7 @@ fn ping_pong() {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let s = seen.clone();
     let s2 = seen.clone();
-    Builder::new()
+    let summary = Builder::new()
         .workers(WORKERS)
         .on_master_start(|m: &mut Master| {
             let n = m.broadcast_message(&Ping(0)).expect("broadcast");
@@ -91,6 +91,7 @@ fn ping_pong() {
         })
         .run()
         .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
     let s = seen.borrow();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.pongs, WORKERS * ROUNDS);
@@ -151,7 +152,8 @@ fn errors() {
     assert!(matches!(Builder::new().run(), Err(Error::AlreadyStarted)));
 }
 
-/// Bad builder arguments come back from `run` as values, before anything is forked.
+/// Bad builder arguments come back from `run` as values, before anything is forked (and
+/// without using up the one `run` of the process).
 fn bad_arguments() {
     match Builder::new().spawn("", ["x"], true).run() {
         Err(Error::InvalidArgument(_)) => {}
@@ -164,6 +166,14 @@ fn bad_arguments() {
     match Builder::new().max_message(3).run() {
         Err(Error::InvalidArgument(_)) => {}
         other => panic!("max_message(3): {other:?}"),
+    }
+    match Builder::new().max_message(1 << 20).queue_limit(1000).run() {
+        Err(Error::InvalidArgument(_)) => {}
+        other => panic!("queue_limit below max_message: {other:?}"),
+    }
+    match Builder::new().max_message(usize::MAX).queue_limit(0).run() {
+        Err(Error::InvalidArgument(_)) => {}
+        other => panic!("max_message above u32::MAX: {other:?}"),
     }
     let t = std::thread::spawn(|| Builder::new().workers(0).run());
     match t.join().expect("thread") {

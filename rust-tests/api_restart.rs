@@ -27,7 +27,7 @@ struct Seen {
 fn restart() {
     let seen = Rc::new(RefCell::new(Seen::default()));
     let (s1, s2) = (seen.clone(), seen.clone());
-    Builder::new()
+    let summary = Builder::new()
         .workers(WORKERS as u32)
         .on_worker_start(|w: &mut Worker| {
             w.send(HELLO, []).expect("hello");
@@ -45,13 +45,12 @@ fn restart() {
                     m.send_to(s.first[&0], QUIT, []).expect("quit");
                     m.send_to(s.first[&1], ABORT, []).expect("abort");
                     let pid = s.first[&2].pid().to_string();
-                    // Not waited for: the master ignores SIGCHLD (the core's rule), so the
-                    // kernel reaps it and a wait would end in ECHILD.
-                    #[allow(clippy::zombie_processes)]
-                    std::process::Command::new("kill")
+                    // Waited for: `run` leaves SIGCHLD's disposition alone.
+                    let st = std::process::Command::new("kill")
                         .args(["-KILL", &pid])
-                        .spawn()
+                        .status()
                         .expect("kill");
+                    assert!(st.success());
                 }
                 return;
             }
@@ -76,6 +75,8 @@ fn restart() {
         })
         .run()
         .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+    assert_eq!(summary.exited.len(), WORKERS);
     let s = seen.borrow();
     assert_eq!(s.second.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
     assert_eq!(s.pongs.len(), WORKERS);

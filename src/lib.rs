@@ -17,7 +17,8 @@
 //! # From Rust
 //! [`api::Builder`] registers closures as handlers per message type, forks supervised
 //! workers and runs each process's event loop; handlers get a [`api::Master`] or
-//! [`api::Worker`] context to send, broadcast, set timers and stop. See [`api`] for the
+//! [`api::Worker`] context to send, broadcast, set timers and stop; in the master `run`
+//! returns an [`api::RunSummary`] once stopped. See [`api`] for the
 //! threading, fork-safety and ownership rules. A complete program (it forks three workers,
 //! plays ping-pong with each and finishes by itself):
 //!
@@ -53,7 +54,8 @@
 //!                 }
 //!             }
 //!         })
-//!         .run()
+//!         .run()?; // in the master, once stopped: a summary of the stop
+//!     Ok(())
 //! }
 //! ```
 #![allow(clippy::missing_safety_doc)]

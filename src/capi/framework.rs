@@ -70,9 +70,9 @@ fn end_workers() {
             DRAIN_LIMIT.as_secs()
         ));
     }
-    if s.killed > 0 {
+    if !s.killed.is_empty() {
         log::warn(format_args!(
-            "master stopped: {} child(ren) still running after {} s were killed",
+            "master stopped: children {:?} still running after {} s were killed",
             s.killed,
             EXIT_GRACE.as_secs()
         ));

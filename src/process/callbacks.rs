@@ -145,7 +145,7 @@ pub(crate) fn set_writable_handler(h: mln_ipc_writable_handler, data: *mut c_voi
 /// context, no borrow held).
 pub(crate) fn run_writable_callbacks(ev: *mut mln_event_t) {
     let due = PROC.with(|p| {
-        if p.writable_due.is_empty() {
+        if p.writable_due.is_empty() || p.dispatch_stopped {
             return Vec::new();
         }
         let due = std::mem::take(&mut p.writable_due);

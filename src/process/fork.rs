@@ -21,7 +21,7 @@ use core::ptr::null_mut;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ pub(crate) fn new_plan(
 }
 
 /// Flushes C's and Rust's stdio, so a child does not print what the parent had buffered.
-fn flush_stdio() {
+pub(crate) fn flush_stdio() {
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     // SAFETY: fflush(NULL) flushes every C output stream; no preconditions.
@@ -174,13 +174,13 @@ fn add_child(
 /// The child's side after fork (spec §4.6).
 fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
     let fd = theirs.as_raw_fd();
-    let (clr, data) = PROC.with(|p| {
+    let (clr, data, keep_sigchld) = PROC.with(|p| {
         p.parent_loops = p.wake_loops.clone();
         if !ev.is_null() && !p.parent_loops.contains(&ev) {
             p.parent_loops.push(ev);
         }
         become_child(p, theirs);
-        (p.clr, p.clr_data)
+        (p.clr, p.clr_data, p.keep_sigchld)
     });
     if let Some(h) = clr {
         // SAFETY: user callback with the user's data, as Melon calls it.
@@ -191,8 +191,11 @@ fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
     if !crate::melon::conn::master_attach(fd) {
         log::error(format_args!("mln_tcp_conn_init: no memory"));
     }
-    // SAFETY: restoring the default disposition has no preconditions.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    if !keep_sigchld {
+        // The master ignores SIGCHLD (Melon's rule); a worker starts with the default.
+        // SAFETY: restoring the default disposition has no preconditions.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    }
     let byte = [b' '];
     // SAFETY: writing one byte from a valid buffer to our own descriptor.
     let w = retry_eintr(|| crate::sys::syscall!(write(fd, byte.as_ptr().cast(), 1)));
@@ -235,6 +238,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.dirty.clear();
     p.wake_loops.clear();
     p.writable_due.clear();
+    p.dispatch_stopped = false;
     p.callbacks = 0;
     p.epoch += 1;
     p.is_worker = true;
@@ -296,19 +300,96 @@ pub(crate) fn start(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> {
 
 /// Forks and execs the program of `plan`. Never returns in the child.
 pub(crate) fn spawn_plan(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
+    spawn_with(plan, ev, false)
+}
+
+/// [`spawn_plan`] that also waits until the program is executing: an `execv` the kernel
+/// refuses (ENOEXEC, EACCES, ...) is this function's error, and the child is discarded
+/// (closed and reaped, not restarted). The child reports a failed `execv` through a
+/// close-on-exec pipe: end of file means the exec happened. (Restarts of the program do
+/// not report; a failure there is logged and the slot backs off.)
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn spawn_plan_checked(plan: Plan, ev: *mut mln_event_t) -> io::Result<()> {
+    spawn_with(plan, ev, true)
+}
+
+fn spawn_with(plan: Plan, ev: *mut mln_event_t, checked: bool) -> io::Result<()> {
     let exec = plan
         .args
         .as_ref()
         .map(ExecArgs::copy)
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let report = if checked {
+        let mut fds = [0; 2];
+        crate::sys::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        // SAFETY: two fresh descriptors we own.
+        Some(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    } else {
+        None
+    };
     match fork_core(ev, plan)? {
-        Forked::Parent => Ok(()),
-        Forked::Child => exec_child(exec),
+        Forked::Child => exec_reporting(exec, report.map(|(_, w)| w)),
+        Forked::Parent => {
+            let Some((r, w)) = report else { return Ok(()) };
+            drop(w);
+            let mut errno = [0u8; 4];
+            if read_full(&r, &mut errno) < errno.len() {
+                return Ok(());
+            }
+            let c = PROC.with(|p| p.tail);
+            discard(c);
+            Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+        }
     }
 }
 
-/// In a spawned child: hand the socketpair end to the program as its last argument.
-pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
+/// Reads into `buf` until it is full or end of file; how many bytes were read.
+fn read_full(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        let rest = &mut buf[got..];
+        let r = retry_eintr(|| {
+            crate::sys::syscall!(read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()))
+        });
+        match r {
+            Ok(n) if n > 0 => got += n as usize,
+            _ => break,
+        }
+    }
+    got
+}
+
+/// Closes the just-started child `c` whose program could not be executed, without a
+/// restart, and waits for its process (it exits right after its report).
+fn discard(c: *mut Child) {
+    // SAFETY: `c` is the record `fork_core` just appended (live).
+    let pid = unsafe { (*c).f.pid };
+    let live = PROC.with(|p| {
+        p.dirty.retain(|&d| d != Peer::Child(c));
+        p.bury(c)
+    });
+    if let Some(live) = live {
+        if !live.chan.ev.is_null() {
+            // SAFETY: the channel's loop is live.
+            unsafe {
+                crate::reactor::fd_set(
+                    live.chan.ev,
+                    live.chan.ch.raw(),
+                    M_EV_CLR,
+                    M_EV_UNLIMITED,
+                    null_mut(),
+                    None,
+                )
+            };
+        }
+    }
+    // With SIGCHLD ignored this returns ECHILD once the child is gone.
+    let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), 0)));
+}
+
+/// In a spawned child: hand the socketpair end to the program as its last argument and
+/// execute it; if `execv` fails, write its errno to `report` (if any) and exit.
+fn exec_reporting(mut a: ExecArgs, report: Option<OwnedFd>) -> ! {
     let fd = PROC.with(|p| p.master().chan.as_ref().map(|c| c.ch.raw()).unwrap_or(-1));
     // The one descriptor an exec'd program inherits (D12/D13): clear its CLOEXEC, make it
     // blocking, and give the program default dispositions for the signals the master
@@ -330,11 +411,13 @@ pub(crate) fn exec_child(mut a: ExecArgs) -> ! {
     crate::melon::before_exec(&PROC.with(|p| std::mem::take(&mut p.parent_loops)));
     // SAFETY: `ptrs` is a NULL-terminated array of valid C strings that outlive the call.
     unsafe { libc::execv(a.ptrs[0], a.ptrs.as_ptr().cast()) };
-    log::error(format_args!(
-        "execv '{}': {}",
-        a.name(),
-        io::Error::last_os_error()
-    ));
+    let e = io::Error::last_os_error();
+    log::error(format_args!("execv '{}': {e}", a.name()));
+    if let Some(w) = report {
+        let errno = e.raw_os_error().unwrap_or(libc::ENOEXEC).to_ne_bytes();
+        // SAFETY: writing 4 bytes from a valid buffer to our own descriptor.
+        let _ = unsafe { libc::write(w.as_raw_fd(), errno.as_ptr().cast(), errno.len()) };
+    }
     // SAFETY: leaving the child without running the parent's atexit handlers.
     unsafe { libc::_exit(1) }
 }

@@ -37,22 +37,39 @@ pub(crate) use callbacks::{on_child_readable, on_master_readable, set_writable_h
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
 pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan, Forked};
+pub(crate) use fork::flush_stdio;
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use shutdown::{children, shutdown, ChildInfo, Shutdown};
+pub(crate) use shutdown::{children, shutdown};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use state::children_generation;
 pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limit};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::{set_worker_num, ExecArgs};
 
 use state::{Peer, PROC};
 
-/// `mln_fork_prepare`: idempotent, leaves no half-built state (D14).
+/// `mln_fork_prepare`: idempotent, leaves no half-built state (D14). SIGCHLD is ignored,
+/// as in Melon (the kernel reaps the children; their exit status is lost).
 pub(crate) fn prepare() -> c_int {
+    prepare_with(true)
+}
+
+/// `prepare` that leaves SIGCHLD's disposition alone (the Rust API): the core then reaps
+/// its own children (by pid, `waitpid(pid, WNOHANG)` once their pidfd says they are
+/// gone), and whatever else the program forks stays the program's to wait for.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn prepare_keep_sigchld() -> c_int {
+    prepare_with(false)
+}
+
+fn prepare_with(ignore_sigchld: bool) -> c_int {
     // SAFETY: setting dispositions of SIGCHLD/SIGPIPE has no memory-safety preconditions.
     unsafe {
-        if libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR
+        if (ignore_sigchld && libc::signal(libc::SIGCHLD, libc::SIG_IGN) == libc::SIG_ERR)
             || libc::signal(libc::SIGPIPE, libc::SIG_IGN) == libc::SIG_ERR
         {
             log::error(format_args!(
@@ -64,6 +81,7 @@ pub(crate) fn prepare() -> c_int {
     }
     PROC.with(|p| {
         p.master();
+        p.keep_sigchld = !ignore_sigchld;
     });
     #[cfg(not(feature = "standalone"))]
     if !crate::melon::conn::master_prepare() {
@@ -85,6 +103,13 @@ pub(crate) fn set_clear_handler(h: clr_handler, data: *mut c_void) {
         p.clr_data = data;
         p.publish();
     })
+}
+
+/// Stops dispatch in this process (the Rust API's `stop`): no IPC handler (C or Rust),
+/// writable callback or restart runs any more; frames not yet dispatched stay unread.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn stop_dispatch() {
+    PROC.with(|p| p.dispatch_stopped = true)
 }
 
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]

@@ -86,11 +86,16 @@ impl Pidfd {
 /// Rust API restores its disposition); with Melon's disposition (ignored) the kernel
 /// reaps our children and their status is lost.
 pub(crate) fn status_of(pid: i32) -> String {
+    reap(pid).unwrap_or_else(|| "gone (exit status unknown: SIGCHLD is ignored)".into())
+}
+
+/// Reaps our child `pid` if it is a zombie (never blocks; nothing to do when SIGCHLD is
+/// ignored, or when something else already waited for it), and says how it ended.
+pub(crate) fn reap(pid: i32) -> Option<String> {
     match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
-        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {}", signal_name(sig)),
-        Ok(_) => "gone".into(),
-        Err(_) => "gone (exit status unknown: SIGCHLD is ignored)".into(),
+        Ok(WaitStatus::Exited(_, code)) => Some(format!("exited with status {code}")),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("killed by {}", signal_name(sig))),
+        _ => None,
     }
 }
 

@@ -48,6 +48,8 @@ enum Step {
     Skipped,
     More,
     TooLong(u32),
+    /// The process was stopped (`stop_dispatch`).
+    Stopped,
 }
 
 /// RECV on `peer`'s channel (the body of `mln_ipc_fd_handler_master/worker`).
@@ -57,6 +59,9 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     // release it otherwise). So the pass keeps a pointer and touches it only inside
     // borrows of the process state.
     let Some((ch, epoch)) = PROC.with(|p| {
+        if p.dispatch_stopped {
+            return None;
+        }
         let epoch = p.epoch;
         let ch = p.chan(peer)?;
         ch.busy += 1;
@@ -140,6 +145,7 @@ fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
                 Step::Skipped => {}
                 Step::More => break,
                 Step::TooLong(n) => return End::TooLong(n),
+                Step::Stopped => return End::Stopped,
             }
         }
         if eof {
@@ -155,6 +161,10 @@ fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
 /// Takes the next frame of channel `ch` and finds its handler.
 #[inline]
 fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
+    if p.dispatch_stopped {
+        // A handler stopped this process: the frames behind its frame stay unread.
+        return Step::Stopped;
+    }
     match ch.ch.rx.next() {
         Next::Frame { ty, ptr, len } => {
             ch.frames_received += 1;

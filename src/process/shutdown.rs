@@ -3,8 +3,9 @@
 //! gone. Also the live children as the Rust API sees them.
 #![cfg_attr(not(feature = "standalone"), allow(dead_code))]
 
-use super::pids::{status_of, Pidfd};
+use super::pids::{reap, Pidfd};
 use super::state::{Chan, PROC};
+use super::supervise::KILL_WAIT;
 use crate::abi::*;
 use crate::channel::Flushed;
 use crate::reactor;
@@ -55,29 +56,33 @@ pub(crate) struct Shutdown {
     /// Per channel whose queue could not be written before the deadline: (child slot, or
     /// `None` for the master connection; frames not delivered).
     pub undelivered: Vec<(Option<u32>, usize)>,
-    /// Children that exited by themselves after their channel closed.
-    pub exited: usize,
-    /// Children that had to be killed (still running at the deadline).
-    pub killed: usize,
+    /// Children (live at the call; by pid) that exited by themselves after their channel
+    /// closed.
+    pub exited: Vec<i32>,
+    /// Children (live at the call; by pid) still running at the end of the wait, killed.
+    pub killed: Vec<i32>,
 }
 
-/// Drops pending restarts and exit watches, writes what every channel has queued (blocking,
-/// until `deadline` at the latest), closes every channel without restarting anyone, then
-/// waits until `deadline + grace` for the children to exit (they see end of stream and
-/// exit with status 127) and kills those still running. The loops the channels are
-/// registered on must still be live.
+/// Drops pending restarts, writes what every channel has queued (blocking, until
+/// `deadline` at the latest), closes every channel without restarting anyone, then waits
+/// for the children to exit (they see end of stream and exit with status 127) until
+/// `deadline`, and at least `grace` after the channels closed, and kills those still
+/// running. Children closed earlier and not yet gone (exit watches) are waited for and
+/// killed the same way, not reported. Every child is reaped unless SIGCHLD is ignored.
+/// The loops the channels are registered on must still be live.
 pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     let mut out = Shutdown::default();
-    let (chans, master, pids) = PROC.with(|p| {
+    let (chans, master, pids, dying) = PROC.with(|p| {
         for r in std::mem::take(&mut p.restarts) {
             // SAFETY: listed records are live boxes whose timers are pending on their loop.
             let r = unsafe { Box::from_raw(r) };
             // SAFETY: as above.
             unsafe { reactor::timer_cancel(r.ev, r.timer) };
         }
+        let mut dying = Vec::new();
         for d in std::mem::take(&mut p.dying) {
             // SAFETY: listed records are live boxes; their loop is live.
-            let d = unsafe { Box::from_raw(d) };
+            let mut d = unsafe { Box::from_raw(d) };
             // SAFETY: as above.
             unsafe {
                 if !d.timer.is_null() {
@@ -86,6 +91,9 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
                 if let Some(f) = &d.pidfd {
                     reactor::fd_set(d.ev, f.raw(), M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
                 }
+            }
+            if let Some(f) = d.pidfd.take() {
+                dying.push((d.pid, f));
             }
         }
         p.dirty.clear();
@@ -101,7 +109,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
             }
         }
         let master = p.master().chan.take();
-        (chans, master, pids)
+        (chans, master, pids, dying)
     });
     for (slot, mut chan) in chans {
         let lost = drain_and_close(&mut chan, deadline);
@@ -116,36 +124,34 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
         }
         PROC.with(|p| p.master().conn.sockfd = -1);
     }
-    let end = Instant::now().max(deadline) + grace;
+    let end = deadline.max(Instant::now() + grace);
     for (pid, ticks) in pids {
-        match wait_gone(pid, ticks, end) {
-            Gone::Exited => out.exited += 1,
-            Gone::Killed => out.killed += 1,
+        let killed = match Pidfd::open(pid, ticks) {
+            Some(fd) => wait_gone(pid, &fd, end),
+            None => false,
+        };
+        if killed {
+            out.killed.push(pid);
+        } else {
+            out.exited.push(pid);
         }
+    }
+    for (pid, fd) in dying {
+        wait_gone(pid, &fd, end);
     }
     out
 }
 
-enum Gone {
-    Exited,
-    Killed,
-}
-
-/// Waits until `pid` (if it is still our child) exits, at most until `end`; kills it then.
-fn wait_gone(pid: i32, ticks: Option<u64>, end: Instant) -> Gone {
-    let Some(fd) = Pidfd::open(pid, ticks) else {
-        return Gone::Exited;
-    };
-    let out = if fd.wait(end.saturating_duration_since(Instant::now())) {
-        Gone::Exited
-    } else {
+/// Waits until the process of `fd` exits, at most until `end`, and kills it then; reaps
+/// it (no zombie left behind when SIGCHLD is not ignored). Whether it had to be killed.
+fn wait_gone(pid: i32, fd: &Pidfd, end: Instant) -> bool {
+    let killed = !fd.wait(end.saturating_duration_since(Instant::now()));
+    if killed {
         fd.kill();
-        fd.wait(Duration::from_secs(2));
-        Gone::Killed
-    };
-    // Reap it if SIGCHLD is not ignored (no zombie left behind); harmless otherwise.
-    let _ = status_of(pid);
-    out
+        fd.wait(KILL_WAIT);
+    }
+    reap(pid);
+    killed
 }
 
 /// Writes what `chan` has queued (blocking until `deadline` at the latest), removes it from

@@ -30,7 +30,7 @@ use core::ptr::null_mut;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Dead records kept before their memory is released (about 160 bytes each).
@@ -334,6 +334,11 @@ pub(crate) struct Proc {
     /// In a new child: the parent's loops (an exec'd program must not inherit their
     /// descriptors, melon build).
     pub parent_loops: Vec<*mut mln_event_t>,
+    /// Set by `stop_dispatch` (the Rust API's `stop`): no handler, writable callback or
+    /// restart runs any more in this process; cleared in a new child.
+    pub dispatch_stopped: bool,
+    /// `prepare` left SIGCHLD's disposition alone (the Rust API): children keep it too.
+    pub keep_sigchld: bool,
 }
 
 impl Proc {
@@ -357,6 +362,8 @@ impl Proc {
             next_slot: 0,
             writable_due: Vec::new(),
             parent_loops: Vec::new(),
+            dispatch_stopped: false,
+            keep_sigchld: false,
         }
     }
 
@@ -474,6 +481,7 @@ impl Proc {
     /// Mirrors the list where readers outside a borrow find it: the snapshot for
     /// `mln_fork_iterate` in a signal handler, and (melon build) Melon's data symbols.
     pub(crate) fn publish(&mut self) {
+        CHILDREN_GEN.fetch_add(1, Ordering::Release);
         let snap = Box::into_raw(Box::new(self.children()));
         let old = SNAPSHOT.swap(snap, Ordering::AcqRel);
         if !old.is_null() {
@@ -485,6 +493,18 @@ impl Proc {
         #[cfg(not(feature = "standalone"))]
         crate::melon::globals::publish(self.head.cast(), self.tail.cast(), self.clr, self.clr_data);
     }
+}
+
+/// Bumped whenever the list may have changed (every `Proc::publish`): a face that caches
+/// what it derived from the list (the Rust API's worker table) rebuilds only when this
+/// moved.
+static CHILDREN_GEN: AtomicU64 = AtomicU64::new(1);
+
+/// The current value of the list's generation counter (readable outside a borrow).
+#[inline]
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn children_generation() -> u64 {
+    CHILDREN_GEN.load(Ordering::Acquire)
 }
 
 /// The live children as last published (see `Proc::publish`).

@@ -35,7 +35,7 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a child whose channel closed may take to exit by itself.
 pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a SIGKILLed child to go.
-const KILL_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(2);
 /// A restart due while a user callback runs is retried after this.
 const RESTART_RETRY: Duration = Duration::from_millis(10);
 
@@ -151,6 +151,7 @@ fn watch_exit(
     }
     if ev.is_null() {
         pidfd.kill();
+        pidfd.wait(KILL_WAIT);
         return gone(p, ev, end, killed_status(pid), plan);
     }
     let d = Box::into_raw(Box::new(Dying {
@@ -186,6 +187,7 @@ fn watch_exit(
             reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
             if let Some(f) = &d.pidfd {
                 f.kill();
+                f.wait(KILL_WAIT);
             }
             let Dying { pid, end, plan, .. } = *d;
             return gone(p, ev, end, killed_status(pid), plan);
@@ -330,6 +332,10 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
         p.restarts.swap_remove(i);
         // SAFETY: removed from the list: we own it now.
         let r = unsafe { Box::from_raw(rec) };
+        if p.dispatch_stopped {
+            // The process is stopping: nobody is restarted any more.
+            return None;
+        }
         // Never fork inside a user callback (a handler running the loop, or the loop
         // nested in a callback of its own): try again when it has returned.
         // SAFETY: `ev` is the live loop running this timer.
@@ -409,7 +415,9 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
         if let Some(f) = &d.pidfd {
             if !f.exited() {
                 f.kill();
+                f.wait(KILL_WAIT);
             }
+            super::pids::reap(d.pid);
         }
         false
     });

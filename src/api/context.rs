@@ -1,0 +1,206 @@
+//! The contexts handed to user code: [`Master`] and [`Worker`].
+
+use super::error::{check_len, send_error};
+use super::identity::{self, WorkerId};
+use super::stats::Stats;
+use super::timers::{self, TimerId};
+use super::{Error, Message};
+use crate::abi::{mln_event_t, mln_fork_t};
+use crate::process;
+use core::marker::PhantomData;
+use core::ptr::null;
+use std::time::Duration;
+
+/// The master's side of the conversation, given to master handlers, master timers,
+/// [`Builder::on_master_start`](super::Builder::on_master_start) and
+/// [`Builder::on_master_writable`](super::Builder::on_master_writable). Only ever
+/// borrowed: it lives as long as the call it was given to, on the loop thread (not
+/// `Send`).
+pub struct Master {
+    ev: *mut mln_event_t,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Master {
+    pub(super) fn new(ev: *mut mln_event_t) -> Self {
+        Master {
+            ev,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The live children (workers, then spawned programs) in index order.
+    pub fn workers(&self) -> Vec<WorkerId> {
+        identity::live()
+    }
+
+    /// The live child with stable index `index`, if any.
+    pub fn worker(&self, index: usize) -> Option<WorkerId> {
+        identity::at(index).map(|(w, _)| w)
+    }
+
+    /// Queues a message of type `ty` for `to` (the payload is copied). It is written after
+    /// the current handler returns and reaches `to`'s worker handler for `ty` in order.
+    /// O(1) whatever the number of workers. Errors: [`Error::PeerGone`] if that process is
+    /// gone (also when it was restarted: ask [`Master::worker`] for the new one),
+    /// [`Error::MessageTooLarge`], [`Error::QueueFull`].
+    pub fn send_to(
+        &mut self,
+        to: WorkerId,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
+        process::send_to_child(self.ev, f, ty, payload).map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// Queues a message of type `ty` for every live child, in index order; returns how
+    /// many. [`Error::MessageTooLarge`] is reported before anything is queued; any other
+    /// error ([`Error::QueueFull`] of one child) stops the walk there: the children before
+    /// it in index order have the message queued, the others do not.
+    pub fn broadcast(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<usize, Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        let mut n = 0;
+        for i in 0..identity::index_bound() {
+            if let Some((_, f)) = identity::at(i) {
+                process::send_to_child(self.ev, f, ty, payload)
+                    .map_err(|e| send_error(e, payload.len()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// [`Master::send_to`] for a typed message.
+    pub fn send_message_to<M: Message>(&mut self, to: WorkerId, msg: &M) -> Result<(), Error> {
+        self.send_to(to, M::TYPE, msg.encode())
+    }
+
+    /// [`Master::broadcast`] for a typed message.
+    pub fn broadcast_message<M: Message>(&mut self, msg: &M) -> Result<usize, Error> {
+        self.broadcast(M::TYPE, msg.encode())
+    }
+
+    /// The counters of the channel to live child `worker` (`None` if that process is
+    /// gone); `restarts` counts the restarts of its index.
+    pub fn stats(&self, worker: WorkerId) -> Option<Stats> {
+        process::stats(identity::fork_of(worker)?).map(Stats::from)
+    }
+
+    /// Runs `f` once, `delay` from now (monotonic clock, rounded up to milliseconds, at
+    /// most about 49 days), on the loop thread. The closure is dropped unrun if the timer
+    /// is cancelled; it is also dropped when `run` returns, and leaked (never run, never
+    /// dropped) in a worker forked before it fired.
+    pub fn after(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut Master) + 'static,
+    ) -> Result<TimerId, Error> {
+        timers::set(self.ev, delay, Box::new(move |ev| f(&mut Master::new(ev))))
+    }
+
+    /// Cancels a pending timer: `true` if it was pending (its closure is dropped), `false`
+    /// if it already ran or was cancelled.
+    pub fn cancel(&mut self, timer: TimerId) -> bool {
+        timers::cancel(timer)
+    }
+
+    /// Ends the master's loop once the current handler returns; no other handler (Rust or
+    /// C), timer or writable callback runs afterwards in this process, frames not yet
+    /// dispatched are left unread, and no child is restarted any more.
+    /// [`Builder::run`](super::Builder::run) then stops the children (see
+    /// [`RunSummary`](super::RunSummary)) and returns.
+    pub fn stop(&mut self) {
+        timers::stop(self.ev)
+    }
+
+    /// The master's event loop as Melon's `mln_event_t *`, for the C API
+    /// (`mln_ipc_master_send_prepare`, `mln_event_timer_set`, ...). Valid while `run`
+    /// runs; use it only on the loop thread.
+    pub fn as_raw_event_loop(&self) -> *mut mln_event_t {
+        self.ev
+    }
+
+    /// The core's `mln_fork_t *` of a live child (the `f_ptr` C master handlers get), for
+    /// the C API; `None` if that process is gone. Valid until the loop handles its death.
+    pub fn as_raw_fork(&self, worker: WorkerId) -> Option<*mut mln_fork_t> {
+        identity::fork_of(worker)
+    }
+}
+
+/// A worker's side of the conversation, given to worker handlers, worker timers,
+/// [`Builder::on_worker_start`](super::Builder::on_worker_start) and
+/// [`Builder::on_worker_writable`](super::Builder::on_worker_writable). Its peer is
+/// always the master. Only ever borrowed, on the loop thread (not `Send`).
+pub struct Worker {
+    ev: *mut mln_event_t,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Worker {
+    pub(super) fn new(ev: *mut mln_event_t) -> Self {
+        Worker {
+            ev,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Queues a message of type `ty` for the master (the payload is copied); it is written
+    /// after the current handler returns and reaches the master's handler for `ty` in
+    /// order. Errors: [`Error::MessageTooLarge`], [`Error::QueueFull`],
+    /// [`Error::PeerGone`] (no master).
+    pub fn send(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        process::send_to_master(self.ev, ty, payload).map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// [`Worker::send`] for a typed message.
+    pub fn send_message<M: Message>(&mut self, msg: &M) -> Result<(), Error> {
+        self.send(M::TYPE, msg.encode())
+    }
+
+    /// This process's id.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// The counters of the connection to the master (`restarts` is 0).
+    pub fn stats(&self) -> Stats {
+        // The connection lives as long as the worker's loop, so as long as any `Worker`.
+        process::stats(null()).map(Stats::from).unwrap_or_default()
+    }
+
+    /// Runs `f` once, `delay` from now; as [`Master::after`].
+    pub fn after(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut Worker) + 'static,
+    ) -> Result<TimerId, Error> {
+        timers::set(self.ev, delay, Box::new(move |ev| f(&mut Worker::new(ev))))
+    }
+
+    /// Cancels a pending timer; as [`Master::cancel`].
+    pub fn cancel(&mut self, timer: TimerId) -> bool {
+        timers::cancel(timer)
+    }
+
+    /// Ends this worker once the current handler returns: no other handler or timer runs,
+    /// its stdio is flushed, what is queued for the master is written (within
+    /// [`Builder::stop_timeout`](super::Builder::stop_timeout)), its channel is closed and
+    /// the process exits with status 0. The master gives it time to exit by itself after
+    /// the channel closes (about a second) before it would kill it, and starts a
+    /// replacement once it is gone (workers are supervised).
+    pub fn stop(&mut self) {
+        timers::stop(self.ev)
+    }
+
+    /// The worker's event loop as Melon's `mln_event_t *`, for the C API
+    /// (`mln_ipc_worker_send_prepare`, ...). Valid while the worker runs; loop thread only.
+    pub fn as_raw_event_loop(&self) -> *mut mln_event_t {
+        self.ev
+    }
+}

@@ -1,0 +1,202 @@
+//! Rust closures as the core's handlers: one trampoline for both sides, the writable
+//! callback, and the panic boundary every piece of user code runs behind.
+//!
+//! A handler closure is wrapped, at `run`, into a closure of one shape (loop, the core's
+//! `f_ptr`, payload) that builds its side's context ([`Master`] with the sender's
+//! [`WorkerId`], or [`Worker`]); the wrapped closure is leaked into an [`Entry`] that is
+//! the handler's data slot in the core's tables (which never free an entry).
+
+use super::context::{Master, Worker};
+use super::identity::{self, WorkerId};
+use crate::abi::{mln_event_t, mln_fork_t};
+use crate::log;
+use crate::process;
+use crate::registry::Side;
+use core::ffi::c_void;
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub(super) type MasterFn = dyn FnMut(&mut Master, WorkerId, &[u8]);
+pub(super) type WorkerFn = dyn FnMut(&mut Worker, &[u8]);
+pub(super) type MasterWritableFn = dyn FnMut(&mut Master, WorkerId);
+pub(super) type WorkerWritableFn = dyn FnMut(&mut Worker);
+
+/// A handler of either side, as the trampoline calls it.
+type RawFn = dyn FnMut(*mut mln_event_t, *mut c_void, &[u8]);
+
+/// What a table entry's data slot points at (leaked: the tables never free an entry).
+struct Entry {
+    side: &'static str,
+    ty: u32,
+    /// Set while the closure runs: a handler that runs the loop itself must not be
+    /// re-entered (the closure is borrowed mutably once).
+    running: bool,
+    f: Box<RawFn>,
+}
+
+/// Installs `f` as the master handler for `ty` (as `mln_fork_master_ipc_handler_set`).
+pub(super) fn install_master(ty: u32, mut f: Box<MasterFn>) {
+    let raw: Box<RawFn> =
+        Box::new(
+            move |ev, f_ptr, data| match identity::id_of(f_ptr.cast::<mln_fork_t>()) {
+                Some(from) => f(&mut Master::new(ev), from, data),
+                None => log::error(format_args!(
+                    "master handler for type {ty}: the sender is not a live child; dropped"
+                )),
+            },
+        );
+    install(Side::Master, "master", ty, raw);
+}
+
+/// Installs `f` as the worker handler for `ty`.
+pub(super) fn install_worker(ty: u32, mut f: Box<WorkerFn>) {
+    let raw: Box<RawFn> = Box::new(move |ev, _, data| f(&mut Worker::new(ev), data));
+    install(Side::Worker, "worker", ty, raw);
+}
+
+fn install(side: Side, name: &'static str, ty: u32, f: Box<RawFn>) {
+    let e = Box::into_raw(Box::new(Entry {
+        side: name,
+        ty,
+        running: false,
+        f,
+    }));
+    process::handler_set(side, ty, Some(trampoline), e.cast());
+}
+
+/// # Safety
+/// `buf` is NULL or points at `len` readable bytes that stay valid during the call.
+unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
+    if buf.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: per the contract (the core hands a pointer into its receive buffer).
+    unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) }
+}
+
+/// The `ipc_handler` every Rust handler (either side) is installed with; `*udata` is its
+/// [`Entry`].
+unsafe extern "C" fn trampoline(
+    ev: *mut mln_event_t,
+    f_ptr: *mut c_void,
+    buf: *mut c_void,
+    len: u32,
+    udata: *mut *mut c_void,
+) {
+    if udata.is_null() {
+        return;
+    }
+    // SAFETY: installed by `install` with a leaked `Entry` as the data.
+    let entry = unsafe { *udata }.cast::<Entry>();
+    if entry.is_null() {
+        return;
+    }
+    // SAFETY: the entry is leaked, so live; `running` refuses re-entry, so the closure is
+    // borrowed mutably once. The payload is valid during this call.
+    unsafe {
+        let (side, ty) = ((*entry).side, (*entry).ty);
+        if (*entry).running {
+            log::error(format_args!(
+                "{side} handler for type {ty} re-entered; message dropped"
+            ));
+            return;
+        }
+        let data = payload(buf, len);
+        (*entry).running = true;
+        let f = &mut (*entry).f;
+        guarded(format_args!("{side} handler for type {ty}"), || {
+            f(ev, f_ptr, data)
+        });
+        (*entry).running = false;
+    }
+}
+
+/// The writable callbacks of both sides (leaked; see [`install_writable`]).
+struct Writable {
+    master: Option<Box<MasterWritableFn>>,
+    worker: Option<Box<WorkerWritableFn>>,
+    running: bool,
+}
+
+/// Installs the process's writable handler (`mln_ipc_writable_handler_set`), replacing
+/// any other; the workers inherit it.
+pub(super) fn install_writable(
+    master: Option<Box<MasterWritableFn>>,
+    worker: Option<Box<WorkerWritableFn>>,
+) {
+    let w = Box::into_raw(Box::new(Writable {
+        master,
+        worker,
+        running: false,
+    }));
+    process::set_writable_handler(Some(writable_trampoline), w.cast());
+}
+
+unsafe extern "C" fn writable_trampoline(
+    ev: *mut mln_event_t,
+    f: *mut mln_fork_t,
+    data: *mut c_void,
+) {
+    let w = data.cast::<Writable>();
+    if w.is_null() {
+        return;
+    }
+    // SAFETY: installed by `install_writable` with a leaked `Writable`; `running` refuses
+    // re-entry as in `trampoline`.
+    unsafe {
+        if (*w).running {
+            return;
+        }
+        (*w).running = true;
+        if f.is_null() {
+            if let Some(cb) = (*w).worker.as_mut() {
+                guarded(format_args!("worker writable callback"), || {
+                    cb(&mut Worker::new(ev))
+                });
+            }
+        } else if let (Some(cb), Some(to)) = ((*w).master.as_mut(), identity::id_of(f)) {
+            guarded(format_args!("master writable callback for {to}"), || {
+                cb(&mut Master::new(ev), to)
+            });
+        }
+        (*w).running = false;
+    }
+}
+
+/// Runs user code at the panic boundary: a panic never unwinds into the C loop nor out of
+/// `run`. It is logged with its message, and its payload dropped here, behind a second
+/// boundary: a payload whose `Drop` panics is a second panic, caught too (and that one's
+/// payload is leaked rather than dropped). Returns whether `f` completed.
+pub(super) fn guarded(what: fmt::Arguments<'_>, f: impl FnOnce()) -> bool {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => true,
+        Err(payload) => {
+            log::error(format_args!(
+                "{what} panicked{}; the panic was caught and the loop goes on",
+                message(&*payload)
+            ));
+            drop_payload(payload);
+            false
+        }
+    }
+}
+
+fn message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!(" ({s})")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!(" ({s})")
+    } else {
+        String::new()
+    }
+}
+
+fn drop_payload(p: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        log::error(format_args!(
+            "the panic payload's destructor panicked too; that payload is leaked"
+        ));
+        std::mem::forget(again);
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Builder::run`]: claiming the process, starting the children, the master's loop, a
+//! worker's life, and the stop.
+//!
+//! # Who may touch the core
+//! The core's process state is one global, lent to one borrow at a time and meant for
+//! the thread that runs the loop. The safe API reaches it only from `run` and from the
+//! contexts (`Master`, `Worker`), which exist only on the thread running `run`. So `run`
+//! first claims the process for its thread with one atomic step ([`CLAIMED`]), before it
+//! touches anything of the core; every other call, from any thread, is refused without
+//! touching it. Nothing else in the safe API can reach the core from another thread.
+
+use super::builder::{Builder, WorkerStartFn};
+use super::handlers::{self, guarded};
+use super::{identity, timers, Error, Master, RunSummary, Worker, WorkerId};
+use crate::abi::{mln_event_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
+use crate::log;
+use crate::process::{self, Forked};
+use crate::reactor::standalone as ev_loop;
+use core::ffi::CStr;
+use core::ptr::null_mut;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set once, by the first `run` that passed its argument checks: the process is its
+/// thread's (and, after fork, each worker's only thread's).
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// What a child gets, at least, to exit by itself once its channel closed at the stop.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
+
+pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
+    if CLAIMED.load(Ordering::Acquire) {
+        return Err(Error::AlreadyStarted);
+    }
+    let Builder {
+        workers,
+        master,
+        worker,
+        master_start,
+        mut worker_start,
+        master_writable,
+        worker_writable,
+        programs,
+        max_message,
+        queue_limit,
+        stop_timeout,
+        allow_threads,
+        error,
+    } = b;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if !allow_threads {
+        let threads = thread_count();
+        if threads > 1 {
+            return Err(Error::ThreadsRunning { threads });
+        }
+    }
+    check_sizes(max_message, queue_limit)?;
+    for (args, _) in &programs {
+        check_executable(&args[0])?;
+    }
+    if CLAIMED
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(Error::AlreadyStarted);
+    }
+    // From here on, this thread owns the core's process state.
+    if process::is_worker() {
+        // A worker started through the C API.
+        return Err(Error::AlreadyStarted);
+    }
+    set_sizes(max_message, queue_limit)?;
+    for (ty, f) in master {
+        handlers::install_master(ty, f);
+    }
+    for (ty, f) in worker {
+        handlers::install_worker(ty, f);
+    }
+    if master_writable.is_some() || worker_writable.is_some() {
+        handlers::install_writable(master_writable, worker_writable);
+    }
+    if process::prepare_keep_sigchld() < 0 {
+        return Err(Error::Io(io::Error::last_os_error()));
+    }
+    for _ in 0..workers {
+        match process::fork_core(null_mut(), process::new_plan(M_PET_DFL, M_PST_SUP, None)) {
+            Ok(Forked::Parent) => {}
+            Ok(Forked::Child) => worker_main(worker_start.as_deref_mut(), stop_timeout),
+            Err(e) => return Err(abort_start(e)),
+        }
+    }
+    for (args, supervised) in programs {
+        let stype = if supervised { M_PST_SUP } else { M_PST_DFL };
+        let plan = process::new_plan(M_PET_EXE, stype, Some(process::ExecArgs::new(args)));
+        if let Err(e) = process::spawn_plan_checked(plan, null_mut()) {
+            return Err(abort_start(e));
+        }
+    }
+    let ev = ev_loop::new();
+    if ev.is_null() {
+        return Err(abort_start(io::Error::other("cannot create an event loop")));
+    }
+    process::master_events_set(ev);
+    if let Some(f) = master_start {
+        guarded(format_args!("on_master_start"), || f(&mut Master::new(ev)));
+    }
+    // SAFETY: `ev` is the live loop created above, dispatched on this thread.
+    unsafe { ev_loop::dispatch(ev) };
+    if process::is_worker() {
+        // A worker restarted inside the master's loop left it (spec §5): drop the
+        // master's loop and state, and become that worker.
+        into_worker(ev);
+        worker_main(worker_start.as_deref_mut(), stop_timeout);
+    }
+    let summary = stop_children(stop_timeout);
+    timers::drop_all();
+    // SAFETY: not dispatching any more; nothing refers to the loop after this.
+    unsafe { ev_loop::free(ev) };
+    Ok(summary)
+}
+
+/// The checks of `max_message` and `queue_limit` that touch nothing.
+fn check_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
+    let max_now = max.unwrap_or_else(process::max_message);
+    if !(4..=u32::MAX as usize).contains(&max_now) {
+        return Err(Error::InvalidArgument(
+            "max_message must be between 4 and 4294967295",
+        ));
+    }
+    let limit_now = limit.unwrap_or_else(process::queue_limit);
+    if limit_now != 0 && limit_now < max_now {
+        return Err(Error::InvalidArgument(
+            "queue_limit must be 0 (unlimited) or at least max_message",
+        ));
+    }
+    Ok(())
+}
+
+fn set_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
+    let ok = match (max, limit) {
+        (None, None) => true,
+        (Some(m), None) => process::set_max_message(m),
+        (m, Some(l)) => {
+            // Unlimited first, so the order of the two checks cannot refuse a valid pair.
+            process::set_queue_limit(0)
+                && m.is_none_or(process::set_max_message)
+                && process::set_queue_limit(l)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(
+            "max_message / queue_limit refused (changed through the C API meanwhile?)",
+        ))
+    }
+}
+
+/// Stops every child (see `Builder::stop_timeout`) and says how it went.
+fn stop_children(timeout: Duration) -> RunSummary {
+    let ids = identity::live();
+    let s = process::shutdown(Instant::now() + timeout, timeout.min(EXIT_WAIT));
+    let by_pid = |pids: &[i32]| -> Vec<WorkerId> {
+        let mut v: Vec<WorkerId> = pids
+            .iter()
+            .filter_map(|&p| ids.iter().find(|w| w.pid() == p as u32).copied())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut undelivered: Vec<(WorkerId, usize)> = s
+        .undelivered
+        .iter()
+        .filter_map(|&(slot, n)| {
+            let slot = slot? as usize;
+            Some((*ids.iter().find(|w| w.index() == slot)?, n))
+        })
+        .collect();
+    undelivered.sort();
+    let summary = RunSummary {
+        undelivered,
+        exited: by_pid(&s.exited),
+        killed: by_pid(&s.killed),
+    };
+    if !summary.is_clean() {
+        log::warn(format_args!(
+            "stop: {} queued frame(s) not delivered; {} child(ren) killed",
+            summary.undelivered_frames(),
+            summary.killed.len()
+        ));
+    }
+    summary
+}
+
+/// Closes the children started so far, and gives the error back.
+fn abort_start(e: io::Error) -> Error {
+    process::shutdown(Instant::now(), EXIT_WAIT);
+    Error::Io(e)
+}
+
+/// In a worker forked inside the master's loop: forget what belonged to the master.
+fn into_worker(master_ev: *mut mln_event_t) {
+    timers::forget_all();
+    // SAFETY: our copy of the master's loop; `free` never touches the epoll interest set
+    // (shared with the master) nor any descriptor but its own epoll descriptor.
+    unsafe { ev_loop::free(master_ev) };
+}
+
+/// A worker's life after the fork; never returns.
+fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
+    let ev = ev_loop::new();
+    if ev.is_null() {
+        log::error(format_args!("worker: cannot create an event loop"));
+        std::process::exit(1);
+    }
+    process::worker_events_set(ev);
+    if let Some(f) = start {
+        guarded(format_args!("on_worker_start"), || f(&mut Worker::new(ev)));
+    }
+    // SAFETY: the live loop created above, dispatched on this thread.
+    unsafe { ev_loop::dispatch(ev) };
+    // Stopped (`Worker::stop`). What this process printed goes out before its channel
+    // closes: the master may kill it once it is closed and the grace ran out.
+    process::flush_stdio();
+    let s = process::shutdown(Instant::now() + timeout, Duration::ZERO);
+    let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
+    if lost > 0 {
+        log::warn(format_args!(
+            "{lost} queued message(s) to the master not delivered at stop"
+        ));
+    }
+    std::process::exit(0)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
+}
+
+fn check_executable(program: &CStr) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let path = Path::new(std::ffi::OsStr::from_bytes(program.to_bytes()));
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is not an executable file", path.display()),
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! What the API reports: the counters of a connection ([`Stats`]) and the end of a
+//! master's run ([`RunSummary`]).
+
+use super::WorkerId;
+use crate::abi::mln_ipc_stats_t;
+
+/// Counters of one connection (a child's channel in the master, the master connection
+/// in a worker), as `mln_ipc_stats_get` gives them: see
+/// [`Master::stats`](super::Master::stats) and [`Worker::stats`](super::Worker::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Frames completely written to the socket.
+    pub frames_sent: u64,
+    /// Payload bytes of those frames.
+    pub bytes_sent: u64,
+    /// Frames received and dispatched (or dropped for want of a handler).
+    pub frames_received: u64,
+    /// Payload bytes of those frames.
+    pub bytes_received: u64,
+    /// Frames queued and not yet written, now.
+    pub queued_frames: u64,
+    /// Wire bytes (headers included) queued and not yet written, now.
+    pub queued_bytes: u64,
+    /// The largest `queued_bytes` seen.
+    pub queue_peak_bytes: u64,
+    /// Sends refused with [`Error::QueueFull`](super::Error::QueueFull).
+    pub sends_refused: u64,
+    /// Restarts of this child's index so far (0 in a worker).
+    pub restarts: u64,
+}
+
+impl From<mln_ipc_stats_t> for Stats {
+    fn from(s: mln_ipc_stats_t) -> Self {
+        Stats {
+            frames_sent: s.frames_sent,
+            bytes_sent: s.bytes_sent,
+            frames_received: s.frames_received,
+            bytes_received: s.bytes_received,
+            queued_frames: s.queued_frames,
+            queued_bytes: s.queued_bytes,
+            queue_peak_bytes: s.queue_peak_bytes,
+            sends_refused: s.sends_refused,
+            restarts: s.restarts,
+        }
+    }
+}
+
+/// How the master's [`Builder::run`](super::Builder::run) ended, after
+/// [`Master::stop`](super::Master::stop).
+///
+/// Stopping writes what is still queued to each child, closes every channel (a worker
+/// sees the end of stream and exits with status 127) and waits for the children; all
+/// of it is bounded by [`Builder::stop_timeout`](super::Builder::stop_timeout). This says
+/// what did not go to plan: frames that could not be written in time, and children that
+/// had to be killed, among the children live at the stop. Each list is in index order.
+///
+/// Frames already written into a socket buffer count as delivered: if their worker is
+/// killed (or dies) before it reads them, they are lost without being counted here.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunSummary {
+    /// Per child whose queue was not written out in time: how many frames were dropped.
+    pub undelivered: Vec<(WorkerId, usize)>,
+    /// The children that exited by themselves once their channel closed.
+    pub exited: Vec<WorkerId>,
+    /// The children still running at the stop timeout (busy in a handler, say), killed
+    /// with SIGKILL.
+    pub killed: Vec<WorkerId>,
+}
+
+impl RunSummary {
+    /// Nothing was lost and nobody had to be killed.
+    pub fn is_clean(&self) -> bool {
+        self.undelivered.is_empty() && self.killed.is_empty()
+    }
+
+    /// All the frames that were not delivered.
+    pub fn undelivered_frames(&self) -> usize {
+        self.undelivered.iter().map(|(_, n)| n).sum()
+    }
+}

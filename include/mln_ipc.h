@@ -737,7 +737,8 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  * 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
  *    dispatch until the loop is broken, free the loop; then the workers end too: what is
  *    still queued to them is written (for at most 5 s), their channels close (they exit
- *    with status 127), they get 2 s to exit and are killed after that;
+ *    with status 127), and those still running 5 s after the stop (and at least 2 s
+ *    after their channel closed) are killed;
  * 4. worker (including a worker restarted inside the master's loop, which leaves that
  *    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
  *    `attr->worker_process(ev)`, dispatch, free the loop.

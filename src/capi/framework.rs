@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
 ///    dispatch until the loop is broken, free the loop; then the workers end too: what is
 ///    still queued to them is written (for at most 5 s), their channels close (they exit
-///    with status 127), they get 2 s to exit and are killed after that;
+///    with status 127), and those still running 5 s after the stop (and at least 2 s
+///    after their channel closed) are killed;
 /// 4. worker (including a worker restarted inside the master's loop, which leaves that
 ///    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
 ///    `attr->worker_process(ev)`, dispatch, free the loop.
@@ -72,16 +73,15 @@ fn end_workers() {
     }
     if !s.killed.is_empty() {
         log::warn(format_args!(
-            "master stopped: children {:?} still running after {} s were killed",
-            s.killed,
-            EXIT_GRACE.as_secs()
+            "master stopped: children {:?} were still running and were killed",
+            s.killed
         ));
     }
 }
 
 /// How long the end of the master writes what is still queued.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How long the children then have to exit by themselves.
+/// How long the children have at least, after their channel closed, to exit by themselves.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> c_int {

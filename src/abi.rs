@@ -146,6 +146,23 @@ pub struct mln_tcp_conn_t {
     pub nonblock: mln_u32_t,
 }
 
+impl mln_tcp_conn_t {
+    /// A connection record with no pool and no queues, on descriptor `fd`.
+    pub const fn unset(fd: c_int) -> Self {
+        mln_tcp_conn_t {
+            pool: core::ptr::null_mut(),
+            rcv_head: core::ptr::null_mut(),
+            rcv_tail: core::ptr::null_mut(),
+            snd_head: core::ptr::null_mut(),
+            snd_tail: core::ptr::null_mut(),
+            sent_head: core::ptr::null_mut(),
+            sent_tail: core::ptr::null_mut(),
+            sockfd: fd,
+            nonblock: 0,
+        }
+    }
+}
+
 pub const M_C_SEND: c_int = 1;
 pub const M_C_RECV: c_int = 2;
 pub const M_C_SENT: c_int = 3;

@@ -58,49 +58,34 @@ pub(crate) fn send_iov(fd: RawFd, iov: &[IoSlice<'_>]) -> IoResult {
     // IoSlice is ABI-compatible with iovec (guaranteed by std on Unix).
     msg.msg_iov = iov.as_ptr().cast_mut().cast();
     msg.msg_iovlen = iov.len() as _;
-    loop {
-        // SAFETY: `msg` points at `iov.len()` valid iovecs that outlive the call.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return IoResult::Done(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
-            _ => return IoResult::Failed(e),
-        }
-    }
+    // SAFETY: `msg` points at `iov.len()` valid iovecs that outlive the call.
+    retrying(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
 fn send_one(fd: RawFd, buf: &[u8]) -> IoResult {
-    loop {
-        // SAFETY: `buf` is valid for `buf.len()` readable bytes.
-        let n = unsafe {
-            libc::send(
-                fd,
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            return IoResult::Done(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
-            _ => return IoResult::Failed(e),
-        }
-    }
+    // SAFETY: `buf` is valid for `buf.len()` readable bytes.
+    retrying(|| unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
 }
 
 /// `recv` into `buf` without blocking; EINTR is retried.
 pub(crate) fn recv_into(fd: RawFd, buf: &mut [u8]) -> IoResult {
+    // SAFETY: `buf` is valid for `buf.len()` writable bytes.
+    retrying(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// Runs a `send`/`recv`-like call (a byte count or -1 with errno) until it is not
+/// interrupted, and sorts its outcome.
+#[inline]
+fn retrying(mut call: impl FnMut() -> isize) -> IoResult {
     loop {
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = call();
         if n >= 0 {
             return IoResult::Done(n as usize);
         }

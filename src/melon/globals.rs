@@ -25,17 +25,7 @@ use core::ptr::{addr_of_mut, null_mut};
 
 /// cbindgen:ignore
 #[no_mangle]
-pub static mut master_conn: mln_tcp_conn_t = mln_tcp_conn_t {
-    pool: null_mut(),
-    rcv_head: null_mut(),
-    rcv_tail: null_mut(),
-    snd_head: null_mut(),
-    snd_tail: null_mut(),
-    sent_head: null_mut(),
-    sent_tail: null_mut(),
-    sockfd: -1,
-    nonblock: 0,
-};
+pub static mut master_conn: mln_tcp_conn_t = mln_tcp_conn_t::unset(-1);
 /// cbindgen:ignore
 #[no_mangle]
 pub static mut worker_list_head: *mut mln_fork_t = null_mut();

@@ -253,17 +253,7 @@ impl Peer {
 }
 
 pub(crate) fn conn_new(fd: i32) -> mln_tcp_conn_t {
-    mln_tcp_conn_t {
-        pool: null_mut(),
-        rcv_head: null_mut(),
-        rcv_tail: null_mut(),
-        snd_head: null_mut(),
-        snd_tail: null_mut(),
-        sent_head: null_mut(),
-        sent_tail: null_mut(),
-        sockfd: fd,
-        nonblock: 0,
-    }
+    mln_tcp_conn_t::unset(fd)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -145,6 +145,20 @@ EOF
     # shellcheck disable=SC2086 # CTEST_WRAP is a command prefix
     timeout -k 5 "$CTEST_TIMEOUT" $CTEST_WRAP "$bin" >"$log" 2>&1
     rc=$?
+    # Processes of the test still running once it ended (a worker that did not notice
+    # its master's end): give them 3 s, then kill them and fail the test.
+    left=
+    for _ in $(seq 30); do
+        left=$(pgrep -f -- "$bin\b" | tr '\n' ' ')
+        [ -z "$left" ] && break
+        sleep 0.1 # polling for processes we have no handle on
+    done
+    if [ -n "$left" ]; then
+        # shellcheck disable=SC2086 # a list of pids
+        kill -KILL $left 2>/dev/null
+        echo "processes left behind and killed: $left" >>"$log"
+        [ "$rc" -eq 0 ] && rc=70
+    fi
     if [ -n "$xfail" ]; then
         if [ "$rc" -eq 0 ]; then
             echo "FAIL $name (XPASS: passes although marked as a known failure: $xfail;" \

@@ -77,3 +77,8 @@ pub mod registry;
 mod sigsafe;
 mod sys;
 pub mod wire;
+
+/// The Rust programs of README.md, compiled and run as doc tests (so the README stays true).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -15,7 +15,10 @@
  *            no window;
  *   bm2w     the same, master to worker;
  *   pp       melon-ipc ping-pong, master to worker and back;
- *   fanout   melon-ipc streaming, master to 4 workers (COUNT messages in total).
+ *   fanout   melon-ipc streaming, master to 4 workers (COUNT messages in total);
+ *   cw2m     melon-ipc, worker to master, as fast as the writable callback lets it: queue
+ *            limit 4 MiB, the worker sends until a send is refused (EAGAIN) and resumes in
+ *            the callback; no window, no acknowledgements.
  * A measurement prints one line: ns=... msgs=... bytes=... rss_send=KiB rss_recv=KiB (and
  * refused=N when a burst's send_prepare returned -1, which fails the row).
  *
@@ -88,6 +91,7 @@ static struct figure figs[] = {
     FIG("bm2w16k", NULL, "bm2w", 16384, 20000, "raw16k"),
     FIG("bm2w256k", NULL, "bm2w", 262144, 2000, "raw256k"),
     FIG("bm2w1m", NULL, "bm2w", 1048576, 500, "raw1m"),
+    FIG("cw2m16k", "w2m writable-cb 16 KiB", "cw2m", 16384, 20000, "raw16k"),
 };
 #define N_FIGS (sizeof(figs) / sizeof(figs[0]))
 
@@ -345,28 +349,48 @@ static void print_row(struct figure *f)
     kv_add("%s_rss_send_mib=%.1f %s_rss_recv_mib=%.1f ", f->name, rs.max, f->name, rr.max);
 }
 
-/* The targets (issues 6 and 9), on medians; RSS on the largest of the repetitions. */
-enum tkind { T_RATIO_MIN, T_RTT_MAX, T_RSS_RECV_MIB, T_RSS_SEND_SHARE };
-static const struct target { const char *name, *what; double limit; enum tkind kind; } tgts[] = {
-    {"w2m64", "64 B streaming w2m >= 25% of raw msgs/s", 0.25, T_RATIO_MIN},
-    {"m2w64", "64 B streaming m2w >= 25% of raw msgs/s", 0.25, T_RATIO_MIN},
-    {"w2m16k", "16 KiB streaming w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"m2w16k", "16 KiB streaming m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"w2m256k", "256 KiB streaming w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"m2w256k", "256 KiB streaming m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"pp", "ping-pong round trip <= 1.3x raw", 1.3, T_RTT_MAX},
-    {"rss64", "receiver peak RSS < 64 MiB streaming 1M x 64 B", 64, T_RSS_RECV_MIB},
-    {"bw2m64", "64 B burst w2m >= 40% of raw msgs/s", 0.40, T_RATIO_MIN},
-    {"bm2w64", "64 B burst m2w >= 40% of raw msgs/s", 0.40, T_RATIO_MIN},
-    {"bw2m16k", "16 KiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bm2w16k", "16 KiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bw2m256k", "256 KiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bm2w256k", "256 KiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bw2m1m", "1 MiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bm2w1m", "1 MiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN},
-    {"bw2m16k", "16 KiB burst w2m: sender peak RSS < 25% of burst", 0.25, T_RSS_SEND_SHARE},
-    {"bm2w16k", "16 KiB burst m2w: sender peak RSS < 25% of burst", 0.25, T_RSS_SEND_SHARE},
+/* The targets (issues 6 and 9, and the backpressure issue), on medians; RSS on the largest
+ * of the repetitions. T_FIG_RATIO_MIN compares with figure `ref` instead of the raw one. */
+enum tkind { T_RATIO_MIN, T_RTT_MAX, T_FIG_RATIO_MIN, T_RSS_RECV_MIB, T_RSS_SEND_SHARE,
+             T_RSS_SEND_MIB };
+static const struct target {
+    const char *name, *what;
+    double limit;
+    enum tkind kind;
+    const char *ref;
+} tgts[] = {
+    {"w2m64", "64 B streaming w2m >= 25% of raw msgs/s", 0.25, T_RATIO_MIN, NULL},
+    {"m2w64", "64 B streaming m2w >= 25% of raw msgs/s", 0.25, T_RATIO_MIN, NULL},
+    {"w2m16k", "16 KiB streaming w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"m2w16k", "16 KiB streaming m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"w2m256k", "256 KiB streaming w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"m2w256k", "256 KiB streaming m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"pp", "ping-pong round trip <= 1.3x raw", 1.3, T_RTT_MAX, NULL},
+    {"rss64", "receiver peak RSS < 64 MiB streaming 1M x 64 B", 64, T_RSS_RECV_MIB, NULL},
+    {"bw2m64", "64 B burst w2m >= 40% of raw msgs/s", 0.40, T_RATIO_MIN, NULL},
+    {"bm2w64", "64 B burst m2w >= 40% of raw msgs/s", 0.40, T_RATIO_MIN, NULL},
+    {"bw2m16k", "16 KiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bm2w16k", "16 KiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bw2m256k", "256 KiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bm2w256k", "256 KiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bw2m1m", "1 MiB burst w2m >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bm2w1m", "1 MiB burst m2w >= 60% of raw MB/s", 0.60, T_RATIO_MIN, NULL},
+    {"bw2m16k", "16 KiB burst w2m: sender peak RSS < 25% of burst", 0.25, T_RSS_SEND_SHARE,
+     NULL},
+    {"bm2w16k", "16 KiB burst m2w: sender peak RSS < 25% of burst", 0.25, T_RSS_SEND_SHARE,
+     NULL},
+    {"cw2m16k", "writable-callback stream >= 90% of w2m16k MB/s", 0.90, T_FIG_RATIO_MIN,
+     "w2m16k"},
+    {"cw2m16k", "writable-callback: sender peak RSS < limit + 16 MiB", 4 + 16, T_RSS_SEND_MIB, NULL},
 };
+
+/* The median MB/s of figure f over that of figure ref, or 0. */
+static double fig_ratio(const struct figure *f, const char *ref)
+{
+    const struct figure *r = fig(ref);
+    if (!usable(f) || !usable(r)) return 0;
+    return stat_of(f, get_mbs).med / stat_of(r, get_mbs).med;
+}
 
 static int check_targets(void)
 {
@@ -376,15 +400,27 @@ static int check_targets(void)
     for (k = 0; k < sizeof(tgts) / sizeof(tgts[0]); ++k) {
         const struct target *t = &tgts[k];
         struct figure *fx = fig(t->name);
-        const char *key = t->kind == T_RSS_SEND_SHARE ? "_rss_target" : "_target";
+        const char *key = t->kind == T_RSS_SEND_SHARE || t->kind == T_RSS_SEND_MIB
+            ? "_rss_target" : "_target";
         double v = 0;
         int pass;
         if (fx == NULL || !fx->sel) continue;
         any = 1;
-        if (!usable(fx) || (t->kind <= T_RTT_MAX && ratio_of(fx) == 0)) {
+        if (!usable(fx) || (t->kind <= T_RTT_MAX && ratio_of(fx) == 0)
+            || (t->kind == T_FIG_RATIO_MIN && fig_ratio(fx, t->ref) == 0)) {
             printf("  %-52s %8s  FAIL (%s)\n", t->what, "-",
-                   fx->failed ? "the row failed" : "its raw figure failed");
+                   fx->failed ? "the row failed"
+                   : t->kind == T_FIG_RATIO_MIN ? "its reference figure failed"
+                   : "its raw figure failed");
             pass = 0;
+        } else if (t->kind == T_FIG_RATIO_MIN) {
+            v = fig_ratio(fx, t->ref);
+            pass = v >= t->limit;
+            printf("  %-52s %7.1f%%  %s\n", t->what, 100 * v, pass ? "PASS" : "FAIL");
+        } else if (t->kind == T_RSS_SEND_MIB) {
+            v = stat_of(fx, get_rss_s).max;
+            pass = v < t->limit;
+            printf("  %-52s %5.1f MiB %s\n", t->what, v, pass ? "PASS" : "FAIL");
         } else if (t->kind == T_RATIO_MIN) {
             v = ratio_of(fx);
             pass = v >= t->limit;
@@ -423,7 +459,8 @@ static int run_all(void)
     if (!(scale > 0)) scale = 1.0;
     only = getenv("BENCH_ONLY");
     setenv("MLN_IPC_LOG", getenv("MLN_IPC_LOG") ? getenv("MLN_IPC_LOG") : "error", 1);
-    /* A figure compared with a raw figure needs that raw figure. */
+    /* A figure compared with a raw figure needs that raw figure, and a target compared with
+     * another figure needs that one. */
     for (i = 0; i < N_FIGS; ++i) {
         figs[i].sel = selected(figs[i].name);
         if (figs[i].sel && figs[i].raw != NULL && !selected(figs[i].raw)) {
@@ -431,6 +468,11 @@ static int run_all(void)
             return 2;
         }
     }
+    for (i = 0; i < sizeof(tgts) / sizeof(tgts[0]); ++i)
+        if (tgts[i].ref != NULL && selected(tgts[i].name) && !selected(tgts[i].ref)) {
+            fprintf(stderr, "ipc_bench: %s needs %s in BENCH_ONLY\n", tgts[i].name, tgts[i].ref);
+            return 2;
+        }
 
     printf("melon-ipc benchmark: %d repetitions (interleaved), scale %.2f\n", reps, scale);
     machine();
@@ -482,7 +524,7 @@ int main(int argc, char **argv)
         return run_melon(k);
     }
     if (argc != 1) {
-        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|w2m|m2w|bw2m|bm2w|pp|fanout SIZE "
+        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|w2m|m2w|bw2m|bm2w|cw2m|pp|fanout SIZE "
                 "COUNT]\n");
         return 2;
     }

@@ -4,12 +4,17 @@
  * Kinds: w2m / m2w, streams with a credit window (at most WINDOW bytes of messages queued
  * ahead of the receiver's acknowledgements); bw2m / bm2w, bursts without a window (the
  * sender queues every message from one handler call, a loop of send_prepare calls, then
- * returns, as Melon programs do); pp, ping-pong; fanout, the master streams to 4 workers.
+ * returns, as Melon programs do); pp, ping-pong; fanout, the master streams to 4 workers;
+ * cw2m, a worker streams to the master as fast as the writable callback lets it (queue
+ * limit CB_LIMIT: it sends until a send is refused with EAGAIN and resumes from the refused
+ * message when mln_ipc_writable_handler_set's handler says the queue drained).
  *
  * Built with -DBENCH_MELON against Melon's headers it is a Melon framework program: the
  * IPC is whatever the link line brings (Melon's own with libmelon alone, melon-ipc's melon
  * build with libmln_ipc.a before libmelon); the worker count then comes from a
- * configuration file written here (benches/README.md, "Against Melon"). */
+ * configuration file written here (benches/README.md, "Against Melon"). The extensions cw2m
+ * needs come from include/mln_ipc_ext.h there, declared weak: linked with Melon's own IPC,
+ * which lacks them, cw2m fails with a message and the other kinds run. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -23,15 +28,21 @@
 #include "mln_fork.h"
 #include "mln_ipc.h"
 #include "mln_event.h"
+#include "../include/mln_ipc_ext.h" /* the extensions (a no-op after our mln_ipc.h) */
 #ifdef BENCH_MELON
 #include "mln_path.h"
+#pragma weak mln_ipc_max_message_set
+#pragma weak mln_ipc_queue_limit_set
+#pragma weak mln_ipc_writable_handler_set
 #endif
 #include "bench.h"
 
 #define WINDOW_BYTES (1u << 20)
 #define WATCH_MS 100 /* how often the master checks that its workers are alive */
+#define CB_LIMIT ((mln_size_t)4 << 20)   /* cw2m: the queue limit */
+#define CB_MAX_MSG ((mln_size_t)1 << 20) /* cw2m: the maximum message (at most the limit) */
 
-enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W };
+enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M };
 static enum kind kind;
 static const char *kind_name;
 static long long t_start;
@@ -50,7 +61,7 @@ static struct stream streams[FANOUT];
 static int n_streams, n_done;
 static struct stream wstream; /* a worker's own stream (sending or receiving) */
 
-static int worker_sends(void) { return kind == K_W2M || kind == K_BW2M; }
+static int worker_sends(void) { return kind == K_W2M || kind == K_BW2M || kind == K_CW2M; }
 
 static int send_one(mln_event_t *ev, struct stream *s, mln_u32_t type, void *p, size_t n)
 {
@@ -109,6 +120,36 @@ static void burst(mln_event_t *ev, struct stream *s)
     }
     stop_workers();
     exit(EXIT_REFUSED);
+}
+
+/* cw2m: sends until a send is refused (EAGAIN) or all are sent; the writable callback calls
+ * it again. Any other failure fails the row, as in a burst. */
+static int cb_waiting;
+
+static void stream_until_refused(mln_event_t *ev, struct stream *s)
+{
+    while (s->sent < s->count) {
+        set_seq(msg, (uint32_t)s->sent);
+        if (send_one(ev, s, T_DATA, msg, msg_size) != 0) {
+            if (errno != EAGAIN) {
+                fprintf(stderr, "ipc_bench: cw2m: send_prepare failed for message %ld: %s\n",
+                        s->sent, strerror(errno));
+                kill(master_pid, SIGKILL);
+                _exit(EXIT_REFUSED);
+            }
+            cb_waiting = 1;
+            return;
+        }
+        ++s->sent;
+    }
+}
+
+static void writable(mln_event_t *ev, mln_fork_t *f, void *data)
+{
+    (void)data;
+    if (f != NULL || !cb_waiting) fail("writable callback without a refusal, or in the master");
+    cb_waiting = 0;
+    stream_until_refused(ev, &wstream);
 }
 
 /* Receiving side: check, count, acknowledge (windowed streams); returns 1 on the last. */
@@ -221,6 +262,7 @@ static void w_go(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **
 {
     (void)f_ptr; (void)buf; (void)len; (void)u;
     if (kind == K_BW2M) burst(ev, &wstream);
+    else if (kind == K_CW2M) stream_until_refused(ev, &wstream);
     else if (kind == K_BM2W) {
         if (mln_ipc_worker_send_prepare(ev, T_READY, ctl, sizeof(ctl)) != 0) fail("send ready");
     } else fill_window(ev, &wstream);
@@ -315,6 +357,7 @@ static void master_process(mln_event_t *ev)
         case K_W2M:
         case K_BW2M:
         case K_BM2W:
+        case K_CW2M:
             if (mln_ipc_master_send_prepare(ev, T_GO, ctl, sizeof(ctl), s->f) != 0)
                 fail("send go");
             break;
@@ -348,6 +391,20 @@ static int global_init(void)
 #ifndef BENCH_MELON
     mln_fork_worker_num_set(kind == K_FANOUT ? FANOUT : 1);
 #endif
+    if (kind == K_CW2M) {
+        /* Both processes (set before the fork). */
+#ifdef BENCH_MELON
+        if (mln_ipc_queue_limit_set == NULL || mln_ipc_writable_handler_set == NULL
+            || mln_ipc_max_message_set == NULL) {
+            fprintf(stderr, "ipc_bench: cw2m: this IPC has no queue limit or writable callback "
+                    "(Melon's own)\n");
+            return -1;
+        }
+#endif
+        if (mln_ipc_max_message_set(CB_MAX_MSG) != 0 || mln_ipc_queue_limit_set(CB_LIMIT) != 0)
+            return -1;
+        mln_ipc_writable_handler_set(writable, NULL);
+    }
     for (i = 0; i < sizeof(h) / sizeof(h[0]); ++i)
         if (mln_ipc_handler_register(h[i].type, h[i].m, h[i].w, NULL, NULL) == NULL) return -1;
     return 0;
@@ -364,7 +421,7 @@ int run_melon(const char *k)
 {
     static const struct { const char *name; enum kind kind; } kinds[] = {
         {"w2m", K_W2M}, {"m2w", K_M2W}, {"pp", K_PP}, {"fanout", K_FANOUT},
-        {"bw2m", K_BW2M}, {"bm2w", K_BM2W},
+        {"bw2m", K_BW2M}, {"bm2w", K_BM2W}, {"cw2m", K_CW2M},
     };
     static char arg0[] = "ipc_bench", *argv[] = {arg0, NULL};
     struct mln_framework_attr a;
@@ -380,7 +437,7 @@ int run_melon(const char *k)
     kind_name = kinds[i].name;
     if (kind == K_FANOUT && msg_count % FANOUT != 0) fail("fan-out count must divide by 4");
     per_worker = kind == K_FANOUT ? msg_count / FANOUT : msg_count;
-    if (kind == K_BW2M || kind == K_BM2W) {
+    if (kind == K_BW2M || kind == K_BM2W || kind == K_CW2M) {
         window_msgs = msg_count;
         ack_every = 0;
     } else {

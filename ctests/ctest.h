@@ -28,7 +28,9 @@
  *   never ends). ctest_framework_init hands Melon a worker_process of its own that, in the
  *   master, frees that loop and jumps back out, so mln_framework_init "returns 0" there as
  *   in the standalone build; in workers it calls the test's worker_process.
- * - Extensions present in both builds but not in Melon's headers are declared here. */
+ * - Extensions present in both builds but not in Melon's headers (mln_ipc_max_message_set,
+ *   mln_ipc_queue_limit_set, mln_ipc_writable_handler_set, mln_ipc_stats_get) come from
+ *   include/mln_ipc_ext.h, included in both builds (a no-op after our mln_ipc.h). */
 #ifndef CTEST_H
 #define CTEST_H
 #include <stdio.h>
@@ -44,6 +46,7 @@
 #include "mln_framework.h"
 #include "mln_fork.h"
 #include "mln_ipc.h"
+#include "../include/mln_ipc_ext.h"
 #ifdef CTEST_MELON
 #include <setjmp.h>
 #include "mln_conf.h"
@@ -85,10 +88,6 @@ static inline int ctest_conf_load(void) { return 0; }
 static inline int ctest_framework_init(struct mln_framework_attr *a) { return mln_framework_init(a); }
 
 #else /* CTEST_MELON */
-
-/* Extension of melon-ipc (both builds) that Melon's headers do not declare. */
-extern int mln_ipc_max_message_set(mln_size_t max);
-extern int mln_ipc_queue_limit_set(mln_size_t bytes);
 
 static char *ctest_conf_path(void) { return getenv("CTEST_MELON_CONF"); }
 

@@ -827,3 +827,9 @@ int mln_ipc_stats_get(mln_fork_t *f, struct mln_ipc_stats_t *out);
 #endif  // __cplusplus
 
 #endif  /* MLN_IPC_RS_H */
+
+/* The extensions (mln_ipc_max_message_set, mln_ipc_queue_limit_set,
+ * mln_ipc_writable_handler_set, mln_ipc_stats_get) are declared: mln_ipc_ext.h is a no-op. */
+#ifndef MLN_IPC_EXTENSIONS
+#define MLN_IPC_EXTENSIONS 1
+#endif

@@ -12,26 +12,47 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// The value an exported function returns when its body panicked or was refused.
 pub(crate) trait Fallback {
     fn fallback() -> Self;
+    /// Whether this value is the function's error value (errno then tells why).
+    fn failed(&self) -> bool;
 }
 impl Fallback for () {
     fn fallback() -> Self {}
+    fn failed(&self) -> bool {
+        // Nothing to report and nothing to keep: a void function's errno is unspecified.
+        true
+    }
 }
 impl Fallback for core::ffi::c_int {
     fn fallback() -> Self {
         -1
+    }
+    fn failed(&self) -> bool {
+        *self == -1
     }
 }
 impl<T> Fallback for *mut T {
     fn fallback() -> Self {
         core::ptr::null_mut()
     }
+    fn failed(&self) -> bool {
+        self.is_null()
+    }
 }
 
 /// The one panic boundary for every exported body: a panic never crosses into C; it is
 /// logged and the function returns its documented error value (-1, NULL or nothing).
+/// A success (any other value) leaves errno as the caller had it: the work behind it may
+/// meet harmless failures of its own (a non-blocking write's EAGAIN, the /proc entry of a
+/// child that has already exited and been reaped), which must not leak out.
 pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
+    let saved = errno();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(r) => r,
+        Ok(r) => {
+            if !r.failed() {
+                set_errno(saved);
+            }
+            r
+        }
         Err(_) => {
             crate::log::error(format_args!("{name}: internal error (panic caught)"));
             R::fallback()
@@ -50,6 +71,12 @@ macro_rules! non_null {
     };
 }
 pub(crate) use non_null;
+
+/// The calling thread's errno.
+pub(crate) fn errno() -> core::ffi::c_int {
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
 
 /// Sets the calling thread's errno.
 pub(crate) fn set_errno(e: core::ffi::c_int) {

@@ -9,6 +9,7 @@
  *            and writes it whenever it is full, the receiver parses frames out of 64 KiB
  *            reads (blocking I/O, no library; raw.c);
  *   rawpp    ping-pong of one SIZE-byte frame with blocking read/write;
+ *   rawepp   the same through epoll_wait and non-blocking reads: the floor of an event loop;
  *   w2m      melon-ipc streaming with a credit window, worker to master (mlnipc.c);
  *   m2w      the same, master to worker;
  *   bw2m     melon-ipc burst, worker to master: COUNT messages queued from one handler call,
@@ -70,6 +71,7 @@ static struct figure figs[] = {
     FIG("raw256k", "raw stream 256 KiB", "raw", 262144, 20000, NULL),
     FIG("raw1m", "raw stream 1 MiB", "raw", 1048576, 5000, NULL),
     FIG("rawpp", "raw ping-pong 16 B", "rawpp", 16, 30000, NULL),
+    FIG("rawepp", "raw ping-pong 16 B, epoll", "rawepp", 16, 30000, "rawpp"),
     FIG("w2m16", "w2m stream 16 B", "w2m", 16, 12000000, "raw16"),
     FIG("w2m64", "w2m stream 64 B", "w2m", 64, 16000000, "raw64"),
     FIG("w2m1k", "w2m stream 1 KiB", "w2m", 1024, 2000000, "raw1k"),
@@ -521,10 +523,11 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         if (strcmp(k, "raw") == 0) return run_raw(0);
         if (strcmp(k, "rawpp") == 0) return run_raw(1);
+        if (strcmp(k, "rawepp") == 0) return run_raw(2);
         return run_melon(k);
     }
     if (argc != 1) {
-        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|w2m|m2w|bw2m|bm2w|cw2m|pp|fanout SIZE "
+        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|rawepp|w2m|m2w|bw2m|bm2w|cw2m|pp|fanout SIZE "
                 "COUNT]\n");
         return 2;
     }

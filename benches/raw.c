@@ -2,12 +2,15 @@
  * socketpair, blocking I/O, no library: the sender encodes frames ([u32 len = 4 + payload]
  * [u32 type][payload], melon-ipc's wire format) into a 64 KiB buffer and writes it whenever
  * it is full; the receiver parses frames out of 64 KiB reads. Ping-pong: one frame back and
- * forth with blocking write/read. */
+ * forth with blocking write/read, or (rawepp) through epoll_wait and non-blocking reads,
+ * the floor of any event-loop design. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -126,6 +129,49 @@ static void raw_receiver(int fd)
     free(buf);
 }
 
+/* The event-loop floor (rawepp): the socket is non-blocking and registered on an epoll
+ * instance; each side waits in epoll_wait before it reads, as any event loop must. */
+static int ep = -1;
+
+static void epoll_setup(int fd)
+{
+    struct epoll_event e;
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    memset(&e, 0, sizeof(e));
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0) die("epoll_ctl");
+}
+
+/* Reads exactly n bytes, waiting in epoll_wait whenever the socket is empty (or always,
+ * in blocking mode, where read_all blocks instead). */
+static void read_frame(int fd, void *p, size_t n)
+{
+    char *c = p;
+    struct epoll_event e;
+    if (ep < 0) {
+        read_all(fd, p, n);
+        return;
+    }
+    while (n > 0) {
+        ssize_t r;
+        if (epoll_wait(ep, &e, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        r = read(fd, c, n);
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            die("read");
+        }
+        if (r == 0) fail("raw ping-pong: end of stream");
+        c += r;
+        n -= (size_t)r;
+    }
+}
+
 static void raw_pingpong_child(int fd)
 {
     size_t frame = 8 + msg_size;
@@ -133,7 +179,7 @@ static void raw_pingpong_child(int fd)
     long i;
     if (b == NULL) die("malloc");
     for (i = 0; i < msg_count; ++i) {
-        read_all(fd, b, frame);
+        read_frame(fd, b, frame);
         write_all(fd, b, frame);
     }
     free(b);
@@ -150,13 +196,14 @@ static void raw_pingpong_parent(int fd)
     for (i = 0; i < msg_count; ++i) {
         set_seq(b + 8, (uint32_t)i);
         write_all(fd, b, frame);
-        read_all(fd, in, frame);
+        read_frame(fd, in, frame);
         check_msg(in + 8, frame - 8, i, msg_count);
     }
     free(b);
     free(in);
 }
 
+/* pingpong: 0 stream, 1 ping-pong with blocking read/write, 2 ping-pong through epoll. */
 int run_raw(int pingpong)
 {
     int sv[2];
@@ -170,11 +217,13 @@ int run_raw(int pingpong)
     if (pid < 0) die("fork");
     if (pid == 0) {
         close(sv[0]);
+        if (pingpong == 2) epoll_setup(sv[1]);
         if (pingpong) raw_pingpong_child(sv[1]);
         else raw_sender(sv[1]);
         _exit(0);
     }
     close(sv[1]);
+    if (pingpong == 2) epoll_setup(sv[0]);
     t0 = now_ns();
     if (pingpong) {
         raw_pingpong_parent(sv[0]);

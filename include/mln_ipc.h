@@ -692,8 +692,10 @@ void mln_ipc_fd_handler_worker(mln_event_t *ev, int fd, void *data);
  * closes its descriptor, drops what was queued to it (logged at warn), and, if
  * supervised, restarts it from the loop (`ev`, or the loop the child was registered on)
  * once its process is gone and the current callback has returned. Called from one of
- * `f`'s own handlers, it takes effect when that handler returns. Not a live child, or
- * NULL: no-op.
+ * `f`'s own handlers, the pointer is stale at once as well (sends -1 with ESRCH,
+ * `mln_ipc_stats_get` -1, `mln_fork_iterate` skips it); the descriptor is closed when that
+ * handler returns, and no later frame from `f` is dispatched. Not a live child, or NULL:
+ * no-op.
  */
 void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
 
@@ -726,7 +728,9 @@ int mln_ipc_master_send_prepare(mln_event_t *ev,
 
 /**
  * Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
- * -1 with ESRCH in a process that is not a worker (or whose master is gone).
+ * -1 with EINVAL for a NULL `ev` (checked first, in any process) or a NULL `msg` with `len`
+ * > 0, ESRCH in a process that is not a worker (or whose master is gone), and otherwise
+ * the errno values of `mln_ipc_master_send_prepare`.
  */
 int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_size_t len);
 

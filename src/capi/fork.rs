@@ -235,8 +235,10 @@ pub unsafe extern "C" fn mln_ipc_fd_handler_worker(
 /// closes its descriptor, drops what was queued to it (logged at warn), and, if
 /// supervised, restarts it from the loop (`ev`, or the loop the child was registered on)
 /// once its process is gone and the current callback has returned. Called from one of
-/// `f`'s own handlers, it takes effect when that handler returns. Not a live child, or
-/// NULL: no-op.
+/// `f`'s own handlers, the pointer is stale at once as well (sends -1 with ESRCH,
+/// `mln_ipc_stats_get` -1, `mln_fork_iterate` skips it); the descriptor is closed when that
+/// handler returns, and no later frame from `f` is dispatched. Not a live child, or NULL:
+/// no-op.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
     ev: *mut mln_event_t,
@@ -290,7 +292,9 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
 }
 
 /// Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
-/// -1 with ESRCH in a process that is not a worker (or whose master is gone).
+/// -1 with EINVAL for a NULL `ev` (checked first, in any process) or a NULL `msg` with `len`
+/// > 0, ESRCH in a process that is not a worker (or whose master is gone), and otherwise
+/// the errno values of `mln_ipc_master_send_prepare`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     ev: *mut mln_event_t,

@@ -155,7 +155,7 @@ pub(crate) fn iterate(ev: *mut mln_event_t, h: fork_iterate_handler, data: *mut 
                 return None;
             }
             // SAFETY: a record listed as live is not freed; tombstones are kept.
-            let alive = p.find(c.cast()).is_some() && unsafe { (*c).id } == id;
+            let alive = p.find_open(c.cast()).is_some() && unsafe { (*c).id } == id;
             if alive {
                 p.callbacks += 1;
             }

@@ -161,7 +161,7 @@ pub(crate) fn drain_parked(p: &mut Proc) {
 fn resolve(p: &mut Proc, t: Target) -> Result<(Peer, *mut Chan), SendError> {
     match t {
         Target::Child(f) => {
-            let c = p.find(f).ok_or(SendError::NoPeer)?;
+            let c = p.find_open(f).ok_or(SendError::NoPeer)?;
             // SAFETY: a live record (found in the live set), reached inside the borrow.
             let ch = unsafe { (*c).live.as_mut() }.ok_or(SendError::NoPeer)?;
             Ok((Peer::Child(c), &mut ch.chan))

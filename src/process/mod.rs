@@ -144,7 +144,7 @@ pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
             }
             (Peer::Master, 0)
         } else {
-            let c = p.find(f)?;
+            let c = p.find_open(f)?;
             let restarts = p.live_of(c)?.plan.restarts;
             (Peer::Child(c), restarts)
         };

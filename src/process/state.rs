@@ -377,6 +377,17 @@ impl Proc {
             .then_some(f.cast_mut().cast())
     }
 
+    /// `f` if it is a live child that no one has asked to close. A close asked for while
+    /// the child's frames are being dispatched takes effect when that pass ends; to the
+    /// program the child is gone at once (sends, stats and walks no longer see it).
+    #[inline]
+    pub(crate) fn find_open(&self, f: *const mln_fork_t) -> Option<*mut Child> {
+        let c = self.find(f)?;
+        // SAFETY: a live record (in the live set).
+        let live = unsafe { (*c).live.as_ref() }?;
+        (!live.chan.close_pending).then_some(c)
+    }
+
     /// The channel of `peer`, if it is live.
     #[inline]
     pub(crate) fn chan(&mut self, peer: Peer) -> Option<&mut Chan> {

@@ -728,9 +728,9 @@ int mln_ipc_master_send_prepare(mln_event_t *ev,
 
 /**
  * Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
- * -1 with EINVAL for a NULL `ev` (checked first, in any process) or a NULL `msg` with `len`
- * > 0, ESRCH in a process that is not a worker (or whose master is gone), and otherwise
- * the errno values of `mln_ipc_master_send_prepare`.
+ * -1 with EINVAL for a NULL `ev` (checked first, in any process) or for a NULL `msg` with
+ * a nonzero `len`, ESRCH in a process that is not a worker (or whose master is gone), and
+ * otherwise the errno values of `mln_ipc_master_send_prepare`.
  */
 int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_size_t len);
 

@@ -292,9 +292,9 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
 }
 
 /// Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
-/// -1 with EINVAL for a NULL `ev` (checked first, in any process) or a NULL `msg` with `len`
-/// > 0, ESRCH in a process that is not a worker (or whose master is gone), and otherwise
-/// the errno values of `mln_ipc_master_send_prepare`.
+/// -1 with EINVAL for a NULL `ev` (checked first, in any process) or for a NULL `msg` with
+/// a nonzero `len`, ESRCH in a process that is not a worker (or whose master is gone), and
+/// otherwise the errno values of `mln_ipc_master_send_prepare`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     ev: *mut mln_event_t,

@@ -9,11 +9,17 @@
  *   - mln_ipc_stats_get on it returns -1 with errno ESRCH;
  *   - mln_fork_iterate no longer visits it (2 children);
  *   - a second close is a no-op; the handler's own arguments are intact;
- *   - SECOND, behind FIRST in the same read, is never dispatched.
+ *   - SECOND, behind FIRST in the same read, is never dispatched, nor anything the worker
+ *     sends afterwards (it keeps sending SECOND every 2 ms until its master connection
+ *     ends);
+ *   - the handler then runs the loop itself for 300 ms (a nested dispatch ended by a
+ *     timer): the closed child's readable socket must not wake that loop (counted with
+ *     mln_event_callback_set, which runs once per loop iteration: fewer than 50).
  * Then exactly one replacement starts (from the loop, after the handler returned) and the
  * three live workers answer three ping rounds; 4 distinct workers in all.
  * Failed before the fix: the send inside the handler returned 0 (queued to a closed child,
- * lost without a word) and the walk still visited the closed child. */
+ * lost without a word), the walk still visited the closed child, and a nested loop handed
+ * out one more frame of the closed child. */
 #include "life.h"
 
 #define N 3
@@ -26,12 +32,35 @@ static int phase, firsts, seconds_seen;
 static pid_t victim;
 static struct life_pids dead;
 
+static void worker_more(mln_event_t *ev, void *data)
+{
+    (void)data;
+    /* Refused once the master connection has ended (the worker then exits anyway). */
+    if (mln_ipc_worker_send_prepare(ev, T_SECOND, "second", 6) == 0)
+        CHECK(mln_event_timer_set(ev, 2, NULL, worker_more) != NULL);
+}
+
 static void worker_poke(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
     /* Both are queued before the handler returns: they leave in one write. */
     CHECK(mln_ipc_worker_send_prepare(ev, T_FIRST, "first", 5) == 0);
     CHECK(mln_ipc_worker_send_prepare(ev, T_SECOND, "second", 6) == 0);
+    CHECK(mln_event_timer_set(ev, 2, NULL, worker_more) != NULL);
+}
+
+static int iterations;
+
+static void count_iteration(mln_event_t *ev, void *data)
+{
+    (void)ev; (void)data;
+    ++iterations;
+}
+
+static void nested_end(mln_event_t *ev, void *data)
+{
+    *(int *)data = 1;
+    mln_event_break_set(ev);
 }
 
 static int count_child(mln_event_t *ev, mln_fork_t *f, void *data)
@@ -65,6 +94,18 @@ static void master_first(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
     CHECK(n == N - 1);
     life_close(ev, f); /* already closed: nothing happens */
     CHECK(f->pid == victim);
+
+    {
+        int ended = 0;
+        CHECK(mln_event_timer_set(ev, 300, &ended, nested_end) != NULL);
+        mln_event_callback_set(ev, count_iteration, NULL);
+        while (!ended) mln_event_dispatch(ev);
+        mln_event_break_reset(ev);
+        mln_event_callback_set(ev, NULL, NULL);
+        if (iterations >= 50)
+            fprintf(stderr, "master: the nested loop ran %d iterations in 300 ms\n", iterations);
+        CHECK(iterations < 50);
+    }
     CHECK(len == 5 && memcmp(buf, "first", 5) == 0);
     phase = 1;
 }

@@ -43,8 +43,9 @@ pub unsafe extern "C" fn mln_ipc_handler_register(
 }
 
 /// Removes a registration made by `mln_ipc_handler_register`. Handlers already installed
-/// in a running process keep firing (Melon's configuration reload relies on it); the
-/// removal matters for the next `mln_fork_prepare` / `mln_ipc_set_process_handlers`. The
+/// in a running process keep firing (Melon's configuration reload relies on it), also
+/// after `mln_ipc_set_process_handlers`, which only installs what is registered; the next
+/// `mln_fork_prepare` (in a process that forks again) rebuilds the tables without it. The
 /// entry's memory is kept (56 bytes) so that its address is never reissued: NULL, or an
 /// entry already unregistered, is a no-op, forever. Thread-safe.
 #[no_mangle]

@@ -169,6 +169,17 @@ impl Rx {
         }
     }
 
+    /// Whether `next` would hand out a frame (or report a length that ends the stream)
+    /// without another read.
+    #[cfg(feature = "standalone")]
+    pub(crate) fn has_frame(&self) -> bool {
+        self.start < self.end
+            && matches!(
+                self.dec.clone().next(&self.buf[self.start..self.end]),
+                Step::Frame { .. } | Step::TooLong { .. }
+            )
+    }
+
     /// Releases the oldest frame handed out by `next`.
     pub(crate) fn unpin(&mut self) {
         self.pins = self.pins.saturating_sub(1);

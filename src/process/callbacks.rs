@@ -84,6 +84,7 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
         if due == Some(true) {
             run_writable_callbacks(ev);
         }
+        super::recv::deliver_held(ev);
     })
 }
 

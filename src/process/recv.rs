@@ -101,14 +101,54 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     super::callbacks::run_writable_callbacks(ev);
 }
 
+/// Frames received behind one whose handler now runs the loop itself (nested dispatch):
+/// the socket has nothing new to say about them, so no readiness event would hand them
+/// out and a handler waiting for the next frame would wait for ever. Called before each
+/// wait of loop `ev`: a nested pass of each such channel registered on `ev` delivers them,
+/// in order. Costs nothing while no user callback runs. Standalone only: Melon's loop does
+/// not report a descriptor again while its handler runs, so there a nested dispatch does
+/// not receive on the channel being handled at all (README, "The melon build").
+#[cfg(feature = "standalone")]
+pub(crate) fn deliver_held(ev: *mut mln_event_t) {
+    let held = |p: &mut Proc, peer: Peer| {
+        !p.dispatch_stopped
+            && p.chan(peer).is_some_and(|c| {
+                c.busy > 0 && !c.close_pending && c.ev == ev && c.ch.rx.has_frame()
+            })
+    };
+    let Some(peers) = PROC.try_with(|p| {
+        if p.callbacks == 0 {
+            return Vec::new();
+        }
+        let mut all: Vec<Peer> = p.children().into_iter().map(Peer::Child).collect();
+        if p.is_worker {
+            all.push(Peer::Master);
+        }
+        all.retain(|&peer| held(p, peer));
+        all
+    }) else {
+        return;
+    };
+    for peer in peers {
+        if PROC.try_with(|p| held(p, peer)) == Some(true) {
+            readable(ev, peer);
+        }
+    }
+}
+
 fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
     let (side, f_ptr): (Side, *mut c_void) = match peer {
         Peer::Child(c) => (Side::Master, c.cast()),
         Peer::Master => (Side::Worker, super::master_connection().cast()),
     };
-    // SAFETY (every dereference of `ch` below): inside a borrow of the process state, with
-    // the epoch unchanged (no fork since the pass began), the channel is allocated.
+    // Frames already received come first: a nested pass (a handler running the loop) finds
+    // those behind the frame its outer handler is handling.
+    if let Some(end) = deliver(ev, ch, epoch, side, f_ptr) {
+        return end;
+    }
     for _ in 0..MAX_READS_PER_EVENT {
+        // SAFETY (every dereference of `ch`): inside a borrow of the process state, with
+        // the epoch unchanged (no fork since the pass began), the channel is allocated.
         let r = PROC.with(|_| unsafe {
             let c = &mut *ch;
             let fd = c.ch.raw();
@@ -120,33 +160,8 @@ fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
             Read::Eof => true,
             Read::Error(e) => return End::Error(e),
         };
-        loop {
-            let step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
-            match step {
-                Step::Call { h, slot, ptr, len } => {
-                    // SAFETY: a handler from the tables with its own data slot; the
-                    // payload stays pinned (valid) until `unpin` below.
-                    unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
-                    let after = PROC.with(|p| {
-                        if p.epoch != epoch {
-                            return None;
-                        }
-                        p.callbacks -= 1;
-                        let c = unsafe { &mut *ch };
-                        c.ch.rx.unpin();
-                        Some(c.close_pending)
-                    });
-                    match after {
-                        None => return End::Forked,
-                        Some(true) => return End::Stopped,
-                        Some(false) => {}
-                    }
-                }
-                Step::Skipped => {}
-                Step::More => break,
-                Step::TooLong(n) => return End::TooLong(n),
-                Step::Stopped => return End::Stopped,
-            }
+        if let Some(end) = deliver(ev, ch, epoch, side, f_ptr) {
+            return end;
         }
         if eof {
             return End::Eof;
@@ -158,11 +173,52 @@ fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
     End::Drained
 }
 
+/// Hands every complete frame in `ch`'s buffer to its handler; `None` when it needs more
+/// bytes, or how the pass ends.
+fn deliver(
+    ev: *mut mln_event_t,
+    ch: *mut Chan,
+    epoch: u64,
+    side: Side,
+    f_ptr: *mut c_void,
+) -> Option<End> {
+    loop {
+        // SAFETY (every dereference of `ch`): as in `pass`.
+        let step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
+        match step {
+            Step::Call { h, slot, ptr, len } => {
+                // SAFETY: a handler from the tables with its own data slot; the payload
+                // stays pinned (valid) until `unpin` below.
+                unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
+                let after = PROC.with(|p| {
+                    if p.epoch != epoch {
+                        return None;
+                    }
+                    p.callbacks -= 1;
+                    let c = unsafe { &mut *ch };
+                    c.ch.rx.unpin();
+                    Some(c.close_pending)
+                });
+                match after {
+                    None => return Some(End::Forked),
+                    Some(true) => return Some(End::Stopped),
+                    Some(false) => {}
+                }
+            }
+            Step::Skipped => {}
+            Step::More => return None,
+            Step::TooLong(n) => return Some(End::TooLong(n)),
+            Step::Stopped => return Some(End::Stopped),
+        }
+    }
+}
+
 /// Takes the next frame of channel `ch` and finds its handler.
 #[inline]
 fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
-    if p.dispatch_stopped {
-        // A handler stopped this process: the frames behind its frame stay unread.
+    if p.dispatch_stopped || ch.close_pending {
+        // A handler stopped this process, or closed this channel's child: the frames
+        // behind its frame are never dispatched.
         return Step::Stopped;
     }
     match ch.ch.rx.next() {

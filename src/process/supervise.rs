@@ -77,7 +77,24 @@ pub(crate) fn close_in(
     let peer = Peer::Child(c);
     let Some(ch) = p.chan(peer) else { return };
     if ch.busy > 0 {
-        // Its frames are being dispatched: finish that first (the pass closes it).
+        // Its frames are being dispatched: finish that first (the pass closes it). Nothing
+        // more is read meanwhile, so the loop stops watching it now (a nested dispatch
+        // would otherwise spin on a readable socket no pass reads).
+        if !ch.close_pending && !ch.ev.is_null() {
+            // SAFETY: the channel's loop is live (forgotten when freed); a CLR inside that
+            // fd's own handler is allowed.
+            unsafe {
+                reactor::fd_set(
+                    ch.ev,
+                    ch.ch.raw(),
+                    M_EV_CLR,
+                    M_EV_UNLIMITED,
+                    null_mut(),
+                    None,
+                )
+            };
+            ch.send_armed = false;
+        }
         ch.close_pending = true;
         return;
     }

@@ -2,7 +2,9 @@
  * the socket holds). A, after its 100th frame, writes 50 frames of its own straight to the
  * socket, then SIGKILLs itself. The master must
  *   - deliver all 50 frames A sent before dying (they are in the socket before the EOF),
- *   - log at warn how many queued frames to A were dropped: between 1 and 5,000 - 100,
+ *   - accept every send to A until a write to A fails, then refuse each with ESRCH,
+ *   - log at warn how many queued frames to A were dropped: between 1 and the number
+ *     accepted - 100,
  *   - keep serving worker B (a ping/pong after A's death), and restart A (supervised).
  * The log is captured by pointing this process's stderr at a file, at log level warn. */
 #include "ctest.h"
@@ -22,7 +24,7 @@
 
 static pid_t a_pid, b_pid;
 static mln_fork_t *b;
-static int ups, pongs, pinged;
+static int ups, pongs, pinged, accepted, refused;
 
 static void worker_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
@@ -90,8 +92,19 @@ static int blast(mln_event_t *ev, mln_fork_t *f, void *data)
     (void)data;
     if (a_pid == 0) {
         a_pid = f->pid;
-        for (i = 0; i < COUNT; ++i)
-            CHECK(mln_ipc_master_send_prepare(ev, T_DATA, buf, SIZE, f) == 0);
+        /* A may die while this loop still runs (a send may wait for it to read): once a
+         * write to it has failed, every later send is refused with ESRCH. */
+        for (i = 0; i < COUNT; ++i) {
+            errno = 0;
+            if (mln_ipc_master_send_prepare(ev, T_DATA, buf, SIZE, f) == 0) {
+                CHECK(refused == 0);
+                ++accepted;
+            } else {
+                CHECK(errno == ESRCH);
+                ++refused;
+            }
+        }
+        CHECK(accepted >= KILL_AT);
     } else {
         b_pid = f->pid;
         b = f;
@@ -141,9 +154,11 @@ int main(int argc, char *argv[])
     p = strstr(p, "), ");
     CHECK(p != NULL);
     CHECK(sscanf(p, "), %ld queued frame(s) to it lost; restarting in", &dropped) == 1);
-    fprintf(stderr, "A: %d frames before death delivered, %ld queued frames dropped\n", ups, dropped);
+    fprintf(stderr, "A: %d frames before death delivered; of %d sends to it %d accepted, %d "
+            "refused (ESRCH), %ld queued frames dropped\n", ups, COUNT, accepted, refused, dropped);
     CHECK(ups == UPS);
-    CHECK(dropped >= 1 && dropped <= COUNT - KILL_AT);
+    CHECK(accepted + refused == COUNT);
+    CHECK(dropped >= 1 && dropped <= accepted - KILL_AT);
     CHECK(pongs == 1);
     return 0;
 }

@@ -708,7 +708,8 @@ void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
  * the frame goes out through the loop the child is registered on.
  *
  * Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
- * 0), ESRCH (`f_child` is not a live child, e.g. a stale pointer of a dead one),
+ * 0), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
+ * whose socket already failed on a write, i.e. it died and its end is not handled yet),
  * EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
  * EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is
  * queued and nothing else changes), ENOMEM.
@@ -729,7 +730,8 @@ int mln_ipc_master_send_prepare(mln_event_t *ev,
 /**
  * Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
  * -1 with EINVAL for a NULL `ev` (checked first, in any process) or for a NULL `msg` with
- * a nonzero `len`, ESRCH in a process that is not a worker (or whose master is gone), and
+ * a nonzero `len`, ESRCH in a process that is not a worker or once a write to the master
+ * has failed (the master is gone; the worker exits at the end of stream that follows), and
  * otherwise the errno values of `mln_ipc_master_send_prepare`.
  */
 int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_size_t len);

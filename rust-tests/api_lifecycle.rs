@@ -4,7 +4,7 @@
 
 mod common;
 
-use mln_ipc::api::{Builder, Master, Worker, WorkerId};
+use mln_ipc::api::{Builder, Error, Master, Worker, WorkerId};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -107,9 +107,15 @@ fn blocked_queue_then_stop() {
                     let how: &[u8] = if g.len() == 1 { b"stop" } else { b"exit" };
                     m.send_to(from, HALT, how).expect("halt");
                     // 8 MiB behind it: more than the socket buffers and what the worker
-                    // reads before it ends, so the queue is blocked when it goes.
+                    // reads before it ends, so the queue is blocked when it goes. A send
+                    // may wait for the worker to read; once a write to it failed (it is
+                    // gone), the rest are refused.
                     for _ in 0..128 {
-                        m.send_to(from, FILL, vec![7u8; 64 << 10]).expect("fill");
+                        match m.send_to(from, FILL, vec![7u8; 64 << 10]) {
+                            Ok(()) => {}
+                            Err(Error::PeerGone) => break,
+                            Err(e) => panic!("fill: {e}"),
+                        }
                     }
                 }
                 3 => {

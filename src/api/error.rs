@@ -24,7 +24,8 @@ pub enum Error {
         max: usize,
     },
     /// The peer is gone: the worker died (a restarted worker has a new
-    /// [`WorkerId`](super::WorkerId)), or this process has no master. Nothing was queued.
+    /// [`WorkerId`](super::WorkerId)), a write to it already failed (it died and its end of
+    /// stream is not handled yet), or this process has no master. Nothing was queued.
     PeerGone,
     /// An argument was refused; the text says which and why.
     InvalidArgument(&'static str),

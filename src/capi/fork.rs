@@ -260,7 +260,8 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 /// the frame goes out through the loop the child is registered on.
 ///
 /// Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
-/// 0), ESRCH (`f_child` is not a live child, e.g. a stale pointer of a dead one),
+/// 0), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
+/// whose socket already failed on a write, i.e. it died and its end is not handled yet),
 /// EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
 /// EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is
 /// queued and nothing else changes), ENOMEM.
@@ -293,7 +294,8 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
 
 /// Queues one message of `type` for the master; as `mln_ipc_master_send_prepare`. Returns
 /// -1 with EINVAL for a NULL `ev` (checked first, in any process) or for a NULL `msg` with
-/// a nonzero `len`, ESRCH in a process that is not a worker (or whose master is gone), and
+/// a nonzero `len`, ESRCH in a process that is not a worker or once a write to the master
+/// has failed (the master is gone; the worker exits at the end of stream that follows), and
 /// otherwise the errno values of `mln_ipc_master_send_prepare`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_worker_send_prepare(

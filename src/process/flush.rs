@@ -37,8 +37,9 @@
 //!   grows up to the queue limit, where sends are refused with EAGAIN.
 //! * A failed write marks the channel broken and changes nothing else: the end of stream
 //!   arrives on the read side, which delivers what the peer sent before it went and then
-//!   handles its death (restart and so on) from the loop. Until then sends to it succeed
-//!   and their frames are counted as lost, as in Melon.
+//!   handles its death (restart and so on) from the loop. From the failed write on, sends
+//!   to it are refused (`NoPeer`: ESRCH); what was queued is counted as lost at the close.
+//!   (Melon accepts them until the death is handled, and loses them.)
 
 use super::callbacks;
 use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
@@ -191,10 +192,9 @@ fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendE
     // use).
     let ch = unsafe { &mut *ch };
     if ch.broken {
-        // The peer is gone and the loop has not handled it yet: accepted and lost, as
-        // everything queued to it (Melon's send succeeds until the death is handled).
-        ch.dropped += 1;
-        return Ok(());
+        // A write to the peer failed: it is gone, even if the loop has not handled its end
+        // of stream yet. Refused, so the program knows (Melon accepts and loses it).
+        return Err(SendError::NoPeer);
     }
     ch.ch.tx.set_limit(limit);
     let fd = ch.ch.raw();
@@ -208,8 +208,7 @@ fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendE
         Ok(Flushed::Blocked) => {}
         Ok(Flushed::Error(e)) => {
             broken(ch, peer, &e);
-            ch.dropped += 1;
-            return Ok(());
+            return Err(SendError::NoPeer);
         }
         Err(r) => {
             if r == Refused::QueueFull {
@@ -224,11 +223,16 @@ fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendE
     // at once.
     if ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
+            // This frame is queued behind bytes the peer will never read: lost with them
+            // (counted when the channel closes).
             broken(ch, peer, &e);
-            return Ok(());
+            return Err(SendError::NoPeer);
         }
         if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled {
             pace(ch, peer, fd);
+            if ch.broken {
+                return Err(SendError::NoPeer);
+            }
         }
     }
     if !ch.dirty && !ch.ch.tx.is_empty() {

@@ -160,7 +160,7 @@ fn drain_and_close(chan: &mut Chan, deadline: Instant) -> usize {
     let fd = chan.ch.raw();
     let lost = loop {
         if chan.broken {
-            break chan.ch.tx.queued_frames() + chan.dropped;
+            break chan.ch.tx.queued_frames();
         }
         match chan.ch.tx.write(fd) {
             Flushed::Drained => break 0,

@@ -118,10 +118,8 @@ pub(crate) struct Chan {
     pub send_armed: bool,
     /// Listed in `Proc::dirty`: frames queued and no flush under way.
     pub dirty: bool,
-    /// A write failed: the peer is gone; the read side reports the end.
+    /// A write failed: the peer is gone (sends are refused); the read side reports the end.
     pub broken: bool,
-    /// Frames accepted after the channel broke (lost with it).
-    pub dropped: usize,
     /// A pacing wait saw the peer take nothing: do not wait for it again until it reads.
     pub stalled: bool,
     /// Receive passes of this channel in progress (nested dispatch makes it > 1).
@@ -143,7 +141,6 @@ impl Chan {
             send_armed: false,
             dirty: false,
             broken: false,
-            dropped: 0,
             stalled: false,
             busy: 0,
             close_pending: false,

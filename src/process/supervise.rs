@@ -119,7 +119,7 @@ pub(crate) fn close_in(
         };
     }
     let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
-    let lost = chan.ch.tx.queued_frames() + chan.dropped;
+    let lost = chan.ch.tx.queued_frames();
     let who = label(pid, &live.plan);
     let end = Ending {
         who,

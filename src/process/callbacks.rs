@@ -124,6 +124,11 @@ pub(crate) unsafe extern "C" fn exit_timeout(_ev: *mut mln_event_t, data: *mut c
     })
 }
 
+/// Without a pidfd: time to check whether a closed child's process is gone.
+pub(crate) unsafe extern "C" fn exit_poll(_ev: *mut mln_event_t, data: *mut c_void) {
+    catch("exit_poll", || supervise::dying_poll(data.cast::<Dying>()))
+}
+
 /// The free hook of the standalone loop.
 #[cfg(feature = "standalone")]
 pub(crate) fn loop_freed(ev: *mut mln_event_t) {

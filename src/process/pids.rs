@@ -1,7 +1,8 @@
 //! Our children as processes: a pidfd opened only when needed (a child costs one
 //! descriptor while it lives: its socket), checked to still name the process we started,
-//! to wait for its exit and to kill it without the pid-reuse race of `kill(pid)`; and what
-//! can be known of how it ended.
+//! to wait for its exit and to kill it without the pid-reuse race of `kill(pid)` (where
+//! there are no pidfds, the pid checked against /proc just before); and what can be known
+//! of how it ended.
 //!
 //! `pidfd_open` and `pidfd_send_signal` have no nix wrapper: raw `syscall`s here.
 
@@ -14,35 +15,67 @@ use std::time::{Duration, Instant};
 
 /// The kernel start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot).
 pub(crate) fn start_ticks_of(pid: i32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &s[s.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    proc_stat(pid).map(|(_, ticks)| ticks)
 }
 
-/// A pidfd of one of our children.
-pub(crate) struct Pidfd(OwnedFd);
+/// The state letter (field 3) and start time (field 22) of /proc/<pid>/stat.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut after = s[s.rfind(')')? + 1..].split_whitespace();
+    let state = after.next()?.chars().next()?;
+    Some((state, after.nth(18)?.parse().ok()?))
+}
+
+/// How often the exit of a child is checked where there is no pidfd to wait on.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// One of our children as a process, to wait for its exit and to kill it: through a pidfd
+/// (it names that process only), or, where `pidfd_open` is not available (Linux before
+/// 5.3, a seccomp filter, valgrind), by pid, checking before each look and each signal
+/// that the pid still names the process we started and that it has not exited.
+pub(crate) struct Pidfd {
+    fd: Option<OwnedFd>,
+    pid: i32,
+    ticks: u64,
+}
 
 impl Pidfd {
-    /// The pidfd of `pid`, if it still names the process we started (`start_ticks`, read
-    /// at fork): `None` when it is gone (reaped) or the pid now names someone else.
+    /// A handle on `pid`, if it still names the running process we started
+    /// (`start_ticks`, read at fork): `None` when it has exited, is gone (reaped) or the pid
+    /// now names someone else.
     pub(crate) fn open(pid: i32, start_ticks: Option<u64>) -> Option<Pidfd> {
+        let ticks = start_ticks?;
         // SAFETY: plain syscall; returns a new close-on-exec descriptor or -1.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         if fd < 0 {
-            return None;
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return None;
+            }
+            no_pidfd_once(&e);
+            let h = Pidfd { fd: None, pid, ticks };
+            return h.running().then_some(h);
         }
         // SAFETY: a fresh descriptor we own.
-        let fd = Pidfd(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // The pidfd pins whatever process has this pid now; it is ours if it started when
         // ours did (a pid is not reused within one clock tick).
-        match (start_ticks, start_ticks_of(pid)) {
-            (Some(a), Some(b)) if a == b => Some(fd),
-            _ => None,
-        }
+        (start_ticks_of(pid) == Some(ticks)).then_some(Pidfd {
+            fd: Some(fd),
+            pid,
+            ticks,
+        })
     }
 
-    pub(crate) fn raw(&self) -> i32 {
-        self.0.as_raw_fd()
+    /// The pidfd, readable once the process exits; `None` without pidfds (poll `exited`).
+    pub(crate) fn raw(&self) -> Option<i32> {
+        self.fd.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Without a pidfd: the pid still names our process and it has not exited (a zombie
+    /// has).
+    fn running(&self) -> bool {
+        matches!(proc_stat(self.pid), Some((state, t)) if t == self.ticks && state != 'Z')
     }
 
     /// Waits at most `timeout` (signals do not restart it) for the process to exit;
@@ -51,8 +84,18 @@ impl Pidfd {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
+            let Some(fd) = &self.fd else {
+                if !self.running() {
+                    return true;
+                }
+                if left.is_zero() {
+                    return false;
+                }
+                std::thread::sleep(left.min(POLL_INTERVAL / 4));
+                continue;
+            };
             let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-            let mut pfd = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut pfd, PollTimeout::from(ms)) {
                 Ok(n) if n > 0 => return true,
                 Ok(_) if left.is_zero() => return false,
@@ -67,19 +110,38 @@ impl Pidfd {
         self.wait(Duration::ZERO)
     }
 
-    /// SIGKILL, through the pidfd (it names that process only).
+    /// SIGKILL, through the pidfd, or (without one) to the pid if it still names our
+    /// running process.
     pub(crate) fn kill(&self) {
-        // SAFETY: plain syscall on our own descriptor; no pointer is passed.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.raw(),
-                libc::SIGKILL,
-                core::ptr::null_mut::<libc::c_void>(),
-                0,
-            )
-        };
+        match &self.fd {
+            // SAFETY: plain syscall on our own descriptor; no pointer is passed.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    core::ptr::null_mut::<libc::c_void>(),
+                    0,
+                );
+            },
+            None => {
+                if self.running() {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+                }
+            }
+        }
     }
+}
+
+/// Says once per process that children are watched by polling.
+fn no_pidfd_once(e: &std::io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        crate::log::info(format_args!(
+            "pidfd_open: {e}; children are waited for by checking /proc every {} ms",
+            POLL_INTERVAL.as_millis()
+        ))
+    });
 }
 
 /// How `pid` ended, if it can be known. Reaps it when SIGCHLD is not ignored (the safe

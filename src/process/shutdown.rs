@@ -88,8 +88,8 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
                 if !d.timer.is_null() {
                     reactor::timer_cancel(d.ev, d.timer);
                 }
-                if let Some(f) = &d.pidfd {
-                    reactor::fd_set(d.ev, f.raw(), M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+                if let Some(fd) = d.pidfd.as_ref().and_then(|f| f.raw()) {
+                    reactor::fd_set(d.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
                 }
             }
             if let Some(f) = d.pidfd.take() {

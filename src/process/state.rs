@@ -287,6 +287,8 @@ pub(crate) struct Dying {
     pub pidfd: Option<super::pids::Pidfd>,
     pub ev: *mut mln_event_t,
     pub timer: *mut mln_event_timer_t,
+    /// Without a pidfd: when the current wait (grace, or after SIGKILL) ends.
+    pub deadline: Instant,
     pub killed: bool,
     pub end: super::supervise::Ending,
     /// What to restart once it is gone (supervised children).

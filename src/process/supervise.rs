@@ -20,14 +20,14 @@
 //!    (Melon forks in place, inside whatever callback saw the death).
 
 use super::flush::flush_dirty;
-use super::pids::{status_of, Pidfd};
+use super::pids::{status_of, Pidfd, POLL_INTERVAL};
 use super::state::{Dying, Peer, PendingRestart, Plan, Proc, PROC};
 use super::{callbacks, fork};
 use crate::abi::*;
 use crate::log;
 use crate::reactor;
 use core::ptr::null_mut;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) const STABLE_UPTIME: Duration = Duration::from_secs(1);
 pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -176,6 +176,7 @@ fn watch_exit(
         pidfd: None,
         ev,
         timer: null_mut(),
+        deadline: Instant::now(),
         killed: false,
         end,
         plan,
@@ -184,25 +185,31 @@ fn watch_exit(
     unsafe {
         let fd = pidfd.raw();
         (*d).pidfd = Some(pidfd);
-        let ms = EXIT_GRACE.as_millis() as u32;
-        (*d).timer = reactor::timer_set(ev, ms, d.cast(), Some(callbacks::exit_timeout));
-        if reactor::fd_set(
-            ev,
-            fd,
-            M_EV_RECV,
-            M_EV_UNLIMITED,
-            d.cast(),
-            Some(callbacks::exit_ready),
-        ) < 0
-            || (*d).timer.is_null()
-        {
+        (*d).timer = arm(d, EXIT_GRACE);
+        let watched = match fd {
+            Some(fd) => {
+                reactor::fd_set(
+                    ev,
+                    fd,
+                    M_EV_RECV,
+                    M_EV_UNLIMITED,
+                    d.cast(),
+                    Some(callbacks::exit_ready),
+                ) == 0
+            }
+            // No pidfd: the timer polls.
+            None => true,
+        };
+        if !watched || (*d).timer.is_null() {
             // Cannot wait on this loop: kill and move on.
             let d = Box::from_raw(d);
             if !d.timer.is_null() {
                 reactor::timer_cancel(ev, d.timer);
             }
-            reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
             if let Some(f) = &d.pidfd {
+                if let Some(fd) = f.raw() {
+                    reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+                }
                 f.kill();
                 f.wait(KILL_WAIT);
             }
@@ -211,6 +218,63 @@ fn watch_exit(
         }
     }
     p.dying.push(d);
+}
+
+/// The timer of dying child `d` for a wait of `wait`: with a pidfd, one timer at the end
+/// (its readiness ends the wait sooner); without, a timer that checks every
+/// `POLL_INTERVAL` until `deadline`. NULL if the loop refused it.
+///
+/// # Safety
+/// `d` is a live `Dying` whose loop is live.
+unsafe fn arm(d: *mut Dying, wait: Duration) -> *mut mln_event_timer_t {
+    // SAFETY: caller contract.
+    unsafe {
+        (*d).deadline = Instant::now() + wait;
+        let polled = (*d).pidfd.as_ref().is_some_and(|f| f.raw().is_none());
+        let (after, cb): (Duration, ev_tm_handler) = if polled {
+            (wait.min(POLL_INTERVAL), Some(callbacks::exit_poll))
+        } else {
+            (wait, Some(callbacks::exit_timeout))
+        };
+        reactor::timer_set((*d).ev, after.as_millis() as u32, d.cast(), cb)
+    }
+}
+
+/// Without a pidfd: a dying child's periodic check.
+pub(crate) fn dying_poll(d: *mut Dying) {
+    enum Seen {
+        Gone,
+        Due,
+        Waiting,
+    }
+    let seen = PROC.with(|p| {
+        if !p.dying.contains(&d) {
+            return Seen::Waiting;
+        }
+        // SAFETY: listed, so live; the timer that fired is gone.
+        unsafe {
+            (*d).timer = null_mut();
+            if (*d).pidfd.as_ref().is_none_or(|f| f.exited()) {
+                return Seen::Gone;
+            }
+            let left = (*d).deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Seen::Due;
+            }
+            let ms = left.min(POLL_INTERVAL).as_millis().max(1) as u32;
+            (*d).timer = reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_poll));
+            if (*d).timer.is_null() {
+                Seen::Due
+            } else {
+                Seen::Waiting
+            }
+        }
+    });
+    match seen {
+        Seen::Gone => dying_ready(d),
+        Seen::Due => dying_timeout(d),
+        Seen::Waiting => {}
+    }
 }
 
 /// The pidfd of a dying child became readable: it is gone.
@@ -245,9 +309,7 @@ pub(crate) fn dying_timeout(d: *mut Dying) {
                     f.kill();
                 }
                 (*d).killed = true;
-                let ms = KILL_WAIT.as_millis() as u32;
-                (*d).timer =
-                    reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_timeout));
+                (*d).timer = arm(d, KILL_WAIT);
                 if !(*d).timer.is_null() {
                     return;
                 }
@@ -270,8 +332,8 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
         if !d.timer.is_null() {
             reactor::timer_cancel(d.ev, d.timer);
         }
-        if let Some(f) = &d.pidfd {
-            reactor::fd_set(d.ev, f.raw(), M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+        if let Some(fd) = d.pidfd.as_ref().and_then(|f| f.raw()) {
+            reactor::fd_set(d.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
         }
     }
     d.pidfd = None;

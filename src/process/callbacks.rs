@@ -68,23 +68,42 @@ pub(crate) unsafe extern "C" fn send_ready(ev: *mut mln_event_t, _fd: c_int, dat
     })
 }
 
+/// Rounds of flushing and callbacks `before_wait` runs; if there is still something to
+/// write after them, the wait is made not to block (the wake-up descriptor is kicked), so
+/// other events get their turn and the rest is done right after.
+#[cfg(feature = "standalone")]
+const SETTLE_ROUNDS: usize = 8;
+
 /// Run by every standalone loop just before it waits: flushes what is still queued (sends
 /// made outside a receive pass, e.g. from timers, or by a handler that runs the loop
-/// itself).
+/// itself), runs the writable callbacks that flush made due and delivers frames held
+/// behind a handler that runs the loop; and again, until none of them left anything to
+/// write: nothing queued may wait for a wake-up that no descriptor will give.
 #[cfg(feature = "standalone")]
 pub(crate) fn before_wait(ev: *mut mln_event_t) {
     catch("before_wait", || {
-        let due = PROC.try_with(|p| {
-            if crate::sigsafe::parked() {
-                drain_parked(p);
+        for _ in 0..SETTLE_ROUNDS {
+            let Some(due) = PROC.try_with(|p| {
+                if crate::sigsafe::parked() {
+                    drain_parked(p);
+                }
+                flush_dirty(p);
+                !p.writable_due.is_empty()
+            }) else {
+                return;
+            };
+            if due {
+                run_writable_callbacks(ev);
             }
-            flush_dirty(p);
-            !p.writable_due.is_empty()
-        });
-        if due == Some(true) {
-            run_writable_callbacks(ev);
+            super::recv::deliver_held(ev);
+            let settled = PROC.try_with(|p| {
+                p.dirty.is_empty() && (p.writable_due.is_empty() || p.dispatch_stopped)
+            });
+            if settled != Some(false) {
+                return;
+            }
         }
-        super::recv::deliver_held(ev);
+        crate::sigsafe::kick();
     })
 }
 

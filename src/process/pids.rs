@@ -53,7 +53,11 @@ impl Pidfd {
                 return None;
             }
             no_pidfd_once(&e);
-            let h = Pidfd { fd: None, pid, ticks };
+            let h = Pidfd {
+                fd: None,
+                pid,
+                ticks,
+            };
             return h.running().then_some(h);
         }
         // SAFETY: a fresh descriptor we own.

@@ -193,7 +193,7 @@ header: build
 	@echo "include/mln_ipc.h updated; commit it together with the source change."
 
 # The committed header must be exactly what the pinned cbindgen makes of the current
-# sources; and every public header must compile on its own, as C99 and as C++.
+# sources; and every public header must compile on its own, as C89, C99 and C++.
 check-header: build
 	@test -s $(GEN_HEADER) || { echo "error: $(GEN_HEADER) was not generated (see the cargo warnings above)"; exit 1; }
 	@if ! cmp -s $(GEN_HEADER) include/mln_ipc.h; then \
@@ -206,6 +206,8 @@ check-header: build
 	    printf '#include "%s"\n#include "%s"\nint main(void) { return 0; }\n' $$h $$h > $(TARGET_DIR)/hdr_check.c; \
 	    $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude -fsyntax-only $(TARGET_DIR)/hdr_check.c \
 	        || { echo "error: include/$$h does not compile on its own (C99)"; exit 1; }; \
+	    $(CC) -std=c89 -Wall -Wextra -Werror -Iinclude -fsyntax-only $(TARGET_DIR)/hdr_check.c \
+	        || { echo "error: include/$$h does not compile on its own (C89)"; exit 1; }; \
 	    if [ -n "$(CXX_CHECK)" ]; then \
 	        $(CXX_CHECK) -x c++ -std=c++11 -Wall -Wextra -Werror -Iinclude -fsyntax-only $(TARGET_DIR)/hdr_check.c \
 	            || { echo "error: include/$$h does not compile on its own (C++)"; exit 1; }; \

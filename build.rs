@@ -37,7 +37,10 @@ fn main() {
     match generated {
         Ok(bindings) => {
             let header = out_dir.join("mln_ipc.h");
-            bindings.write_to_file(&header);
+            let mut text = Vec::new();
+            bindings.write(&mut text);
+            let text = String::from_utf8(text).expect("cbindgen writes UTF-8");
+            fs::write(&header, c89_comments(&text)).expect("cannot write the generated header");
             if let Some(copy) = copy {
                 fs::copy(&header, &copy).expect("cannot copy the generated header");
             }
@@ -51,4 +54,24 @@ fn main() {
             println!("cargo:warning=cbindgen could not generate mln_ipc.h: {e}");
         }
     }
+}
+
+/// cbindgen ends some `#endif` lines with a `//` comment (`#endif // __cplusplus`), which is
+/// not a comment in C89 (`gcc -std=c89`: "extra tokens at end of #endif directive"): those
+/// become `/* ... */`, so the header compiles in every C dialect Melon programs use.
+fn c89_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.split_once("//") {
+            Some((code, comment)) if code.trim_start().starts_with('#') => {
+                out.push_str(code.trim_end());
+                out.push_str(" /* ");
+                out.push_str(comment.trim());
+                out.push_str(" */");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -22,6 +22,14 @@
 #include "mln_event.h"
 #include "mln_types.h"
 
+/* The headers define no generic names (cbindgen.toml keeps the Rust-side ones out): a
+ * program may define these itself (X11 defines None). */
+#if defined(None) || defined(DEFAULT) || defined(LEN_LEN) || defined(TYPE_LEN) \
+    || defined(HEADER_LEN) || defined(DEFAULT_MAX_MESSAGE)
+#error "the headers define a generic name"
+#endif
+enum layout_program_names { None, Error, Warn, Info, Debug, Level, DEFAULT };
+
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>

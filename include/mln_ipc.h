@@ -139,45 +139,6 @@ typedef struct mln_fheap_node_s mln_event_timer_t;
  */
 #define M_IPC_TYPE_CONF 1
 
-/**
- * Bytes of the length field.
- */
-#define LEN_LEN 4
-
-/**
- * Bytes of the type field.
- */
-#define TYPE_LEN 4
-
-/**
- * Bytes before the payload.
- */
-#define HEADER_LEN (LEN_LEN + TYPE_LEN)
-
-/**
- * Default largest accepted `length` field (type + payload): 64 MiB.
- */
-#define DEFAULT_MAX_MESSAGE (64 << 20)
-
-enum Level
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint8_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    None = 0,
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum Level Level;
-#else
-typedef uint8_t Level;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
 typedef uint32_t mln_u32_t;
 
 /**
@@ -462,14 +423,9 @@ typedef struct mln_ipc_handler_s mln_ipc_handler_t;
 
 #define M_EV_FD_MASK 255
 
-/**
- * The level when `MLN_IPC_LOG` is not set (or not a level).
- */
-#define DEFAULT Warn
-
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif /* __cplusplus */
 
 /**
  * Creates an event loop, or returns NULL when the epoll descriptor or memory cannot be
@@ -831,7 +787,7 @@ int mln_ipc_stats_get(mln_fork_t *f, struct mln_ipc_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"
-#endif  // __cplusplus
+#endif /* __cplusplus */
 
 #endif  /* MLN_IPC_RS_H */
 

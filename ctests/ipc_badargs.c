@@ -10,6 +10,10 @@
 
 #define SENTINEL 4242
 
+#ifndef CTEST_MELON
+static int failing_init(void) { return -1; }
+#endif
+
 static void h(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)ev; (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
@@ -73,6 +77,11 @@ int main(void)
 #ifndef CTEST_MELON /* the melon build keeps Melon's framework, which needs its attr */
     errno = 0;
     CHECK(mln_framework_init(NULL) == -1 && errno == EINVAL);
+    {
+        struct mln_framework_attr refuse = {0, NULL, failing_init, NULL, NULL, NULL};
+        errno = 0;
+        CHECK(mln_framework_init(&refuse) == -1 && errno == ECANCELED);
+    }
 #endif
     CHECK(mln_fork_master_connection_get() != NULL);
     CHECK(mln_tcp_conn_fd_get(mln_fork_master_connection_get()) == -1);

@@ -182,7 +182,8 @@ typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
  *
  * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
  * (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
- * only during the call, is not NUL-terminated and is non-NULL even when `len` is 0.
+ * only during the call, is not NUL-terminated, has no particular alignment (read
+ * multi-byte values with `memcpy`) and is non-NULL even when `len` is 0.
  * `udata_ptr` points at this process's data slot for the type: it starts as the
  * registered data, and what the handler stores there is seen by the next message.
  */
@@ -697,7 +698,9 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  * 1. `attr->global_init()` if set (register IPC handlers here); negative: return -1;
  * 2. `mln_fork_prepare()`, then `mln_fork()` (`mln_fork_worker_num_set` workers);
  * 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
- *    dispatch until the loop is broken, free the loop; then the workers end too: what is
+ *    dispatch until the loop is broken (or freed by one of its handlers), free the loop
+ *    (unless a handler did; the loop must not be freed outside its handlers, e.g. in
+ *    `master_process` itself); then the workers end too: what is
  *    still queued to them is written (for at most 5 s), their channels close (they exit
  *    with status 127), and those still running 5 s after the stop (and at least 2 s
  *    after their channel closed) are killed;
@@ -705,12 +708,15 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  *    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
  *    `attr->worker_process(ev)`, dispatch, free the loop.
  *
- * Returns 0 when the process's loop ends, -1 on failure (EINVAL: NULL `attr`;
- * `global_init` failed; fork failed, with its errno; no event loop). Differences from
- * Melon: when the master's loop is broken by the program itself, the master ends its
- * workers and returns 0 (Melon runs the worker routine in the master, with no master
- * connection, and its workers live on until the master process exits). `argc`/`argv` and
- * `main_thread` are not used.
+ * Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
+ * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno, or the
+ * errno of creating the event loop. A worker returns only
+ * if it breaks its own loop: when its connection to the master closes it exits with
+ * status 127 inside this call, so code after it in `main` runs in the master (and in a
+ * worker that ended its own loop) only. Differences from Melon: when the master's loop is
+ * broken by the program itself, the master ends its workers and returns 0 (Melon runs the
+ * worker routine in the master, with no master connection, and its workers live on until
+ * the master process exits). `argc`/`argv` and `main_thread` are not used.
  */
 int mln_framework_init(struct mln_framework_attr *attr);
 

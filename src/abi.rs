@@ -181,7 +181,8 @@ pub const M_C_TYPE_FOLLOW: u32 = 0x8;
 ///
 /// `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
 /// (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
-/// only during the call, is not NUL-terminated and is non-NULL even when `len` is 0.
+/// only during the call, is not NUL-terminated, has no particular alignment (read
+/// multi-byte values with `memcpy`) and is non-NULL even when `len` is 0.
 /// `udata_ptr` points at this process's data slot for the type: it starts as the
 /// registered data, and what the handler stores there is seen by the next message.
 pub type ipc_handler = Option<

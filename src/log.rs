@@ -2,8 +2,10 @@
 //! `MLN_IPC_LOG` = none|error|warn|info|debug, read once per process. The default, warn,
 //! reports what a user must know about: each child's death and restart (one line: pid,
 //! exit status or signal, reason, frames lost, what happens next) and protocol errors;
-//! `MLN_IPC_LOG=error` is quiet. An unknown value is reported once and the default used. Melon build: every call goes to Melon's `_mln_sys_log` (info as `report`),
-//! pre-formatted, and Melon's `log_level` decides what is written.
+//! `MLN_IPC_LOG=error` is quiet. Case does not matter; empty is the same as unset; an
+//! unknown value is reported once and the default used. Melon build: every call goes to
+//! Melon's `_mln_sys_log` (info as `report`), pre-formatted, and Melon's `log_level`
+//! decides what is written.
 
 use std::fmt::Arguments;
 #[cfg(feature = "standalone")]
@@ -40,7 +42,10 @@ pub fn parse_level(s: &str) -> Option<Level> {
 pub fn level() -> Level {
     let v = LEVEL.load(Ordering::Relaxed);
     let v = if v == UNSET {
-        let raw = std::env::var("MLN_IPC_LOG").ok();
+        // Set but empty counts as not set, as for most tools.
+        let raw = std::env::var("MLN_IPC_LOG")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
         let l = match raw.as_deref().map(|s| (s, parse_level(s))) {
             None => DEFAULT,
             Some((_, Some(l))) => l,

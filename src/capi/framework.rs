@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 /// 1. `attr->global_init()` if set (register IPC handlers here); negative: return -1;
 /// 2. `mln_fork_prepare()`, then `mln_fork()` (`mln_fork_worker_num_set` workers);
 /// 3. master: a new event loop, `mln_fork_master_events_set`, `attr->master_process(ev)`,
-///    dispatch until the loop is broken, free the loop; then the workers end too: what is
+///    dispatch until the loop is broken (or freed by one of its handlers), free the loop
+///    (unless a handler did; the loop must not be freed outside its handlers, e.g. in
+///    `master_process` itself); then the workers end too: what is
 ///    still queued to them is written (for at most 5 s), their channels close (they exit
 ///    with status 127), and those still running 5 s after the stop (and at least 2 s
 ///    after their channel closed) are killed;
@@ -22,12 +24,15 @@ use std::time::{Duration, Instant};
 ///    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
 ///    `attr->worker_process(ev)`, dispatch, free the loop.
 ///
-/// Returns 0 when the process's loop ends, -1 on failure (EINVAL: NULL `attr`;
-/// `global_init` failed; fork failed, with its errno; no event loop). Differences from
-/// Melon: when the master's loop is broken by the program itself, the master ends its
-/// workers and returns 0 (Melon runs the worker routine in the master, with no master
-/// connection, and its workers live on until the master process exits). `argc`/`argv` and
-/// `main_thread` are not used.
+/// Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
+/// `attr`), ECANCELED (`global_init` returned a negative value), fork's errno, or the
+/// errno of creating the event loop. A worker returns only
+/// if it breaks its own loop: when its connection to the master closes it exits with
+/// status 127 inside this call, so code after it in `main` runs in the master (and in a
+/// worker that ended its own loop) only. Differences from Melon: when the master's loop is
+/// broken by the program itself, the master ends its workers and returns 0 (Melon runs the
+/// worker routine in the master, with no master connection, and its workers live on until
+/// the master process exits). `argc`/`argv` and `main_thread` are not used.
 #[no_mangle]
 pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_int {
     guard("mln_framework_init", || {
@@ -38,7 +43,7 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
             // SAFETY: user callback.
             if unsafe { init() } < 0 {
                 log::error(format_args!("mln_framework_init: global_init failed"));
-                return -1;
+                return fail(libc::ECANCELED);
             }
         }
         if process::prepare() < 0 {
@@ -98,8 +103,8 @@ fn run_loop(body: mln_framework_process_t, events_set: fn(*mut mln_event_t)) -> 
         if let Some(b) = body {
             b(ev);
         }
-        ev_loop::dispatch(ev);
-        ev_loop::free(ev);
+        // A handler may have freed the loop (`mln_event_free` from inside it is allowed).
+        ev_loop::dispatch_and_free(ev);
     }
     0
 }

@@ -212,6 +212,13 @@ fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendE
         }
         Err(r) => {
             if r == Refused::QueueFull {
+                if !ch.refused {
+                    log::debug(format_args!(
+                        "{peer}: queue full ({} bytes queued, limit {limit}): sends refused \
+                         until it drains to half",
+                        ch.ch.tx.queued_bytes()
+                    ));
+                }
                 ch.refused = true;
                 // A flush must come to notice the drain and call the writable callback.
                 mark_dirty(p, peer);
@@ -255,6 +262,11 @@ fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             ch.stalled = true;
+            log::debug(format_args!(
+                "{peer} took nothing for {PACE_WAIT_MS} ms: sends stop waiting for it \
+                 (queued: {} bytes)",
+                ch.ch.tx.queued_bytes()
+            ));
             return;
         }
         let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
@@ -279,7 +291,7 @@ fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
 fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
     if !ch.broken {
         ch.broken = true;
-        log::debug(format_args!("write to {peer:?} failed: {e}"));
+        log::debug(format_args!("write to {peer} failed: {e}"));
     }
 }
 
@@ -404,6 +416,10 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
     let Some(ch) = p.chan(peer) else { return };
     if ch.refused && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2) {
         ch.refused = false;
+        log::debug(format_args!(
+            "{peer} drained to {} bytes: writable callback due",
+            ch.ch.tx.queued_bytes()
+        ));
         p.writable_due.push(peer);
     }
 }

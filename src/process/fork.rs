@@ -102,6 +102,10 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             }
             let pid = child.as_raw();
             let start_ticks = start_ticks_of(pid);
+            log::info(format_args!(
+                "{} started",
+                super::supervise::label(pid, &plan)
+            ));
             PROC.with(|p| add_child(p, ev, OwnedFd::from(mine), pid, start_ticks, plan));
             Ok(Forked::Parent)
         }
@@ -265,8 +269,7 @@ pub(crate) fn restart(ev: *mut mln_event_t) -> io::Result<Forked> {
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn fork_workers() -> io::Result<Forked> {
     let n = super::state::worker_num();
-    for i in 1..=n {
-        log::info(format_args!("Start up worker process No.{i}"));
+    for _ in 0..n {
         if let Forked::Child = restart(null_mut())? {
             return Ok(Forked::Child);
         }
@@ -281,7 +284,6 @@ pub(crate) fn spawn(
     ev: *mut mln_event_t,
 ) -> io::Result<()> {
     let args = ExecArgs::new(args);
-    log::info(format_args!("Start up process '{}'", args.name()));
     spawn_plan(new_plan(M_PET_EXE, stype, Some(args)), ev).inspect_err(|e| {
         log::error(format_args!("spawn: {e}"));
     })

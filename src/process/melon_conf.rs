@@ -30,8 +30,7 @@ pub(crate) fn fork_from_conf() -> c_int {
         fatal_abort("Domain 'main' NOT existed.");
     }
     let workers = worker_proc(cd);
-    for i in 1..=workers {
-        log::info(format_args!("Start up worker process No.{i}"));
+    for _ in 0..workers {
         // Melon: a failed fork is skipped.
         if let Ok(super::Forked::Child) = super::restart(null_mut()) {
             return 0;

@@ -249,6 +249,18 @@ impl Peer {
     }
 }
 
+/// How logs name a peer: `child <pid>` or `the master`.
+impl core::fmt::Display for Peer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            // SAFETY: a peer is named while its record is allocated (live, or a tombstone,
+            // which is never freed while a borrow of the process state is held).
+            Peer::Child(c) => write!(f, "child {}", unsafe { (*c).f.pid }),
+            Peer::Master => f.write_str("the master"),
+        }
+    }
+}
+
 pub(crate) fn conn_new(fd: i32) -> mln_tcp_conn_t {
     mln_tcp_conn_t::unset(fd)
 }

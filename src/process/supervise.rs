@@ -50,12 +50,15 @@ pub(crate) fn backoff_delay(quick: u32) -> Duration {
 
 /// The worker's master is gone: exit with status 127 (Melon's rule).
 pub(crate) fn master_gone(why: &str) -> ! {
-    log::info(format_args!("master gone ({why}): exiting with status 127"));
+    log::info(format_args!(
+        "connection to the master closed ({why}; the master stopped or died): exiting with status 127"
+    ));
     std::process::exit(127)
 }
 
-/// What a child is called in logs.
-fn label(pid: i32, plan: &Plan) -> String {
+/// How the log names a child: `child <pid> (worker <slot>)`, slots counted from 0 as the
+/// Rust API's `WorkerId::index`, or `child <pid> (program '<name>')`.
+pub(crate) fn label(pid: i32, plan: &Plan) -> String {
     match &plan.args {
         Some(a) => format!("child {pid} (program '{}')", a.name()),
         None => format!("child {pid} (worker {})", plan.slot),

@@ -280,21 +280,22 @@ pub(super) unsafe fn enter_dispatch(ev: *mut mln_event_t) -> bool {
     true
 }
 
-/// Leaves `dispatch`; the outermost one of a loop freed meanwhile releases it.
+/// Leaves `dispatch`; the outermost one of a loop freed meanwhile releases it. Whether it
+/// did (the loop is gone).
 ///
 /// # Safety
 /// `ev` entered `dispatch` with [`enter_dispatch`] and is still allocated (deallocation
 /// waits for this call).
-pub(super) unsafe fn leave_dispatch(ev: *mut mln_event_t) {
+pub(super) unsafe fn leave_dispatch(ev: *mut mln_event_t) -> bool {
     // SAFETY: caller contract.
     let Some(p) = (unsafe { parts(ev) }) else {
-        return;
+        return false;
     };
     // Never busy: entering took the borrow from the same context, and a signal handler's
     // borrow ends before we resume.
     let Some(b) = Borrow::take(p.busy) else {
         debug_assert!(false, "leave_dispatch: loop busy");
-        return;
+        return false;
     };
     // Decrement first, then read `freed`: a signal handler's `free` that lands in between
     // sees depth 0 (and, being refused, does nothing) or lands before and is seen here.
@@ -305,6 +306,7 @@ pub(super) unsafe fn leave_dispatch(ev: *mut mln_event_t) {
         // SAFETY: depth 0 and freed: nobody dispatches, the owner gave it up.
         unsafe { destroy(ev) };
     }
+    destroy_now
 }
 
 /// Nesting depth of `dispatch` on this loop; 0 for NULL.

@@ -218,6 +218,25 @@ pub unsafe fn dispatch(ev: *mut mln_event_t) {
     }
 }
 
+/// [`dispatch`], then [`free`] unless a handler freed the loop meanwhile (its memory is
+/// gone then): for the owner of a loop that its handlers may free.
+pub unsafe fn dispatch_and_free(ev: *mut mln_event_t) {
+    // SAFETY: caller contract: NULL or a live loop.
+    if !unsafe { cell::enter_dispatch(ev) } {
+        // SAFETY: as above (a loop freed inside a dispatch never gets here: the memory
+        // goes when that dispatch returns).
+        unsafe { free(ev) };
+        return;
+    }
+    // SAFETY: entered, as in `dispatch`; not released: still ours to free.
+    unsafe {
+        dispatch::run(ev);
+        if !cell::leave_dispatch(ev) {
+            free(ev);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,6 +129,17 @@ pub(crate) fn after_fork() {
         s.state.store(FREE, Ordering::SeqCst);
     }
     PARKED.store(0, Ordering::SeqCst);
+    OVERFULL.store(false, Ordering::SeqCst);
+}
+
+/// Set while a parked frame had to be queued beyond its peer's queue limit (it was
+/// accepted already) and that queue has not drained back under the limit: parking is
+/// refused meanwhile, so signal handlers cannot grow a queue without bound.
+static OVERFULL: AtomicBool = AtomicBool::new(false);
+
+/// See [`OVERFULL`].
+pub(crate) fn set_overfull(on: bool) {
+    OVERFULL.store(on, Ordering::Release);
 }
 
 /// Whether frames wait in the slots.
@@ -138,9 +149,10 @@ pub(crate) fn parked() -> bool {
 }
 
 /// Parks one frame (signal context; async-signal-safe: atomics, memcpy, write(2)).
-/// `false` when the payload is too large for a slot or every slot is taken.
+/// `false` when the payload is too large for a slot, every slot is taken, or a queue is
+/// over its limit because of parked frames ([`OVERFULL`]).
 pub(crate) fn park(to: *mut c_void, ty: u32, payload: &[u8]) -> bool {
-    if payload.len() > SLOT_PAYLOAD {
+    if payload.len() > SLOT_PAYLOAD || OVERFULL.load(Ordering::Acquire) {
         return false;
     }
     let Some(s) = SLOTS.iter().find(|s| {

@@ -256,8 +256,9 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 /// an empty payload) for child `f_child`. It is written after the current handlers return
 /// (everything queued meanwhile goes out together; a large burst starts going out while it
 /// is being queued) and arrives in order, exactly once, at the child's worker handler for
-/// `type`; a full socket only delays it. `ev` must not be NULL but is otherwise not used:
-/// the frame goes out through the loop the child is registered on.
+/// `type`; a full socket only delays it. `ev` must not be NULL but is otherwise not used
+/// (never dereferenced: it may even be a loop freed since): the frame goes out through the
+/// loop the child is registered on.
 ///
 /// Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
 /// 0), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
@@ -268,10 +269,13 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 ///
 /// May be called from a signal handler running on the loop's thread (Melon's conf reload
 /// does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
-/// itself, the frame (at most 4096 bytes; at most 32 waiting, else EAGAIN) is parked
-/// without allocating and queued before any later send; whether `f_child` is live is then
-/// checked at that point (a dead child's frame is dropped with a warning). Otherwise the
-/// ordinary path runs, which allocates: the interrupted code must not be inside `malloc`.
+/// itself (or the bookkeeping of a loop it watches), the frame (at most 4096 bytes; at
+/// most 32 waiting, else EAGAIN) is parked without allocating and queued before any later
+/// send; whether `f_child` is live is then checked at that point (a dead child's frame is
+/// dropped with a warning). A parked frame is never dropped for lack of room: it may take
+/// a queue over its limit, and while one is over its limit that way, parking is refused
+/// (EAGAIN) until it drains back under it. Otherwise the ordinary path runs, which
+/// allocates: the interrupted code must not be inside `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     ev: *mut mln_event_t,

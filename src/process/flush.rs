@@ -109,20 +109,23 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
     }
-    // A signal handler that interrupted the loop's own bookkeeping (possibly inside
-    // `malloc`): park, without allocating.
-    // SAFETY: `ev` is NULL or the caller's live loop.
-    if !ev.is_null() && unsafe { reactor::is_busy(ev) } {
-        return park(t, ty, payload);
-    }
+    // `ev` is never dereferenced (it may be a loop the program freed since). The loops the
+    // core watches (live: forgotten when freed) say whether a signal handler interrupted
+    // one's bookkeeping (possibly inside `malloc`); the frame is then parked, without
+    // allocating, as when the signal interrupted the library itself.
+    let _ = ev;
     match PROC.try_with(|p| {
+        // SAFETY: loops listed in `wake_loops` are live.
+        if p.wake_loops.iter().any(|&e| unsafe { reactor::is_busy(e) }) {
+            return None;
+        }
         if crate::sigsafe::parked() {
             drain_parked(p);
         }
-        send_in(p, t, ty, payload)
+        Some(send_in(p, t, ty, payload, false))
     }) {
-        Some(r) => r,
-        None => park(t, ty, payload),
+        Some(Some(r)) => r,
+        Some(None) | None => park(t, ty, payload),
     }
 }
 
@@ -148,11 +151,12 @@ pub(crate) fn drain_parked(p: &mut Proc) {
         } else {
             Target::Child(parked.to.cast())
         };
-        if let Err(e) = send_in(p, t, parked.ty, parked.payload) {
-            log::warn(format_args!(
+        match send_in(p, t, parked.ty, parked.payload, true) {
+            Err(e) => log::warn(format_args!(
                 "frame of type {} sent from a signal handler dropped: {e:?}",
                 parked.ty
-            ));
+            )),
+            Ok(()) => note_overfull(p, t),
         }
     });
 }
@@ -183,10 +187,18 @@ fn refused(r: Refused) -> SendError {
     }
 }
 
+/// Queues one frame. `parked`: a frame a signal handler parked, already accepted (its send
+/// returned 0): it goes in whatever the queue limit says (at most 32 x 4 KiB over it).
 #[inline]
-fn send_in(p: &mut Proc, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
+fn send_in(
+    p: &mut Proc,
+    t: Target,
+    ty: u32,
+    payload: &[u8],
+    parked: bool,
+) -> Result<(), SendError> {
     let (peer, ch) = resolve(p, t)?;
-    let limit = queue_limit();
+    let limit = if parked { 0 } else { queue_limit() };
     // SAFETY: the channel of a live peer, reached inside the borrow; `p` is not used to
     // reach it again while this reference lives (only `mark_dirty` below, after its last
     // use).
@@ -293,6 +305,35 @@ fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
         ch.broken = true;
         log::debug(format_args!("write to {peer} failed: {e}"));
     }
+}
+
+/// A parked frame went into `t`'s queue whatever its limit: if that put the queue over the
+/// limit, parking is refused until it drains back under it (`recheck_overfull`).
+fn note_overfull(p: &mut Proc, t: Target) {
+    let limit = queue_limit();
+    let Ok((peer, ch)) = resolve(p, t) else {
+        return;
+    };
+    // SAFETY: the channel of a live peer, reached inside the borrow.
+    if limit != 0 && unsafe { (*ch).ch.tx.queued_bytes() } > limit && !p.overfull.contains(&peer) {
+        p.overfull.push(peer);
+        crate::sigsafe::set_overfull(true);
+    }
+}
+
+/// Forgets the peers of `Proc::overfull` that are gone or back under their limit, and lets
+/// signal handlers park again when none is left.
+pub(crate) fn recheck_overfull(p: &mut Proc) {
+    let limit = queue_limit();
+    let mut list = std::mem::take(&mut p.overfull);
+    list.retain(|&peer| {
+        p.chan(peer)
+            .is_some_and(|c| limit != 0 && c.ch.tx.queued_bytes() > limit)
+    });
+    if list.is_empty() {
+        crate::sigsafe::set_overfull(false);
+    }
+    p.overfull = list;
 }
 
 /// Lists `peer` for a flush and makes sure one is scheduled.
@@ -412,6 +453,9 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
                 set_recv_interest(ch.ev, fd, peer);
             }
         }
+    }
+    if !p.overfull.is_empty() {
+        recheck_overfull(p);
     }
     let Some(ch) = p.chan(peer) else { return };
     if ch.refused && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2) {

@@ -243,6 +243,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.wake_loops.clear();
     p.writable_due.clear();
     p.dispatch_stopped = false;
+    p.overfull.clear();
     p.callbacks = 0;
     p.epoch += 1;
     p.is_worker = true;

@@ -338,6 +338,9 @@ pub(crate) struct Proc {
     /// Set by `stop_dispatch` (the Rust API's `stop`): no handler, writable callback or
     /// restart runs any more in this process; cleared in a new child.
     pub dispatch_stopped: bool,
+    /// Peers whose queue went over its limit when frames parked by signal handlers were
+    /// queued (see `crate::sigsafe::set_overfull`).
+    pub overfull: Vec<Peer>,
     /// `prepare` left SIGCHLD's disposition alone (the Rust API): children keep it too.
     pub keep_sigchld: bool,
 }
@@ -364,6 +367,7 @@ impl Proc {
             writable_due: Vec::new(),
             parent_loops: Vec::new(),
             dispatch_stopped: false,
+            overfull: Vec::new(),
             keep_sigchld: false,
         }
     }

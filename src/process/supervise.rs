@@ -105,6 +105,9 @@ pub(crate) fn close_in(
     let pid = unsafe { (*c).f.pid };
     let Some(live) = p.bury(c) else { return };
     let live = *live;
+    if !p.overfull.is_empty() {
+        super::flush::recheck_overfull(p);
+    }
     p.dirty.retain(|&d| d != peer);
     let chan = live.chan;
     if !chan.ev.is_null() {

@@ -421,10 +421,14 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
             // The process is stopping: nobody is restarted any more.
             return None;
         }
-        // Never fork inside a user callback (a handler running the loop, or the loop
-        // nested in a callback of its own): try again when it has returned.
+        // Never fork inside a user callback (a handler running the loop, or a loop - this
+        // one or another, e.g. a temporary loop - run from a callback): try again when it
+        // has returned.
         // SAFETY: `ev` is the live loop running this timer.
-        if p.callbacks > 0 || unsafe { reactor::depth(ev) }.unwrap_or(0) > 1 {
+        if p.callbacks > 0
+            || unsafe { reactor::depth(ev) }.unwrap_or(0) > 1
+            || reactor::dispatching().unwrap_or(0) > 1
+        {
             schedule_restart(p, ev, r.plan, RESTART_RETRY);
             return None;
         }
@@ -455,8 +459,9 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
 }
 
 #[cfg(feature = "standalone")]
-/// Forgets everything tied to loop `ev` (it is being freed): registrations, timers,
-/// restarts due on it (those children are not restarted), exit watches (killed now).
+/// Forgets everything tied to loop `ev` (it is being freed): registrations, timers;
+/// restarts due on it and exit watches (the process killed now) move to another loop the
+/// core watches, if there is one.
 pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
     for c in p.children() {
         if let Some(ch) = p.chan(Peer::Child(c)) {
@@ -473,37 +478,48 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
         }
     }
     p.wake_loops.retain(|&e| e != ev);
-    let mut dropped = 0;
-    p.restarts.retain(|&r| {
+    // Restarts and exit watches move to another loop the core watches (a program that ran
+    // its children on a temporary loop and freed it); with none left they are dropped.
+    let alt = p.wake_loops.first().copied();
+    let (moved, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut p.restarts)
+        .into_iter()
         // SAFETY: listed records are live boxes.
-        if unsafe { (*r).ev } == ev {
-            // SAFETY: unlisted here, freed once; its timer dies with the loop.
-            drop(unsafe { Box::from_raw(r) });
-            dropped += 1;
-            false
-        } else {
-            true
+        .partition(|&r| unsafe { (*r).ev } == ev);
+    p.restarts = kept;
+    let mut dropped = 0;
+    for r in moved {
+        // SAFETY: unlisted above, freed once; its timer dies with the loop.
+        let r = unsafe { Box::from_raw(r) };
+        match alt {
+            Some(a) => schedule_restart(p, a, r.plan, RESTART_RETRY),
+            None => dropped += 1,
         }
-    });
+    }
     if dropped > 0 {
         log::info(format_args!(
             "{dropped} pending restart(s) dropped: their event loop was freed"
         ));
     }
-    p.dying.retain(|&d| {
+    let (gone_here, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut p.dying)
+        .into_iter()
         // SAFETY: listed records are live boxes.
-        if unsafe { (*d).ev } != ev {
-            return true;
-        }
-        // SAFETY: unlisted here, freed once.
+        .partition(|&d| unsafe { (*d).ev } == ev);
+    p.dying = kept;
+    for d in gone_here {
+        // SAFETY: unlisted above, freed once; its timer and registration die with the loop.
         let d = unsafe { Box::from_raw(d) };
+        let mut status = status_of(d.pid);
         if let Some(f) = &d.pidfd {
             if !f.exited() {
                 f.kill();
                 f.wait(KILL_WAIT);
+                status = killed_status(d.pid);
             }
-            super::pids::reap(d.pid);
         }
-        false
-    });
+        let Dying { end, plan, .. } = *d;
+        match alt {
+            Some(a) => gone(p, a, end, status, plan),
+            None => gone(p, null_mut(), end, status, plan),
+        }
+    }
 }

@@ -97,6 +97,18 @@ pub unsafe fn depth(ev: *mut mln_event_t) -> Option<u32> {
     d
 }
 
+/// How many `dispatch` calls are running in this process over every loop: more than one
+/// means a loop runs inside a callback of another (or of itself). `None` in the melon
+/// backend, which cannot know.
+#[inline]
+pub fn dispatching() -> Option<u32> {
+    #[cfg(feature = "standalone")]
+    let d = Some(backend::dispatching());
+    #[cfg(not(feature = "standalone"))]
+    let d = None;
+    d
+}
+
 /// Whether every call on `ev` would be refused now: true only in a signal handler that
 /// interrupted the loop's own bookkeeping (standalone). Always `false` in the melon
 /// backend, which has no such state (and must not be called from signal context at all,

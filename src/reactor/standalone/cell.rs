@@ -277,6 +277,7 @@ pub(super) unsafe fn enter_dispatch(ev: *mut mln_event_t) -> bool {
         return false;
     }
     p.depth.fetch_add(1, Ordering::AcqRel);
+    DISPATCHING.fetch_add(1, Ordering::AcqRel);
     true
 }
 
@@ -299,6 +300,7 @@ pub(super) unsafe fn leave_dispatch(ev: *mut mln_event_t) -> bool {
     };
     // Decrement first, then read `freed`: a signal handler's `free` that lands in between
     // sees depth 0 (and, being refused, does nothing) or lands before and is seen here.
+    DISPATCHING.fetch_sub(1, Ordering::AcqRel);
     let last = p.depth.fetch_sub(1, Ordering::AcqRel) == 1;
     let destroy_now = last && p.freed.load(Ordering::Acquire);
     drop(b);
@@ -307,6 +309,14 @@ pub(super) unsafe fn leave_dispatch(ev: *mut mln_event_t) -> bool {
         unsafe { destroy(ev) };
     }
     destroy_now
+}
+
+/// `dispatch` calls running in this process, over every loop.
+static DISPATCHING: AtomicU32 = AtomicU32::new(0);
+
+/// See [`DISPATCHING`].
+pub(super) fn dispatching() -> u32 {
+    DISPATCHING.load(Ordering::Acquire)
 }
 
 /// Nesting depth of `dispatch` on this loop; 0 for NULL.

@@ -99,6 +99,12 @@ pub fn set_wait_hook(hook: fn(*mut mln_event_t)) -> bool {
     cell::set_wait_hook(hook)
 }
 
+/// How many `dispatch` calls are running in this process, over every loop (a loop run
+/// from a handler of another one counts as nested too).
+pub fn dispatching() -> u32 {
+    cell::dispatching()
+}
+
 /// How many `dispatch` calls of this loop are running (its nesting depth); 0 for NULL.
 /// Answers also while the loop is busy.
 pub unsafe fn depth(ev: *mut mln_event_t) -> u32 {

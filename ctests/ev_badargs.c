@@ -62,7 +62,8 @@ int main(void)
     fds = count_fds();
 
     /* NULL loop. */
-    CHECK(mln_event_fd_set(NULL, p[0], M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1);
+    errno = 0;
+    CHECK(mln_event_fd_set(NULL, p[0], M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1 && errno == EINVAL);
     CHECK(mln_event_fd_set(NULL, p[0], M_EV_CLR, M_EV_UNLIMITED, NULL, NULL) == -1);
     CHECK(mln_event_timer_set(NULL, 0, NULL, on_timer) == NULL);
     mln_event_timer_cancel(NULL, t);
@@ -73,10 +74,14 @@ int main(void)
     mln_event_free(NULL);
 
     /* Bad descriptors. */
-    CHECK(mln_event_fd_set(ev, -1, M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1);
-    CHECK(mln_event_fd_set(ev, -5, M_EV_CLR, M_EV_UNLIMITED, NULL, NULL) == -1);
-    CHECK(mln_event_fd_set(ev, -1, M_EV_SEND | M_EV_APPEND, 10, NULL, on_recv) == -1);
-    CHECK(mln_event_fd_set(ev, 4000, M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1);
+    errno = 0;
+    CHECK(mln_event_fd_set(ev, -1, M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(mln_event_fd_set(ev, -5, M_EV_CLR, M_EV_UNLIMITED, NULL, NULL) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(mln_event_fd_set(ev, -1, M_EV_SEND | M_EV_APPEND, 10, NULL, on_recv) == -1 && errno == EINVAL);
+    errno = 0;
+    CHECK(mln_event_fd_set(ev, 4000, M_EV_RECV, M_EV_UNLIMITED, NULL, on_recv) == -1 && errno == EBADF);
     mln_event_fd_timeout_handler_set(ev, -1, NULL, on_recv);
     mln_event_fd_timeout_handler_set(ev, 4000, NULL, on_recv); /* not registered */
 

@@ -474,10 +474,10 @@ void mln_event_dispatch(mln_event_t *ev);
  * it, other values set it: unless the descriptor becomes ready within `timeout_ms` ms, the
  * handler set by `mln_event_fd_timeout_handler_set` runs once.
  *
- * Returns 0, or -1 if `ev` is NULL, `fd` is negative, a new `fd` is not an open
- * descriptor, memory ran out, or the call comes from a signal handler that interrupted
- * the loop's bookkeeping (nothing changed; try again later). `data` is not owned by the
- * loop.
+ * Returns 0, or -1 with errno: EINVAL (`ev` NULL or `fd` negative), EBADF (a new `fd` is
+ * not an open descriptor), ENOMEM, or EAGAIN (the call comes from a signal handler that
+ * interrupted the loop's bookkeeping: nothing changed; try again later). `data` is not
+ * owned by the loop.
  */
 int mln_event_fd_set(mln_event_t *ev,
                      int fd,

@@ -16,7 +16,7 @@
 #[cfg(feature = "standalone")]
 use crate::abi::{dispatch_callback, ev_fd_handler, ev_tm_handler, mln_event_t, mln_event_timer_t};
 #[cfg(feature = "standalone")]
-use crate::capi::{guard, non_null};
+use crate::capi::{errno, fail, guard, non_null, set_errno};
 #[cfg(feature = "standalone")]
 use crate::reactor::standalone;
 #[cfg(feature = "standalone")]
@@ -81,10 +81,10 @@ pub unsafe extern "C" fn mln_event_dispatch(ev: *mut mln_event_t) {
 /// it, other values set it: unless the descriptor becomes ready within `timeout_ms` ms, the
 /// handler set by `mln_event_fd_timeout_handler_set` runs once.
 ///
-/// Returns 0, or -1 if `ev` is NULL, `fd` is negative, a new `fd` is not an open
-/// descriptor, memory ran out, or the call comes from a signal handler that interrupted
-/// the loop's bookkeeping (nothing changed; try again later). `data` is not owned by the
-/// loop.
+/// Returns 0, or -1 with errno: EINVAL (`ev` NULL or `fd` negative), EBADF (a new `fd` is
+/// not an open descriptor), ENOMEM, or EAGAIN (the call comes from a signal handler that
+/// interrupted the loop's bookkeeping: nothing changed; try again later). `data` is not
+/// owned by the loop.
 #[cfg(feature = "standalone")]
 #[no_mangle]
 pub unsafe extern "C" fn mln_event_fd_set(
@@ -97,8 +97,17 @@ pub unsafe extern "C" fn mln_event_fd_set(
 ) -> c_int {
     guard("mln_event_fd_set", || {
         non_null!(ev);
+        if fd < 0 {
+            return fail(libc::EINVAL);
+        }
+        set_errno(0);
         // SAFETY: caller contract: `ev` is a live loop.
-        unsafe { standalone::fd_set(ev, fd, flag, timeout_ms, data, fd_handler) }
+        let r = unsafe { standalone::fd_set(ev, fd, flag, timeout_ms, data, fd_handler) };
+        if r == -1 && errno() == 0 {
+            // The loop refused it without a system call failing: it is busy.
+            return fail(libc::EAGAIN);
+        }
+        r
     })
 }
 

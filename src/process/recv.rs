@@ -80,6 +80,7 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
         c.busy -= 1;
         let outer = c.busy == 0;
         let pending = c.close_pending;
+        let pending_why = if outer { c.pending_why.take() } else { None };
         // The end of a pass: whatever its handlers queued goes out now.
         flush_dirty(p);
         match end {
@@ -88,7 +89,9 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
                 "protocol error: frame length {n} above the maximum"
             )),
             End::Error(e) => Some(format!("recv: {e}")),
-            _ if outer && pending => Some("closed by request".to_string()),
+            _ if outer && pending => {
+                Some(pending_why.unwrap_or_else(|| "closed by request".to_string()))
+            }
             _ => None,
         }
     });

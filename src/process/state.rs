@@ -126,6 +126,8 @@ pub(crate) struct Chan {
     pub busy: u32,
     /// Closing was requested while `busy`: done when the outermost pass ends.
     pub close_pending: bool,
+    /// Why (the first reason given), for the log line then.
+    pub pending_why: Option<String>,
     /// A send was refused for lack of room: the writable callback is due once it drains.
     pub refused: bool,
     pub frames_received: u64,
@@ -144,6 +146,7 @@ impl Chan {
             stalled: false,
             busy: 0,
             close_pending: false,
+            pending_why: None,
             refused: false,
             frames_received: 0,
             bytes_received: 0,

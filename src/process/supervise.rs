@@ -99,6 +99,7 @@ pub(crate) fn close_in(
             ch.send_armed = false;
         }
         ch.close_pending = true;
+        ch.pending_why.get_or_insert_with(|| why.to_string());
         return;
     }
     // SAFETY: `c` is a live record (its channel was found).

@@ -713,8 +713,9 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  *    `attr->worker_process(ev)`, dispatch, free the loop.
  *
  * Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
- * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno, or the
- * errno of creating the event loop. A worker returns only
+ * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno (the workers
+ * started before the failure are ended first, as at the end of a run), or the errno of
+ * creating the event loop. A worker returns only
  * if it breaks its own loop: when its connection to the master closes it exits with
  * status 127 inside this call, so code after it in `main` runs in the master (and in a
  * worker that ended its own loop) only. Differences from Melon: when the master's loop is

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 ///    `attr->worker_process(ev)`, dispatch, free the loop.
 ///
 /// Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
-/// `attr`), ECANCELED (`global_init` returned a negative value), fork's errno, or the
-/// errno of creating the event loop. A worker returns only
+/// `attr`), ECANCELED (`global_init` returned a negative value), fork's errno (the workers
+/// started before the failure are ended first, as at the end of a run), or the errno of
+/// creating the event loop. A worker returns only
 /// if it breaks its own loop: when its connection to the master closes it exits with
 /// status 127 inside this call, so code after it in `main` runs in the master (and in a
 /// worker that ended its own loop) only. Differences from Melon: when the master's loop is
@@ -50,7 +51,12 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
             return -1;
         }
         match process::fork_workers() {
-            Err(e) => return fail(e.raw_os_error().unwrap_or(libc::EIO)),
+            Err(e) => {
+                // The workers started before the failure are ended first (a program that
+                // gets -1 here has nothing to run them with).
+                end_workers();
+                return fail(e.raw_os_error().unwrap_or(libc::EIO));
+            }
             Ok(process::Forked::Parent) => {
                 if run_loop(attr.master_process, process::master_events_set) < 0 {
                     return -1;

@@ -1,0 +1,66 @@
+/* CTEST_STANDALONE_ONLY: melon-ipc's framework and mln_fork_worker_num_set; the melon build runs Melon's */
+/* mln_framework_init asked for more workers than the descriptor limit allows (RLIMIT_NOFILE
+ * 64, 100 workers: each costs the master one descriptor) returns -1 with EMFILE, and the
+ * workers it started before the failure are ended before it returns: no child of this
+ * process is left running and the master's descriptors are back to what they were (but
+ * for the library's wake-up eventfd).
+ * Failed before the fix: 58 workers stayed alive, holding every descriptor. */
+#include "ctest.h"
+#include "mln_framework.h"
+#include "mln_fork.h"
+#include "mln_ipc.h"
+#include "mln_event.h"
+#include <dirent.h>
+#include <sys/resource.h>
+
+/* Live (not zombie) processes whose parent is this one. */
+static int live_children(void)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], comm[256], state;
+        int pid, ppid;
+        FILE *f;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL) continue;
+        if (fscanf(f, "%d %255s %c %d", &pid, comm, &state, &ppid) == 4 && ppid == getpid()
+            && state != 'Z')
+            ++n;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+static void worker_process(mln_event_t *ev)
+{
+    (void)ev;
+}
+
+int main(int argc, char *argv[])
+{
+    struct mln_framework_attr a = {argc, argv, NULL, NULL, NULL, worker_process};
+    struct rlimit lim, saved;
+    int before, r;
+    before = count_fds();
+    CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    lim = saved;
+    lim.rlim_cur = 64; /* the soft limit only, so that it can be raised back */
+    CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
+    ctest_workers(100);
+    errno = 0;
+    r = mln_framework_init(&a);
+    CHECK(r == -1 && errno == EMFILE);
+    CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    if (live_children() != 0) fprintf(stderr, "%d workers still running\n", live_children());
+    CHECK(live_children() == 0);
+    /* The library's one process-wide descriptor (its wake-up eventfd) may have appeared. */
+    if (count_fds() > before + 1) fprintf(stderr, "descriptors: %d before, %d after\n", before, count_fds());
+    CHECK(count_fds() <= before + 1);
+    return 0;
+}

@@ -112,7 +112,15 @@ int main(void)
     errno = SENTINEL;
     r = mln_fork_restart(NULL);
     CHECK(r >= 0);
-    if (r == 0) _exit(0);
+    if (r == 0) {
+        /* The worker stays until this master exits (the sends below need a live child: one
+         * whose socket already failed refuses them with ESRCH). */
+        mln_event_t *wev = mln_event_new();
+        CHECK(wev != NULL);
+        mln_fork_worker_events_set(wev);
+        mln_event_dispatch(wev);
+        _exit(0);
+    }
     if (errno != SENTINEL) fprintf(stderr, "errno %d (%s)\n", errno, strerror(errno));
     CHECK(errno == SENTINEL);
     CHECK(mln_fork_iterate(ev, first_child, &f) == -1 && f != NULL);

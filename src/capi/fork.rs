@@ -11,7 +11,7 @@
 //! success leaves errno alone.
 
 use crate::abi::*;
-use crate::capi::{fail, guard, non_null, set_errno};
+use crate::capi::{fail, guard, guard_send, non_null, set_errno};
 use crate::process::{self, SendError};
 use crate::registry::Side;
 use crate::wire;
@@ -269,7 +269,7 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 ///
 /// May be called from a signal handler running on the loop's thread (Melon's conf reload
 /// does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
-/// itself (or the bookkeeping of a loop it watches), the frame (at most 4096 bytes; at
+/// itself (or the bookkeeping of an event loop of this thread), the frame (at most 4096 bytes; at
 /// most 32 waiting, else EAGAIN) is parked without allocating and queued before any later
 /// send; whether `f_child` is live is then checked at that point (a dead child's frame is
 /// dropped with a warning). A parked frame is never dropped for lack of room: it may take
@@ -284,7 +284,7 @@ pub unsafe extern "C" fn mln_ipc_master_send_prepare(
     len: mln_size_t,
     f_child: *mut mln_fork_t,
 ) -> c_int {
-    guard("mln_ipc_master_send_prepare", || {
+    guard_send("mln_ipc_master_send_prepare", || {
         non_null!(ev);
         non_null!(f_child);
         // SAFETY: per the caller's contract for `buf`/`len`.
@@ -308,7 +308,7 @@ pub unsafe extern "C" fn mln_ipc_worker_send_prepare(
     msg: *mut c_void,
     len: mln_size_t,
 ) -> c_int {
-    guard("mln_ipc_worker_send_prepare", || {
+    guard_send("mln_ipc_worker_send_prepare", || {
         non_null!(ev);
         // SAFETY: as above.
         let p = match unsafe { payload(msg, len) } {

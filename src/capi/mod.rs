@@ -45,17 +45,35 @@ impl<T> Fallback for *mut T {
 /// meet harmless failures of its own (a non-blocking write's EAGAIN, the /proc entry of a
 /// child that has already exited and been reaped), which must not leak out.
 pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
-    let saved = errno();
+    // SAFETY: `__errno_location` returns this thread's errno slot, valid for the thread's
+    // life; one call serves both the save and the restore (sends run this per message).
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *slot };
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => {
             if !r.failed() {
-                set_errno(saved);
+                // SAFETY: as above.
+                unsafe { *slot = saved };
             }
             r
         }
         Err(_) => {
             crate::log::error(format_args!("{name}: internal error (panic caught)"));
             R::fallback()
+        }
+    }
+}
+
+/// `guard` without the errno save and restore, for the two send functions (run once per
+/// message): their body leaves errno alone on success by itself (the channel layer puts
+/// errno back around the system calls that fail, e.g. a write that meets a full socket).
+pub(crate) fn guard_send(name: &str, body: impl FnOnce() -> core::ffi::c_int) -> core::ffi::c_int {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(_) => {
+            crate::log::error(format_args!("{name}: internal error (panic caught)"));
+            -1
         }
     }
 }
@@ -73,6 +91,7 @@ macro_rules! non_null {
 pub(crate) use non_null;
 
 /// The calling thread's errno.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn errno() -> core::ffi::c_int {
     // SAFETY: `__errno_location` returns this thread's errno slot.
     unsafe { *libc::__errno_location() }

@@ -82,14 +82,22 @@ pub(crate) fn recv_into(fd: RawFd, buf: &mut [u8]) -> IoResult {
 
 /// Runs a `send`/`recv`-like call (a byte count or -1 with errno) until it is not
 /// interrupted, and sorts its outcome.
+/// errno is left as it was (a failure is reported in the result), so that a send that
+/// succeeds leaves the caller's errno alone even when one of its writes met a full socket.
 #[inline]
 fn retrying(mut call: impl FnMut() -> isize) -> IoResult {
+    // SAFETY: this thread's errno slot, valid for the thread's life.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *slot };
     loop {
         let n = call();
         if n >= 0 {
             return IoResult::Done(n as usize);
         }
         let e = io::Error::last_os_error();
+        // SAFETY: as above.
+        unsafe { *slot = saved };
         match e.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return IoResult::WouldBlock,

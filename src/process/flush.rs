@@ -109,23 +109,22 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
     }
-    // `ev` is never dereferenced (it may be a loop the program freed since). The loops the
-    // core watches (live: forgotten when freed) say whether a signal handler interrupted
-    // one's bookkeeping (possibly inside `malloc`); the frame is then parked, without
-    // allocating, as when the signal interrupted the library itself.
+    // `ev` is never dereferenced (it may be a loop the program freed since). A signal
+    // handler that interrupted the bookkeeping of a loop of this thread (possibly inside
+    // `malloc`) parks the frame, without allocating, as when the signal interrupted the
+    // library itself.
     let _ = ev;
+    if reactor::busy_here() {
+        return park(t, ty, payload);
+    }
     match PROC.try_with(|p| {
-        // SAFETY: loops listed in `wake_loops` are live.
-        if p.wake_loops.iter().any(|&e| unsafe { reactor::is_busy(e) }) {
-            return None;
-        }
         if crate::sigsafe::parked() {
             drain_parked(p);
         }
-        Some(send_in(p, t, ty, payload, false))
+        send_in(p, t, ty, payload, false)
     }) {
-        Some(Some(r)) => r,
-        Some(None) | None => park(t, ty, payload),
+        Some(r) => r,
+        None => park(t, ty, payload),
     }
 }
 
@@ -260,9 +259,20 @@ fn send_in(
     Ok(())
 }
 
-/// Waits until the peer has taken half of what is queued (see the module docs).
+/// Waits until the peer has taken half of what is queued (see the module docs). errno is
+/// left as it was (an interrupted `poll` sets it).
 #[cold]
 fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
+    // SAFETY: this thread's errno slot.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *slot };
+    pace_waits(ch, peer, fd);
+    // SAFETY: as above.
+    unsafe { *slot = saved };
+}
+
+fn pace_waits(ch: &mut Chan, peer: Peer, fd: i32) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     // SAFETY: the channel's descriptor, open for the duration of the call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

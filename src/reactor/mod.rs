@@ -97,6 +97,17 @@ pub unsafe fn depth(ev: *mut mln_event_t) -> Option<u32> {
     d
 }
 
+/// Whether a signal handler running now interrupted the bookkeeping of any loop of this
+/// thread (standalone). Always `false` in the melon backend, which has no such state.
+#[inline]
+pub fn busy_here() -> bool {
+    #[cfg(feature = "standalone")]
+    let b = backend::busy_here();
+    #[cfg(not(feature = "standalone"))]
+    let b = false;
+    b
+}
+
 /// How many `dispatch` calls are running in this process over every loop: more than one
 /// means a loop runs inside a callback of another (or of itself). `None` in the melon
 /// backend, which cannot know.

@@ -101,6 +101,7 @@ impl<'a> Borrow<'a> {
             return None;
         }
         flag.store(true, Ordering::Relaxed);
+        BUSY_HERE.with(|b| b.set(b.get() + 1));
         // No access to the state moves above the set (see the module docs).
         compiler_fence(Ordering::SeqCst);
         Some(Borrow(flag))
@@ -112,8 +113,23 @@ impl Drop for Borrow<'_> {
     fn drop(&mut self) {
         // No access to the state moves below the clear.
         compiler_fence(Ordering::SeqCst);
+        BUSY_HERE.with(|b| b.set(b.get() - 1));
         self.0.store(false, Ordering::Relaxed);
     }
+}
+
+thread_local! {
+    /// Loop states borrowed on this thread right now: nonzero only in a signal handler
+    /// that interrupted a loop's bookkeeping (a borrow never calls out). Per thread, since
+    /// a signal handler runs on the thread it interrupted; constant-initialised, without
+    /// destructor, so reading it from a signal handler touches no lock and no allocator.
+    static BUSY_HERE: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Whether a signal handler running now interrupted the bookkeeping of a loop of this
+/// thread (any loop). Costs one thread-local read.
+pub(super) fn busy_here() -> bool {
+    BUSY_HERE.with(|b| b.get() > 0)
 }
 
 /// Runs `f` with the only `&mut State` of a live, not freed loop. `None` (and `f` does not
@@ -228,6 +244,9 @@ unsafe fn destroy(ev: *mut mln_event_t) {
         ptr::drop_in_place(lp);
         dealloc(lp.cast::<u8>(), Layout::new::<Loop>());
     }
+    // The borrow kept for good above ends with the memory.
+    compiler_fence(Ordering::SeqCst);
+    BUSY_HERE.with(|b| b.set(b.get() - 1));
 }
 
 /// `free`: see `standalone::free` for the contract and the refused cases.

@@ -99,6 +99,12 @@ pub fn set_wait_hook(hook: fn(*mut mln_event_t)) -> bool {
     cell::set_wait_hook(hook)
 }
 
+/// Whether the state of any loop of this thread is borrowed now: true only in a signal
+/// handler that interrupted a loop's bookkeeping, when that loop refuses every call.
+pub fn busy_here() -> bool {
+    cell::busy_here()
+}
+
 /// How many `dispatch` calls are running in this process, over every loop (a loop run
 /// from a handler of another one counts as nested too).
 pub fn dispatching() -> u32 {

@@ -269,9 +269,9 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 ///
 /// May be called from a signal handler running on the loop's thread (Melon's conf reload
 /// does): no lock is taken, so it cannot deadlock. If the signal interrupted melon-ipc
-/// itself (or the bookkeeping of an event loop of this thread), the frame (at most 4096 bytes; at
-/// most 32 waiting, else EAGAIN) is parked without allocating and queued before any later
-/// send; whether `f_child` is live is then checked at that point (a dead child's frame is
+/// itself (or the bookkeeping of an event loop of this thread), the frame (at most 4096
+/// bytes; at most 32 waiting, else EAGAIN) is parked without allocating and queued before
+/// any later send; whether `f_child` is live is then checked at that point (a dead child's frame is
 /// dropped with a warning). A parked frame is never dropped for lack of room: it may take
 /// a queue over its limit, and while one is over its limit that way, parking is refused
 /// (EAGAIN) until it drains back under it. Otherwise the ordinary path runs, which

@@ -26,3 +26,13 @@ pub(crate) fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result
         }
     }
 }
+
+/// Runs `f` and puts errno back as it was: for work that reports its failed system calls
+/// in its result, so that a call of ours that succeeds leaves the caller's errno alone.
+#[inline]
+pub(crate) fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
+    let saved = nix::errno::Errno::last_raw();
+    let r = f();
+    nix::errno::Errno::set_raw(saved);
+    r
+}

@@ -39,41 +39,29 @@ impl<T> Fallback for *mut T {
     }
 }
 
-/// The one panic boundary for every exported body: a panic never crosses into C; it is
+/// The panic boundary of every exported body: a panic never crosses into C; it is
 /// logged and the function returns its documented error value (-1, NULL or nothing).
 /// A success (any other value) leaves errno as the caller had it: the work behind it may
-/// meet harmless failures of its own (a non-blocking write's EAGAIN, the /proc entry of a
-/// child that has already exited and been reaped), which must not leak out.
+/// meet harmless failures of its own (the /proc entry of a child that has already exited
+/// and been reaped), which must not leak out.
 pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
-    // SAFETY: `__errno_location` returns this thread's errno slot, valid for the thread's
-    // life; one call serves both the save and the restore (sends run this per message).
-    let slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved = unsafe { *slot };
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(r) => {
-            if !r.failed() {
-                // SAFETY: as above.
-                unsafe { *slot = saved };
-            }
-            r
-        }
-        Err(_) => {
-            crate::log::error(format_args!("{name}: internal error (panic caught)"));
-            R::fallback()
-        }
+    let saved = errno();
+    let r = guard_send(name, body);
+    if !r.failed() {
+        set_errno(saved);
     }
+    r
 }
 
 /// `guard` without the errno save and restore, for the two send functions (run once per
 /// message): their body leaves errno alone on success by itself (the channel layer puts
 /// errno back around the system calls that fail, e.g. a write that meets a full socket).
-pub(crate) fn guard_send(name: &str, body: impl FnOnce() -> core::ffi::c_int) -> core::ffi::c_int {
+pub(crate) fn guard_send<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(_) => {
             crate::log::error(format_args!("{name}: internal error (panic caught)"));
-            -1
+            R::fallback()
         }
     }
 }
@@ -91,7 +79,6 @@ macro_rules! non_null {
 pub(crate) use non_null;
 
 /// The calling thread's errno.
-#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn errno() -> core::ffi::c_int {
     // SAFETY: `__errno_location` returns this thread's errno slot.
     unsafe { *libc::__errno_location() }

@@ -86,22 +86,16 @@ pub(crate) fn recv_into(fd: RawFd, buf: &mut [u8]) -> IoResult {
 /// succeeds leaves the caller's errno alone even when one of its writes met a full socket.
 #[inline]
 fn retrying(mut call: impl FnMut() -> isize) -> IoResult {
-    // SAFETY: this thread's errno slot, valid for the thread's life.
-    let slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved = unsafe { *slot };
-    loop {
+    crate::sys::keeping_errno(|| loop {
         let n = call();
         if n >= 0 {
             return IoResult::Done(n as usize);
         }
         let e = io::Error::last_os_error();
-        // SAFETY: as above.
-        unsafe { *slot = saved };
         match e.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return IoResult::WouldBlock,
             _ => return IoResult::Failed(e),
         }
-    }
+    })
 }

@@ -263,13 +263,7 @@ fn send_in(
 /// left as it was (an interrupted `poll` sets it).
 #[cold]
 fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
-    // SAFETY: this thread's errno slot.
-    let slot = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved = unsafe { *slot };
-    pace_waits(ch, peer, fd);
-    // SAFETY: as above.
-    unsafe { *slot = saved };
+    crate::sys::keeping_errno(|| pace_waits(ch, peer, fd));
 }
 
 fn pace_waits(ch: &mut Chan, peer: Peer, fd: i32) {

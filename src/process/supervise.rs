@@ -237,14 +237,23 @@ unsafe fn arm(d: *mut Dying, wait: Duration) -> *mut mln_event_timer_t {
     // SAFETY: caller contract.
     unsafe {
         (*d).deadline = Instant::now() + wait;
-        let polled = (*d).pidfd.as_ref().is_some_and(|f| f.raw().is_none());
-        let (after, cb): (Duration, ev_tm_handler) = if polled {
-            (wait.min(POLL_INTERVAL), Some(callbacks::exit_poll))
-        } else {
-            (wait, Some(callbacks::exit_timeout))
-        };
-        reactor::timer_set((*d).ev, after.as_millis() as u32, d.cast(), cb)
+        if (*d).pidfd.as_ref().is_some_and(|f| f.raw().is_none()) {
+            return poll_timer(d, wait);
+        }
+        let ms = wait.as_millis() as u32;
+        reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_timeout))
     }
+}
+
+/// Without a pidfd: the timer of `d`'s next check, `POLL_INTERVAL` from now or at the end
+/// of the `left` that remains of its wait, whichever comes first. NULL if refused.
+///
+/// # Safety
+/// As [`arm`].
+unsafe fn poll_timer(d: *mut Dying, left: Duration) -> *mut mln_event_timer_t {
+    let ms = left.min(POLL_INTERVAL).as_millis().max(1) as u32;
+    // SAFETY: caller contract.
+    unsafe { reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_poll)) }
 }
 
 /// Without a pidfd: a dying child's periodic check.
@@ -268,8 +277,7 @@ pub(crate) fn dying_poll(d: *mut Dying) {
             if left.is_zero() {
                 return Seen::Due;
             }
-            let ms = left.min(POLL_INTERVAL).as_millis().max(1) as u32;
-            (*d).timer = reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_poll));
+            (*d).timer = poll_timer(d, left);
             if (*d).timer.is_null() {
                 Seen::Due
             } else {
@@ -425,11 +433,7 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
         // Never fork inside a user callback (a handler running the loop, or a loop - this
         // one or another, e.g. a temporary loop - run from a callback): try again when it
         // has returned.
-        // SAFETY: `ev` is the live loop running this timer.
-        if p.callbacks > 0
-            || unsafe { reactor::depth(ev) }.unwrap_or(0) > 1
-            || reactor::dispatching().unwrap_or(0) > 1
-        {
+        if p.callbacks > 0 || reactor::dispatching().unwrap_or(0) > 1 {
             schedule_restart(p, ev, r.plan, RESTART_RETRY);
             return None;
         }
@@ -518,9 +522,6 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
             }
         }
         let Dying { end, plan, .. } = *d;
-        match alt {
-            Some(a) => gone(p, a, end, status, plan),
-            None => gone(p, null_mut(), end, status, plan),
-        }
+        gone(p, alt.unwrap_or(null_mut()), end, status, plan);
     }
 }

@@ -50,6 +50,11 @@ pub unsafe fn is_busy(_ev: *mut mln_event_t) -> bool {
     false
 }
 
+/// As [`is_busy`], for every loop of this thread.
+pub fn busy_here() -> bool {
+    false
+}
+
 /// libmelon's `mln_event_free` calls no hook.
 pub fn set_free_hook(_hook: fn(*mut mln_event_t)) -> bool {
     false

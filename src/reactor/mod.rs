@@ -101,11 +101,7 @@ pub unsafe fn depth(ev: *mut mln_event_t) -> Option<u32> {
 /// thread (standalone). Always `false` in the melon backend, which has no such state.
 #[inline]
 pub fn busy_here() -> bool {
-    #[cfg(feature = "standalone")]
-    let b = backend::busy_here();
-    #[cfg(not(feature = "standalone"))]
-    let b = false;
-    b
+    backend::busy_here()
 }
 
 /// How many `dispatch` calls are running in this process over every loop: more than one

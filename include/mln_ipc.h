@@ -336,6 +336,11 @@ typedef struct mln_ipc_stats_t {
      * Restarts of this worker slot so far (master side; 0 in a worker).
      */
     mln_u64_t restarts;
+    /**
+     * Nanoseconds sends to this peer spent waiting for it to read (pacing: only in a
+     * program that set no writable handler; README "Backpressure").
+     */
+    mln_u64_t paced_ns;
 } mln_ipc_stats_t;
 
 typedef uint8_t mln_u8_t;

@@ -64,7 +64,7 @@ void mln_ipc_writable_handler_set(mln_ipc_writable_handler h, void *data);
 
 /*
  * Extension (not in Melon): counters of one connection, filled by `mln_ipc_stats_get`
- * (72 bytes, nine 64-bit counters).
+ * (80 bytes, ten 64-bit counters).
  */
 typedef struct mln_ipc_stats_t {
     /* Frames completely written to the socket, and their payload bytes. */
@@ -82,14 +82,18 @@ typedef struct mln_ipc_stats_t {
     mln_u64_t sends_refused;
     /* Restarts of this worker slot so far (master side; 0 in a worker). */
     mln_u64_t restarts;
+    /* Nanoseconds sends to this peer spent waiting for it to read (pacing: only in a
+     * program that set no writable handler). */
+    mln_u64_t paced_ns;
 } mln_ipc_stats_t;
 
-/* The layout of src/abi.rs (assert_layout!(mln_ipc_stats_t, size 72, ...)); a C99 and C++
+/* The layout of src/abi.rs (assert_layout!(mln_ipc_stats_t, size 80, ...)); a C99 and C++
  * static assertion: the array size is negative if the layout differs. */
-typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 72
+typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 80
     && offsetof(mln_ipc_stats_t, frames_sent) == 0
     && offsetof(mln_ipc_stats_t, sends_refused) == 56
-    && offsetof(mln_ipc_stats_t, restarts) == 64) ? 1 : -1];
+    && offsetof(mln_ipc_stats_t, restarts) == 64
+    && offsetof(mln_ipc_stats_t, paced_ns) == 72) ? 1 : -1];
 
 /*
  * Extension (not in Melon): fills `*out` with the counters of child `f`, or, with `f`

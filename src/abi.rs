@@ -300,6 +300,9 @@ pub struct mln_ipc_stats_t {
     pub sends_refused: mln_u64_t,
     /// Restarts of this worker slot so far (master side; 0 in a worker).
     pub restarts: mln_u64_t,
+    /// Nanoseconds sends to this peer spent waiting for it to read (pacing: only in a
+    /// program that set no writable handler; README "Backpressure").
+    pub paced_ns: mln_u64_t,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -349,6 +352,6 @@ assert_layout!(mln_ipc_cb_t, size 56, align 8,
 assert_layout!(mln_framework_attr, size 48, align 8,
     argc @ 0, argv @ 8, global_init @ 16, main_thread @ 24, master_process @ 32,
     worker_process @ 40);
-assert_layout!(mln_ipc_stats_t, size 72, align 8, frames_sent @ 0, restarts @ 64);
+assert_layout!(mln_ipc_stats_t, size 80, align 8, frames_sent @ 0, restarts @ 64, paced_ns @ 72);
 const _: () = assert!(size_of::<ipc_handler>() == 8);
 const _: () = assert!(size_of::<mln_size_t>() == 8 && size_of::<libc::pid_t>() == 4);

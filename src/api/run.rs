@@ -83,6 +83,8 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     if master_writable.is_some() || worker_writable.is_some() {
         handlers::install_writable(master_writable, worker_writable);
     }
+    // The Rust API's sends are never paced: a full queue is `QueueFull`, never a wait.
+    process::set_pacing(false);
     if process::prepare_keep_sigchld() < 0 {
         return Err(Error::Io(io::Error::last_os_error()));
     }

@@ -3,7 +3,7 @@
 //! live) and runs the body behind a panic boundary: a panic is logged and never unwinds
 //! into the loop.
 
-use super::flush::{drain_parked, flush, flush_dirty};
+use super::flush::{drain_parked, flush, flush_dirty, loop_turned};
 use super::state::{Dying, Peer, PendingRestart, PROC};
 use super::{recv, supervise};
 use crate::abi::*;
@@ -24,6 +24,7 @@ pub(crate) unsafe extern "C" fn child_readable(
     _fd: c_int,
     data: *mut c_void,
 ) {
+    loop_turned();
     catch("child_readable", || on_child_readable(ev, data))
 }
 
@@ -42,6 +43,7 @@ pub(crate) unsafe extern "C" fn master_readable(
     _fd: c_int,
     _data: *mut c_void,
 ) {
+    loop_turned();
     catch("master_readable", || on_master_readable(ev))
 }
 
@@ -81,6 +83,7 @@ const SETTLE_ROUNDS: usize = 8;
 /// write: nothing queued may wait for a wake-up that no descriptor will give.
 #[cfg(feature = "standalone")]
 pub(crate) fn before_wait(ev: *mut mln_event_t) {
+    loop_turned();
     catch("before_wait", || {
         for _ in 0..SETTLE_ROUNDS {
             let Some(due) = PROC.try_with(|p| {
@@ -110,6 +113,7 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
 /// The wake-up descriptor: frames parked by signal handlers, flushes requested without a
 /// timer.
 pub(crate) unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _data: *mut c_void) {
+    loop_turned();
     catch("wake", || {
         crate::sigsafe::consume();
         PROC.with(|p| {
@@ -126,6 +130,13 @@ pub(crate) unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _da
 pub(crate) unsafe extern "C" fn restart_fired(ev: *mut mln_event_t, data: *mut c_void) {
     catch("restart", || {
         supervise::restart_fired(ev, data.cast::<PendingRestart>())
+    })
+}
+
+/// A child started from the loop did not complete its fork handshake in time.
+pub(crate) unsafe extern "C" fn handshake_expired(ev: *mut mln_event_t, data: *mut c_void) {
+    catch("handshake", || {
+        supervise::handshake_expired(ev, data.cast())
     })
 }
 
@@ -162,8 +173,11 @@ pub(crate) fn loop_freed(ev: *mut mln_event_t) {
 type Writable = (mln_ipc_writable_handler, usize);
 static WRITABLE: Mutex<Writable> = Mutex::new((None, 0));
 
+/// Setting a handler means the program handles backpressure itself: its sends are never
+/// paced (`flush`); clearing it brings pacing back.
 pub(crate) fn set_writable_handler(h: mln_ipc_writable_handler, data: *mut c_void) {
     *WRITABLE.lock().unwrap_or_else(|p| p.into_inner()) = (h, data as usize);
+    super::flush::set_pacing(h.is_none());
 }
 
 /// Calls the writable handler for every peer that drained after a refused send (loop

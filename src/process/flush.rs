@@ -28,13 +28,17 @@
 //!   handler never deadlocks (D9), in either build. A send that finds the process state
 //!   itself busy (the signal interrupted the library) is parked (`crate::sigsafe`); every
 //!   later send queues the parked frames first, so frames keep the order of the sends.
-//! * Pacing: a burst faster than its peer reads would otherwise end up whole in memory.
-//!   Once [`PACE_HIGH`] bytes are queued to one peer, a send waits (`poll`) until the
-//!   peer has taken half of them, as a blocking pipe would, so the sender runs at the
-//!   receiver's pace with bounded memory. A peer that takes nothing for
-//!   [`PACE_WAIT_MS`] ms is marked stalled and not waited for again until it reads (two
-//!   processes bursting at each other, or a peer that stopped reading): the queue then
-//!   grows up to the queue limit, where sends are refused with EAGAIN.
+//! * Pacing, for Melon programs only: a program that set no writable handler (Melon's
+//!   API has no way to hear "the queue drained") would otherwise see a burst faster than
+//!   its peer reads end up whole in memory, or refused and lost. So once [`PACE_HIGH`]
+//!   bytes are queued to one peer, its sends wait (`poll`) until the peer has taken half
+//!   of them, as a blocking pipe would, but never longer than [`PACE_SEND_MAX`] per send
+//!   nor [`PACE_TURN_MAX`] in all between two turns of the loop; past that the queue
+//!   grows (up to the queue limit, where sends are refused with EAGAIN). A peer that takes
+//!   nothing for [`PACE_WAIT_MS`] ms is marked stalled and not waited for again until it
+//!   reads. The time waited is in the peer's stats (`paced_ns`). A program that set a
+//!   writable handler (C) and every program of the Rust API are never paced: their sends
+//!   queue up to the limit, then EAGAIN / `QueueFull`, and the writable callback resumes.
 //! * A failed write marks the channel broken and changes nothing else: the end of stream
 //!   arrives on the read side, which delivers what the peer sent before it went and then
 //!   handles its death (restart and so on) from the loop. From the failed write on, sends
@@ -42,6 +46,7 @@
 //!   (Melon accepts them until the death is handled, and loses them.)
 
 use super::callbacks;
+use super::peer::Phase;
 use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
 use crate::abi::*;
 use crate::channel::{Flushed, Refused};
@@ -50,6 +55,8 @@ use crate::reactor;
 use crate::wire;
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// While a burst is queued, write whenever this many bytes accumulated.
 pub(crate) const OPPORTUNISTIC: usize = crate::channel::tx::CHUNK;
@@ -60,6 +67,39 @@ pub(crate) const DIRECT_MIN: usize = 16 * 1024;
 pub(crate) const PACE_HIGH: usize = 4 << 20;
 /// How long one pacing wait may see no progress before the peer counts as stalled.
 const PACE_WAIT_MS: u64 = 20;
+/// The longest one send waits (pacing).
+pub(crate) const PACE_SEND_MAX: Duration = Duration::from_millis(20);
+/// The longest the sends made between two turns of the loop wait in all (pacing).
+pub(crate) const PACE_TURN_MAX: Duration = Duration::from_millis(100);
+
+/// Sends may wait for their peer (pacing): no writable handler is set. Cleared by
+/// `mln_ipc_writable_handler_set` with a handler and by the Rust API.
+static PACING: AtomicBool = AtomicBool::new(true);
+/// Turns of the loops (`loop_turned`), and the pacing time spent since the last one.
+static TURN: AtomicU64 = AtomicU64::new(0);
+static TURN_SEEN: AtomicU64 = AtomicU64::new(0);
+static TURN_SPENT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether sends may wait for a slow peer (see the module docs).
+pub(crate) fn set_pacing(on: bool) {
+    PACING.store(on, Ordering::Relaxed);
+}
+
+/// A loop of this process turned (before its wait, or one of the core's callbacks ran):
+/// the pacing budget of [`PACE_TURN_MAX`] starts again.
+#[inline]
+pub(crate) fn loop_turned() {
+    TURN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What is left of this turn's pacing budget.
+fn turn_budget() -> Duration {
+    let turn = TURN.load(Ordering::Relaxed);
+    if TURN_SEEN.swap(turn, Ordering::Relaxed) != turn {
+        TURN_SPENT_NS.store(0, Ordering::Relaxed);
+    }
+    PACE_TURN_MAX.saturating_sub(Duration::from_nanos(TURN_SPENT_NS.load(Ordering::Relaxed)))
+}
 
 /// Why a send was refused (errno in the C API).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -202,14 +242,18 @@ fn send_in(
     // reach it again while this reference lives (only `mark_dirty` below, after its last
     // use).
     let ch = unsafe { &mut *ch };
-    if ch.broken {
+    if !ch.phase.accepts_sends() {
         // A write to the peer failed: it is gone, even if the loop has not handled its end
         // of stream yet. Refused, so the program knows (Melon accepts and loses it).
         return Err(SendError::NoPeer);
     }
     ch.ch.tx.set_limit(limit);
     let fd = ch.ch.raw();
-    let r = if payload.len() >= DIRECT_MIN && ch.ch.tx.is_empty() && !ch.send_armed {
+    let r = if payload.len() >= DIRECT_MIN
+        && ch.ch.tx.is_empty()
+        && !ch.send_armed
+        && ch.phase.writes()
+    {
         ch.ch.tx.write_direct(fd, ty, payload)
     } else {
         ch.ch.tx.push(ty, payload).map(|()| Flushed::Blocked)
@@ -239,16 +283,16 @@ fn send_in(
     }
     // Queued. Keep the socket busy during a burst; a channel no loop watches is written
     // at once.
-    if ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC {
+    if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
             // This frame is queued behind bytes the peer will never read: lost with them
             // (counted when the channel closes).
             broken(ch, peer, &e);
             return Err(SendError::NoPeer);
         }
-        if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled {
+        if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled && PACING.load(Ordering::Relaxed) {
             pace(ch, peer, fd);
-            if ch.broken {
+            if ch.phase.ended() {
                 return Err(SendError::NoPeer);
             }
         }
@@ -268,45 +312,60 @@ fn pace(ch: &mut Chan, peer: Peer, fd: i32) {
 
 fn pace_waits(ch: &mut Chan, peer: Peer, fd: i32) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let budget = turn_budget().min(PACE_SEND_MAX);
+    if budget.is_zero() {
+        return;
+    }
     // SAFETY: the channel's descriptor, open for the duration of the call.
     let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let patience = std::time::Duration::from_millis(PACE_WAIT_MS);
+    let patience = Duration::from_millis(PACE_WAIT_MS);
+    let start = Instant::now();
+    let end = start + budget;
     // The peer must take something within `patience` (signals interrupting the wait do
     // not restart the clock).
-    let mut deadline = std::time::Instant::now() + patience;
+    let mut deadline = start + patience;
     while ch.ch.tx.queued_bytes() > PACE_HIGH / 2 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
+        let now = Instant::now();
+        if now >= deadline {
             ch.stalled = true;
             log::debug(format_args!(
                 "{peer} took nothing for {PACE_WAIT_MS} ms: sends stop waiting for it \
                  (queued: {} bytes)",
                 ch.ch.tx.queued_bytes()
             ));
-            return;
+            break;
         }
+        if now >= end {
+            break;
+        }
+        let left = deadline.min(end) - now;
         let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
         let mut pfd = [PollFd::new(bfd, PollFlags::POLLOUT)];
         match poll(&mut pfd, PollTimeout::from(ms)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(_) => return,
+            Err(_) => break,
         }
         let before = ch.ch.tx.queued_bytes();
         match ch.ch.tx.write(fd) {
-            Flushed::Error(e) => return broken(ch, peer, &e),
-            Flushed::Drained => return,
+            Flushed::Error(e) => {
+                broken(ch, peer, &e);
+                break;
+            }
+            Flushed::Drained => break,
             Flushed::Blocked => {}
         }
         if ch.ch.tx.queued_bytes() < before {
-            deadline = std::time::Instant::now() + patience;
+            deadline = Instant::now() + patience;
         }
     }
+    let spent = start.elapsed().as_nanos() as u64;
+    ch.paced_ns += spent;
+    TURN_SPENT_NS.fetch_add(spent, Ordering::Relaxed);
 }
 
 fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
-    if !ch.broken {
-        ch.broken = true;
+    if ch.phase.advance(Phase::Failing) {
         log::debug(format_args!("write to {peer} failed: {e}"));
     }
 }
@@ -398,8 +457,11 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
     let Some(ch) = p.chan(peer) else { return };
     let fd = ch.ch.raw();
     let before = ch.ch.tx.queued_bytes();
-    let res = if ch.broken {
+    let res = if ch.phase.ended() {
         Flushed::Drained
+    } else if !ch.phase.writes() {
+        // Held (a worker before its handshake byte): written right after it.
+        return;
     } else {
         ch.ch.tx.write(fd)
     };

@@ -11,6 +11,7 @@
 //! touched: its epoll instance is shared with the parent until the child leaves it.
 
 use super::handlers;
+use super::peer::Phase;
 use super::pids::start_ticks_of;
 use super::state::{conn_new, Chan, Child, ExecArgs, Live, Peer, Plan, Proc, PROC};
 use crate::abi::*;
@@ -91,22 +92,40 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(guard);
             drop(theirs);
+            let pid = child.as_raw();
+            let start_ticks = start_ticks_of(pid);
+            if !ev.is_null() {
+                // From the loop (issue: the loop never blocks): the child is listed at
+                // once, in phase `Handshake`; its first byte, read by the loop, completes
+                // the handshake (`recv`), and a deadline closes it if that never comes.
+                PROC.with(|p| add_child(p, ev, mine, pid, start_ticks, plan, Phase::Handshake));
+                return Ok(Forked::Parent);
+            }
+            // No loop to wait from (the initial start of the workers): wait here. The
+            // child writes one byte once its post-fork clean-up is done; EOF means it died
+            // first: fail instead of spinning (D5).
             let mut mine = UnixStream::from(mine);
-            // Handshake: the child writes one byte once its post-fork cleanup is done. EOF
-            // means it died first: fail instead of spinning (D5).
             let mut byte = [0u8; 1];
             match retry_eintr(|| mine.read(&mut byte)) {
                 Ok(1) => {}
                 Ok(_) => return Err(io::Error::other("child exited before the fork handshake")),
                 Err(e) => return Err(e),
             }
-            let pid = child.as_raw();
-            let start_ticks = start_ticks_of(pid);
             log::info(format_args!(
                 "{} started",
                 super::supervise::label(pid, &plan)
             ));
-            PROC.with(|p| add_child(p, ev, OwnedFd::from(mine), pid, start_ticks, plan));
+            PROC.with(|p| {
+                add_child(
+                    p,
+                    ev,
+                    OwnedFd::from(mine),
+                    pid,
+                    start_ticks,
+                    plan,
+                    Phase::Live,
+                )
+            });
             Ok(Forked::Parent)
         }
     }
@@ -119,6 +138,7 @@ fn add_child(
     pid: i32,
     start_ticks: Option<u64>,
     plan: Plan,
+    phase: Phase,
 ) {
     let raw = fd.as_raw_fd();
     #[allow(unused_mut)]
@@ -145,7 +165,10 @@ fn add_child(
     }
     let id = p.next_id;
     p.next_id += 1;
-    let chan = Chan::new(Channel::new(fd, super::max_message(), super::queue_limit()));
+    let chan = Chan::new(
+        Channel::new(fd, super::max_message(), super::queue_limit()),
+        phase,
+    );
     let c = Box::into_raw(Box::new(Child {
         f,
         id,
@@ -154,6 +177,7 @@ fn add_child(
             plan,
             started: Instant::now(),
             start_ticks,
+            handshake_timer: null_mut(),
         })),
     }));
     // SAFETY: a fresh record; `args` lives in its `Live`, released (and the pointer
@@ -171,6 +195,9 @@ fn add_child(
             log::error(format_args!(
                 "cannot watch child {pid}: event registration failed"
             ));
+        }
+        if phase == Phase::Handshake {
+            super::supervise::arm_handshake(p, ev, c);
         }
     }
 }
@@ -201,12 +228,20 @@ fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
         unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
     }
     let byte = [b' '];
-    // SAFETY: writing one byte from a valid buffer to our own descriptor.
+    // SAFETY: writing one byte from a valid buffer to our own descriptor (a fresh socket:
+    // its buffer has room).
     let w = retry_eintr(|| crate::sys::syscall!(write(fd, byte.as_ptr().cast(), 1)));
     if w.is_err() {
         // SAFETY: leaving the child without running the parent's atexit handlers.
         unsafe { libc::_exit(1) };
     }
+    // What the clear handler sent was held behind the handshake byte: it goes now.
+    PROC.with(|p| {
+        if let Some(ch) = p.chan(Peer::Master) {
+            ch.phase.advance(Phase::Live);
+        }
+        super::flush::flush(p, Peer::Master);
+    });
 }
 
 fn become_child(p: &mut Proc, fd: OwnedFd) {
@@ -249,11 +284,11 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.is_worker = true;
     let raw = fd.as_raw_fd();
     let m = p.master();
-    m.chan = Some(Chan::new(Channel::new(
-        fd,
-        super::max_message(),
-        super::queue_limit(),
-    )));
+    // Held until the handshake byte is written (`in_child`).
+    m.chan = Some(Chan::new(
+        Channel::new(fd, super::max_message(), super::queue_limit()),
+        Phase::Held,
+    ));
     m.conn = conn_new(raw);
     crate::sigsafe::after_fork();
     p.publish();
@@ -369,7 +404,11 @@ fn discard(c: *mut Child) {
     let pid = unsafe { (*c).f.pid };
     let live = PROC.with(|p| {
         p.dirty.retain(|&d| d != Peer::Child(c));
-        p.bury(c)
+        let mut live = p.bury(c);
+        if let Some(l) = live.as_mut() {
+            super::supervise::cancel_handshake(l);
+        }
+        live
     });
     if let Some(live) = live {
         if !live.chan.ev.is_null() {

@@ -4,6 +4,7 @@
 //! functions re-exported here; nothing here knows either face.
 //!
 //! Files:
+//! * `peer`: a peer's life, the one state machine every part reads;
 //! * `state`: the global state ([`state::PROC`], one scoped borrow at a time), child
 //!   records and identity, settings;
 //! * `handlers`: the registry and the handler tables (the thread-safe part);
@@ -22,6 +23,7 @@ mod fork;
 mod handlers;
 #[cfg(not(feature = "standalone"))]
 pub(crate) mod melon_conf;
+mod peer;
 mod pids;
 mod recv;
 mod shutdown;
@@ -35,6 +37,8 @@ use std::io;
 
 pub(crate) use callbacks::{on_child_readable, on_master_readable, set_writable_handler};
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use flush::set_pacing;
 pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::flush_stdio;
@@ -160,6 +164,7 @@ pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
             queue_peak_bytes: tx.queue_peak_bytes,
             sends_refused: tx.sends_refused,
             restarts,
+            paced_ns: ch.paced_ns,
         })
     })
 }

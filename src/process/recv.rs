@@ -9,10 +9,11 @@
 //! handler.
 
 use super::flush::flush_dirty;
+use super::peer::Phase;
 use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
-use crate::channel::{Next, Read};
+use crate::channel::{IoResult, Next, Read};
 use crate::registry::Side;
 use core::ffi::c_void;
 use std::io;
@@ -58,17 +59,29 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     // only `shutdown`, which runs outside any pass, or a fork, which changes the epoch,
     // release it otherwise). So the pass keeps a pointer and touches it only inside
     // borrows of the process state.
-    let Some((ch, epoch)) = PROC.with(|p| {
+    let start = PROC.with(|p| -> Result<(*mut Chan, u64), Option<String>> {
         if p.dispatch_stopped {
-            return None;
+            return Err(None);
         }
         let epoch = p.epoch;
-        let ch = p.chan(peer)?;
+        let ch = p.chan(peer).ok_or(None)?;
+        if ch.phase == Phase::Handshake {
+            handshake(p, peer)?;
+        }
+        let ch = p.chan(peer).ok_or(None)?;
         ch.busy += 1;
         ch.ch.rx.set_max(super::max_message());
-        Some((ch as *mut Chan, epoch))
-    }) else {
-        return;
+        Ok((ch as *mut Chan, epoch))
+    });
+    let (ch, epoch) = match start {
+        Ok(s) => s,
+        Err(None) => return,
+        Err(Some(why)) => {
+            if let Peer::Child(c) = peer {
+                close_child(ev, c, &why);
+            }
+            return;
+        }
     };
     let end = pass(ev, peer, ch, epoch);
     if matches!(end, End::Forked) {
@@ -79,7 +92,7 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
         let c = unsafe { &mut *ch };
         c.busy -= 1;
         let outer = c.busy == 0;
-        let pending = c.close_pending;
+        let pending = c.phase == Phase::Closing;
         let pending_why = if outer { c.pending_why.take() } else { None };
         // The end of a pass: whatever its handlers queued goes out now.
         flush_dirty(p);
@@ -104,6 +117,24 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     super::callbacks::run_writable_callbacks(ev);
 }
 
+/// A child in phase `Handshake` became readable: its first byte is the handshake (then
+/// its frames follow, read by the same pass). `Err(None)`: not yet; `Err(Some(why))`: it
+/// died or failed before its handshake.
+fn handshake(p: &mut Proc, peer: Peer) -> Result<(), Option<String>> {
+    let Peer::Child(c) = peer else { return Ok(()) };
+    let fd = p.chan(peer).ok_or(None)?.ch.raw();
+    let mut byte = [0u8; 1];
+    match crate::channel::recv_into(fd, &mut byte) {
+        IoResult::Done(1) => {
+            super::supervise::handshake_done(p, c);
+            Ok(())
+        }
+        IoResult::Done(_) => Err(Some("exited before the fork handshake".into())),
+        IoResult::WouldBlock => Err(None),
+        IoResult::Failed(e) => Err(Some(format!("recv before the fork handshake: {e}"))),
+    }
+}
+
 /// Frames received behind one whose handler now runs the loop itself (nested dispatch):
 /// the socket has nothing new to say about them, so no readiness event would hand them
 /// out and a handler waiting for the next frame would wait for ever. Called before each
@@ -116,7 +147,7 @@ pub(crate) fn deliver_held(ev: *mut mln_event_t) {
     let held = |p: &mut Proc, peer: Peer| {
         !p.dispatch_stopped
             && p.chan(peer).is_some_and(|c| {
-                c.busy > 0 && !c.close_pending && c.ev == ev && c.ch.rx.has_frame()
+                c.busy > 0 && c.phase != Phase::Closing && c.ev == ev && c.ch.rx.has_frame()
             })
     };
     let Some(peers) = PROC.try_with(|p| {
@@ -200,7 +231,7 @@ fn deliver(
                     p.callbacks -= 1;
                     let c = unsafe { &mut *ch };
                     c.ch.rx.unpin();
-                    Some(c.close_pending)
+                    Some(c.phase == Phase::Closing)
                 });
                 match after {
                     None => return Some(End::Forked),
@@ -219,7 +250,7 @@ fn deliver(
 /// Takes the next frame of channel `ch` and finds its handler.
 #[inline]
 fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
-    if p.dispatch_stopped || ch.close_pending {
+    if p.dispatch_stopped || ch.phase == Phase::Closing {
         // A handler stopped this process, or closed this channel's child: the frames
         // behind its frame are never dispatched.
         return Step::Stopped;

@@ -102,7 +102,8 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
         for c in p.children() {
             // SAFETY: a live record.
             let pid = unsafe { (*c).f.pid };
-            if let Some(live) = p.bury(c) {
+            if let Some(mut live) = p.bury(c) {
+                super::supervise::cancel_handshake(&mut live);
                 let live = *live;
                 pids.push((pid, live.start_ticks));
                 chans.push((live.plan.slot, live.chan));
@@ -159,7 +160,7 @@ fn wait_gone(pid: i32, fd: &Pidfd, end: Instant) -> bool {
 fn drain_and_close(chan: &mut Chan, deadline: Instant) -> usize {
     let fd = chan.ch.raw();
     let lost = loop {
-        if chan.broken {
+        if chan.phase.ended() {
             break chan.ch.tx.queued_frames();
         }
         match chan.ch.tx.write(fd) {

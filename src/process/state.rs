@@ -22,6 +22,7 @@
 //! (not in the live set) instead of naming the replacement.
 
 use super::handlers::Cache;
+use super::peer::Phase;
 use crate::abi::*;
 use crate::channel::Channel;
 use core::cell::UnsafeCell;
@@ -118,38 +119,39 @@ pub(crate) struct Chan {
     pub send_armed: bool,
     /// Listed in `Proc::dirty`: frames queued and no flush under way.
     pub dirty: bool,
-    /// A write failed: the peer is gone (sends are refused); the read side reports the end.
-    pub broken: bool,
+    /// Where the peer is in its life (see `peer`).
+    pub phase: Phase,
     /// A pacing wait saw the peer take nothing: do not wait for it again until it reads.
     pub stalled: bool,
     /// Receive passes of this channel in progress (nested dispatch makes it > 1).
     pub busy: u32,
-    /// Closing was requested while `busy`: done when the outermost pass ends.
-    pub close_pending: bool,
-    /// Why (the first reason given), for the log line then.
+    /// Why the close asked for while `busy` (phase `Closing`) was asked (the first reason
+    /// given), for the log line when the outermost pass ends.
     pub pending_why: Option<String>,
     /// A send was refused for lack of room: the writable callback is due once it drains.
     pub refused: bool,
     pub frames_received: u64,
     pub bytes_received: u64,
+    /// Time sends to this peer spent waiting for it (pacing, `flush`).
+    pub paced_ns: u64,
 }
 
 impl Chan {
-    pub(crate) fn new(ch: Channel) -> Self {
+    pub(crate) fn new(ch: Channel, phase: Phase) -> Self {
         Chan {
             ch,
             cache: Cache::EMPTY,
             ev: null_mut(),
             send_armed: false,
             dirty: false,
-            broken: false,
+            phase,
             stalled: false,
             busy: 0,
-            close_pending: false,
             pending_why: None,
             refused: false,
             frames_received: 0,
             bytes_received: 0,
+            paced_ns: 0,
         }
     }
 }
@@ -213,6 +215,8 @@ pub(crate) struct Live {
     /// The kernel's start time of the process (clock ticks since boot), to make sure a pid
     /// still names our child before signalling it.
     pub start_ticks: Option<u64>,
+    /// Phase `Handshake`: the deadline timer on the channel's loop (NULL: none).
+    pub handshake_timer: *mut mln_event_timer_t,
 }
 
 /// One child as the master sees it. `f` first: the `*mut mln_fork_t` handed to C is also
@@ -403,7 +407,7 @@ impl Proc {
         let c = self.find(f)?;
         // SAFETY: a live record (in the live set).
         let live = unsafe { (*c).live.as_ref() }?;
-        (!live.chan.close_pending).then_some(c)
+        (live.chan.phase != Phase::Closing).then_some(c)
     }
 
     /// The channel of `peer`, if it is live.

@@ -20,6 +20,7 @@
 //!    (Melon forks in place, inside whatever callback saw the death).
 
 use super::flush::flush_dirty;
+use super::peer::{Phase, HANDSHAKE_DEADLINE};
 use super::pids::{status_of, Pidfd, POLL_INTERVAL};
 use super::state::{Dying, Peer, PendingRestart, Plan, Proc, PROC};
 use super::{callbacks, fork};
@@ -83,7 +84,7 @@ pub(crate) fn close_in(
         // Its frames are being dispatched: finish that first (the pass closes it). Nothing
         // more is read meanwhile, so the loop stops watching it now (a nested dispatch
         // would otherwise spin on a readable socket no pass reads).
-        if !ch.close_pending && !ch.ev.is_null() {
+        if ch.phase != Phase::Closing && !ch.ev.is_null() {
             // SAFETY: the channel's loop is live (forgotten when freed); a CLR inside that
             // fd's own handler is allowed.
             unsafe {
@@ -98,13 +99,15 @@ pub(crate) fn close_in(
             };
             ch.send_armed = false;
         }
-        ch.close_pending = true;
+        ch.phase.advance(Phase::Closing);
         ch.pending_why.get_or_insert_with(|| why.to_string());
         return;
     }
     // SAFETY: `c` is a live record (its channel was found).
     let pid = unsafe { (*c).f.pid };
-    let Some(live) = p.bury(c) else { return };
+    let Some(mut live) = p.bury(c) else { return };
+    let starting = live.chan.phase == Phase::Handshake;
+    cancel_handshake(&mut live);
     let live = *live;
     if !p.overfull.is_empty() {
         super::flush::recheck_overfull(p);
@@ -137,7 +140,8 @@ pub(crate) fn close_in(
     drop(chan);
     let mut plan = live.plan;
     let restart = if plan.stype == M_PST_SUP {
-        plan.quick_deaths = if live.started.elapsed() < STABLE_UPTIME {
+        // A child that never completed its handshake died quickly, however long it took.
+        plan.quick_deaths = if starting || live.started.elapsed() < STABLE_UPTIME {
             plan.quick_deaths + 1
         } else {
             0
@@ -147,6 +151,62 @@ pub(crate) fn close_in(
         None
     };
     watch_exit(p, ev, pid, live.start_ticks, end, restart);
+}
+
+/// Arms the handshake deadline of child `c`, just started from loop `ev` (phase
+/// `Handshake`). Without a timer the child has no deadline (logged).
+pub(crate) fn arm_handshake(p: &mut Proc, ev: *mut mln_event_t, c: *mut super::state::Child) {
+    let ms = HANDSHAKE_DEADLINE.as_millis() as u32;
+    // SAFETY: `ev` is a live loop; the callback looks the record up before using it.
+    let t = unsafe { reactor::timer_set(ev, ms, c.cast(), Some(callbacks::handshake_expired)) };
+    if t.is_null() {
+        log::error(format_args!(
+            "cannot set the fork handshake deadline of {}",
+            Peer::Child(c)
+        ));
+    }
+    if let Some(live) = p.live_of(c) {
+        live.handshake_timer = t;
+    }
+}
+
+/// Cancels the handshake deadline of a child whose phase leaves `Handshake`.
+pub(crate) fn cancel_handshake(live: &mut super::state::Live) {
+    let t = std::mem::replace(&mut live.handshake_timer, null_mut());
+    if !t.is_null() && !live.chan.ev.is_null() {
+        // SAFETY: the timer is pending on the channel's loop (live: forgotten when freed,
+        // and then the timer went with it).
+        unsafe { reactor::timer_cancel(live.chan.ev, t) };
+    }
+}
+
+/// The handshake deadline of child `c` passed: if it is still starting, it is closed (and
+/// killed after the grace) as a quick death.
+pub(crate) fn handshake_expired(ev: *mut mln_event_t, c: *mut super::state::Child) {
+    PROC.with(|p| {
+        let Some(c) = p.find(c.cast()) else { return };
+        let Some(live) = p.live_of(c) else { return };
+        live.handshake_timer = null_mut();
+        if live.chan.phase == Phase::Handshake {
+            let why = format!(
+                "no fork handshake within {} s",
+                HANDSHAKE_DEADLINE.as_secs()
+            );
+            close_in(p, ev, c, &why);
+        }
+    })
+}
+
+/// The handshake byte of child `c` was read: it is live.
+pub(crate) fn handshake_done(p: &mut Proc, c: *mut super::state::Child) {
+    // SAFETY: `c` is a live record (the caller found its channel).
+    let pid = unsafe { (*c).f.pid };
+    let Some(live) = p.live_of(c) else { return };
+    if !live.chan.phase.advance(Phase::Live) {
+        return;
+    }
+    cancel_handshake(live);
+    log::info(format_args!("{} started", label(pid, &live.plan)));
 }
 
 /// What is said about a child's end: who it was, why its channel closed, and how many

@@ -68,23 +68,32 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
             }
             Ok(process::Forked::Child) => {}
         }
-        run_loop(attr.worker_process, process::worker_events_set)
+        let r = run_loop(attr.worker_process, process::worker_events_set);
+        // A worker that ended its own loop: what it sent (signal handlers included) is
+        // written before it returns, as in the master.
+        end_workers();
+        r
     })
 }
 
 /// The master's loop ended: the workers end too (see `mln_framework_init`).
 fn end_workers() {
+    let who = if process::is_worker() {
+        "worker"
+    } else {
+        "master"
+    };
     let s = process::shutdown(Instant::now() + DRAIN_LIMIT, EXIT_GRACE);
     let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
     if lost > 0 {
         log::warn(format_args!(
-            "master stopped: {lost} queued frame(s) not delivered within {} s",
+            "{who} stopped: {lost} queued frame(s) not delivered within {} s",
             DRAIN_LIMIT.as_secs()
         ));
     }
     if !s.killed.is_empty() {
         log::warn(format_args!(
-            "master stopped: children {:?} were still running and were killed",
+            "{who} stopped: children {:?} were still running and were killed",
             s.killed
         ));
     }

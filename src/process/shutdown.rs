@@ -63,7 +63,8 @@ pub(crate) struct Shutdown {
     pub killed: Vec<i32>,
 }
 
-/// Drops pending restarts, writes what every channel has queued (blocking, until
+/// Drops pending restarts, queues the frames parked by signal handlers, writes what every
+/// channel has queued (blocking, until
 /// `deadline` at the latest), closes every channel without restarting anyone, then waits
 /// for the children to exit (they see end of stream and exit with status 127) until
 /// `deadline`, and at least `grace` after the channels closed, and kills those still
@@ -73,6 +74,11 @@ pub(crate) struct Shutdown {
 pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     let mut out = Shutdown::default();
     let (chans, master, pids, dying) = PROC.with(|p| {
+        // Frames that signal handlers parked were accepted (their sends returned 0): they
+        // join their queues first, to be written with the rest.
+        if crate::sigsafe::parked() {
+            super::flush::drain_parked(p);
+        }
         for r in std::mem::take(&mut p.restarts) {
             // SAFETY: listed records are live boxes whose timers are pending on their loop.
             let r = unsafe { Box::from_raw(r) };

@@ -564,6 +564,9 @@ pub(crate) fn set_max_message(max: usize) -> bool {
     if !(crate::wire::TYPE_LEN..=u32::MAX as usize).contains(&max) {
         return false;
     }
+    // The pair (maximum, limit) changes under one lock, so two threads setting one each
+    // cannot both pass their check against the other's old value.
+    let _pair = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
     let limit = QUEUE_LIMIT.load(Ordering::Relaxed);
     if limit != 0 && max > limit {
         return false;
@@ -571,6 +574,11 @@ pub(crate) fn set_max_message(max: usize) -> bool {
     MAX_MESSAGE.store(max, Ordering::Relaxed);
     true
 }
+
+/// Taken by the two setters of the (maximum message, queue limit) pair; readers read the
+/// atomics. Never taken on the send path, nor by a signal handler's call (the setters are
+/// not for signal handlers).
+static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[inline]
 pub(crate) fn max_message() -> usize {
@@ -580,6 +588,7 @@ pub(crate) fn max_message() -> usize {
 /// `mln_ipc_queue_limit_set`: 0 = unlimited; otherwise at least the maximum message size
 /// (an empty queue always takes one frame, so a maximal frame is never refused for good).
 pub(crate) fn set_queue_limit(bytes: usize) -> bool {
+    let _pair = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
     if bytes != 0 && bytes < max_message() {
         return false;
     }

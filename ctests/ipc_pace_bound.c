@@ -100,9 +100,11 @@ int main(int argc, char *argv[])
     CHECK(ctest_framework_init(&a) == 0);
     fprintf(stderr, "master: burst callback %ld ms, longest send %ld us, paced %llu us\n",
             burst_ms, longest_send_us, (unsigned long long)(paced_ns / 1000));
-    CHECK(paced_ns > 0);
     CHECK(paced_ns <= 100000000ull + 5000000ull); /* the turn's budget (timer slack) */
+    /* Under valgrind the master copies so slowly that the queue may never reach the pacing
+     * threshold: only the delivery and the bound are checked there. */
     if (!valgrind) {
+        CHECK(paced_ns > 0);
         CHECK(longest_send_us < 60000);
         CHECK(burst_ms < 400);
     }

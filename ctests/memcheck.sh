@@ -21,7 +21,8 @@
 # exit and does not count; "possibly lost" is not reported (interior pointers of glibc's
 # thread and stdio structures). ctests/valgrind.supp holds the suppressions (see there).
 #
-# Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here).
+# Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here),
+# MEMCHECK_JOBS (tests run at once; default: the number of processors).
 # CTEST_BUILD=melon (`make memcheck-melon`): the melon build, as run.sh does it; tests
 # marked CTEST_STANDALONE_ONLY or CTEST_MELON_XFAIL are skipped and logs go to
 # $TARGET_DIR/melon/memcheck/<test>/. Against Melon 270f2c8 nothing in libmelon needed a
@@ -51,23 +52,19 @@ else
     for src in ctests/*.c; do names+=("$(basename "$src" .c)"); done
 fi
 
-passed=0
-failed=0
-skipped=0
-for name in "${names[@]}"; do
-    name=${name%.c}
+# One test under memcheck; prints its result line (PASS / FAIL / SKIP, then details).
+one() {
+    local name=$1 logs out rc reports why m f
     if grep -q 'CTEST_XFAIL:' "ctests/$name.c"; then
         why=$(sed -n 's/.*CTEST_XFAIL: *\(.*\)/\1/p' "ctests/$name.c" | head -n 1 | sed 's| *\*/$||')
         echo "SKIP $name (known failure: $why; CTEST_XFAIL in ctests/$name.c)"
-        skipped=$((skipped + 1))
-        continue
+        return
     fi
     if [ "$CTEST_BUILD" = melon ]; then
         for m in CTEST_STANDALONE_ONLY CTEST_MELON_XFAIL; do
             if grep -q "$m:" "ctests/$name.c"; then
                 echo "SKIP $name (see $m in ctests/$name.c)"
-                skipped=$((skipped + 1))
-                continue 2
+                return
             fi
         done
     fi
@@ -84,10 +81,8 @@ for name in "${names[@]}"; do
     reports=$(cat "$logs"/*.log 2>/dev/null | grep -c '^==[0-9]*==')
     if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ]; then
         echo "PASS $name"
-        passed=$((passed + 1))
-        continue
+        return
     fi
-    failed=$((failed + 1))
     if [ "$rc" -ne 0 ]; then
         echo "FAIL $name (test)"
         grep -v '^[0-9]* passed' <<<"$out" | tail -n 30 | sed 's/^/    /'
@@ -100,6 +95,31 @@ for name in "${names[@]}"; do
             head -n 60 "$f" | sed 's/^/    /'
         fi
     done
+}
+
+# MEMCHECK_JOBS tests at a time (default: the number of processors); each result is
+# printed whole, in the order of the names, as soon as it and those before it are done.
+jobs_max=${MEMCHECK_JOBS:-$(nproc 2>/dev/null || echo 1)}
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+i=0
+for name in "${names[@]}"; do
+    name=${name%.c}
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+    one "$name" >"$results/$i" 2>&1 &
+    i=$((i + 1))
+done
+wait
+passed=0
+failed=0
+skipped=0
+for ((k = 0; k < i; k++)); do
+    cat "$results/$k"
+    case $(head -c 4 "$results/$k") in
+    PASS) passed=$((passed + 1)) ;;
+    SKIP) skipped=$((skipped + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
 done
 
 echo "memcheck: $passed passed, $failed failed, $skipped skipped"

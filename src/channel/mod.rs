@@ -38,6 +38,13 @@ impl Channel {
     pub(crate) fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+
+    /// Closes the descriptor and returns the buffers (their memory stays where it is).
+    pub(crate) fn into_buffers(self) -> (Rx, Tx) {
+        let Channel { fd, rx, tx } = self;
+        drop(fd);
+        (rx, tx)
+    }
 }
 
 /// Outcome of one system call.

@@ -87,6 +87,7 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
     catch("before_wait", || {
         for _ in 0..SETTLE_ROUNDS {
             let Some(due) = PROC.try_with(|p| {
+                super::fork::release_inherited(p);
                 if crate::sigsafe::parked() {
                     drain_parked(p);
                 }

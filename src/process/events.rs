@@ -106,6 +106,7 @@ pub(crate) fn master_events_set(ev: *mut mln_event_t) {
 /// `mln_fork_worker_events_set`.
 pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
     PROC.with(|p| {
+        super::fork::release_inherited(p);
         if !p.is_worker || p.master().chan.is_none() {
             // Melon's framework does this in the master once its loop ends: nothing to say.
             log::debug(format_args!(
@@ -169,11 +170,9 @@ pub(crate) fn iterate(ev: *mut mln_event_t, h: fork_iterate_handler, data: *mut 
         // SAFETY: user callback with a live child.
         let r = unsafe { h(ev, c.cast(), data) };
         let forked = PROC.with(|p| {
-            if p.epoch != epoch {
-                return true;
-            }
-            p.callbacks -= 1;
-            false
+            // The callback returned (in this process, parent or new child).
+            p.callbacks = p.callbacks.saturating_sub(1);
+            p.epoch != epoch
         });
         if r < 0 {
             return -1;

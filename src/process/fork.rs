@@ -13,7 +13,7 @@
 use super::handlers;
 use super::peer::Phase;
 use super::pids::start_ticks_of;
-use super::state::{conn_new, Chan, Child, ExecArgs, Live, Peer, Plan, Proc, PROC};
+use super::state::{conn_new, Chan, Child, ExecArgs, Inherited, Live, Peer, Plan, Proc, PROC};
 use crate::abi::*;
 use crate::channel::Channel;
 use crate::log;
@@ -95,10 +95,17 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             let pid = child.as_raw();
             let start_ticks = start_ticks_of(pid);
             if !ev.is_null() {
-                // From the loop (issue: the loop never blocks): the child is listed at
+                // From the loop (the loop never blocks on a peer): the child is listed at
                 // once, in phase `Handshake`; its first byte, read by the loop, completes
                 // the handshake (`recv`), and a deadline closes it if that never comes.
-                PROC.with(|p| add_child(p, ev, mine, pid, start_ticks, plan, Phase::Handshake));
+                let watched =
+                    PROC.with(|p| add_child(p, ev, mine, pid, start_ticks, plan, Phase::Handshake));
+                if !watched {
+                    // Nothing could ever read its handshake: the start fails.
+                    let e = io::Error::last_os_error();
+                    discard(PROC.with(|p| p.tail));
+                    return Err(e);
+                }
                 return Ok(Forked::Parent);
             }
             // No loop to wait from (the initial start of the workers): wait here. The
@@ -139,7 +146,7 @@ fn add_child(
     start_ticks: Option<u64>,
     plan: Plan,
     phase: Phase,
-) {
+) -> bool {
     let raw = fd.as_raw_fd();
     #[allow(unused_mut)]
     let mut f = mln_fork_t {
@@ -189,17 +196,21 @@ fn add_child(
         }
     }
     p.append(c);
-    if !ev.is_null() {
-        super::events::watch_wake(p, ev);
-        if !super::events::register(p, ev, Peer::Child(c)) {
-            log::error(format_args!(
-                "cannot watch child {pid}: event registration failed"
-            ));
-        }
-        if phase == Phase::Handshake {
-            super::supervise::arm_handshake(p, ev, c);
-        }
+    if ev.is_null() {
+        return true;
     }
+    super::events::watch_wake(p, ev);
+    if !super::events::register(p, ev, Peer::Child(c)) {
+        log::error(format_args!(
+            "cannot watch child {pid}: event registration failed: {}",
+            io::Error::last_os_error()
+        ));
+        return false;
+    }
+    if phase == Phase::Handshake {
+        super::supervise::arm_handshake(p, ev, c);
+    }
+    true
 }
 
 /// The child's side after fork (spec §4.6).
@@ -245,24 +256,32 @@ fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
 }
 
 fn become_child(p: &mut Proc, fd: OwnedFd) {
-    // The siblings' descriptors close as their records go.
+    // The siblings' descriptors close now; their records and buffers are kept until no
+    // callback can hold them: if this fork happened inside a user callback (a handler, an
+    // iterate callback), the rest of that callback runs here with the `buf`, `f_ptr` and
+    // `mln_fork_t *` it was given (`release_inherited`).
     let mut c = p.head;
     while !c.is_null() {
-        // SAFETY: inherited list members are boxes we own; each is freed once.
-        let b = unsafe { Box::from_raw(c) };
+        // SAFETY: inherited list members are boxes we own; each is taken once.
+        let mut b = unsafe { Box::from_raw(c) };
         c = b.f.next.cast();
         #[cfg(not(feature = "standalone"))]
-        {
-            let mut b = b;
-            crate::melon::conn::destroy(&mut b.f.conn);
+        crate::melon::conn::destroy(&mut b.f.conn);
+        if let Some(live) = b.live.take() {
+            let Live { chan, plan, .. } = *live;
+            let (rx, tx) = chan.ch.into_buffers();
+            p.inherited.push(Inherited::Buffers(rx, tx));
+            p.inherited.push(Inherited::Plan(plan));
         }
+        p.inherited.push(Inherited::Record(b));
     }
     p.head = null_mut();
     p.tail = null_mut();
     p.live.clear();
     for t in p.graveyard.drain(..) {
         // SAFETY: tombstones we own.
-        drop(unsafe { Box::from_raw(t) });
+        p.inherited
+            .push(Inherited::Record(unsafe { Box::from_raw(t) }));
     }
     // Records tied to the parent's loop: their timers may still fire in our copy of that
     // loop, and find nothing (each callback looks its record up first).
@@ -279,7 +298,8 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.writable_due.clear();
     p.dispatch_stopped = false;
     p.overfull.clear();
-    p.callbacks = 0;
+    // `callbacks` stays: the callbacks running when the fork happened go on here, and each
+    // counts itself out when it returns.
     p.epoch += 1;
     p.is_worker = true;
     let raw = fd.as_raw_fd();
@@ -292,6 +312,18 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     m.conn = conn_new(raw);
     crate::sigsafe::after_fork();
     p.publish();
+}
+
+/// Releases what a child kept of its parent's state (`become_child`) once no user callback
+/// runs: none of ours (`callbacks`), and no loop runs inside another one. Called before
+/// each wait of a standalone loop and when a worker's loop is set up.
+pub(crate) fn release_inherited(p: &mut Proc) {
+    if !p.inherited.is_empty()
+        && p.callbacks == 0
+        && crate::reactor::dispatching().unwrap_or(0) <= 1
+    {
+        p.inherited.clear();
+    }
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.
@@ -425,6 +457,9 @@ fn discard(c: *mut Child) {
             };
         }
     }
+    // It may still be in its clear handler (a start that failed before its handshake).
+    // SAFETY: signalling our own child, not reaped yet (no wait happened).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
     // With SIGCHLD ignored this returns ECHILD once the child is gone.
     let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), 0)));
 }

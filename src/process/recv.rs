@@ -225,10 +225,11 @@ fn deliver(
                 // stays pinned (valid) until `unpin` below.
                 unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
                 let after = PROC.with(|p| {
+                    // The handler returned (in this process, parent or new child).
+                    p.callbacks = p.callbacks.saturating_sub(1);
                     if p.epoch != epoch {
                         return None;
                     }
-                    p.callbacks -= 1;
                     let c = unsafe { &mut *ch };
                     c.ch.rx.unpin();
                     Some(c.phase == Phase::Closing)

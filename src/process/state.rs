@@ -350,6 +350,22 @@ pub(crate) struct Proc {
     pub overfull: Vec<Peer>,
     /// `prepare` left SIGCHLD's disposition alone (the Rust API): children keep it too.
     pub keep_sigchld: bool,
+    /// In a child forked inside a user callback: the parent's records and buffers that
+    /// callback may still hold (`buf`, `f_ptr`, `f->args`), their descriptors closed; kept
+    /// until the outermost callback has returned (`fork::release_inherited`).
+    pub inherited: Vec<Inherited>,
+}
+
+/// What a new child keeps of its parent's state until no callback can hold it (the
+/// fields are never read: they are kept alive).
+#[allow(dead_code)]
+pub(crate) enum Inherited {
+    /// A record (a tombstone now: `mln_fork_t` readable).
+    Record(Box<Child>),
+    /// The plan of a record, which its `f->args` points into.
+    Plan(Plan),
+    /// A channel's buffers, where a handler's `buf` points.
+    Buffers(crate::channel::Rx, crate::channel::Tx),
 }
 
 impl Proc {
@@ -376,6 +392,7 @@ impl Proc {
             dispatch_stopped: false,
             overfull: Vec::new(),
             keep_sigchld: false,
+            inherited: Vec::new(),
         }
     }
 

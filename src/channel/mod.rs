@@ -13,7 +13,7 @@
 pub(crate) mod rx;
 pub(crate) mod tx;
 
-pub(crate) use rx::{Next, Read, Rx};
+pub(crate) use rx::{Next, Pin, Read, Rx};
 pub(crate) use tx::{Flushed, Refused, Tx};
 
 use std::io::{self, IoSlice};

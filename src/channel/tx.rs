@@ -438,14 +438,19 @@ mod tests {
             let r = rx.read(b);
             loop {
                 match rx.next() {
-                    Next::Frame { ty, ptr, len: l } => {
+                    Next::Frame {
+                        ty,
+                        ptr,
+                        len: l,
+                        pin,
+                    } => {
                         // SAFETY: the frame is pinned until `unpin`.
                         let p = unsafe { core::slice::from_raw_parts(ptr, l) };
                         assert_eq!(ty, *next);
                         assert_eq!(l, len(ty));
                         assert!(p.iter().all(|&x| x == ty as u8));
                         *next += 1;
-                        rx.unpin();
+                        rx.unpin(pin);
                     }
                     Next::More => break,
                     Next::TooLong(n) => panic!("too long {n}"),

@@ -8,7 +8,8 @@
 //! released, so a handler that runs the loop for long while its peer streams keeps its
 //! own frame's buffer and the one being read, not every buffer filled meanwhile. Memory
 //! for a frame grows only with bytes that actually arrived, never with a length announced
-//! by the peer (spec D3).
+//! by the peer (spec D3); a buffer grown for a large frame is given back once the socket
+//! has nothing more and the buffer is empty.
 
 use super::{recv_into, IoResult};
 use crate::wire::{Decoder, Step};
@@ -17,8 +18,6 @@ use std::os::fd::RawFd;
 
 /// Size of the receive buffer; one `recv` reads up to the free space in it.
 pub(crate) const RX_CHUNK: usize = 256 * 1024;
-/// A buffer grown for a large frame is given back once empty above this size.
-const RX_KEEP: usize = 4 * 1024 * 1024;
 
 /// What one read did.
 #[derive(Debug)]
@@ -134,9 +133,6 @@ impl Rx {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > RX_KEEP {
-                self.buf = Vec::new();
-            }
         }
         if self.buf.is_empty() {
             self.buf = vec![0; RX_CHUNK];
@@ -165,10 +161,22 @@ impl Rx {
             }
             IoResult::WouldBlock => {
                 self.full_read = false;
+                self.idle();
                 Read::WouldBlock
             }
             IoResult::Failed(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Read::Eof,
             IoResult::Failed(e) => Read::Error(e),
+        }
+    }
+
+    /// The socket has nothing more: a buffer grown for large frames goes back once empty
+    /// (the next read starts a buffer of the usual size), so a peer that was sent a burst
+    /// of large frames does not keep their size for good.
+    fn idle(&mut self) {
+        if self.buf.len() > RX_CHUNK && self.start == self.end && self.pins == 0 {
+            super::release(std::mem::take(&mut self.buf));
+            self.start = 0;
+            self.end = 0;
         }
     }
 
@@ -234,7 +242,7 @@ impl Rx {
             let r = &mut self.retired[i];
             r.pins -= 1;
             if r.pins == 0 {
-                self.retired.swap_remove(i);
+                super::release(self.retired.swap_remove(i).buf);
             }
         }
     }
@@ -378,5 +386,38 @@ mod tests {
         rx.unpin(outer_pin);
         assert!(rx.retired.is_empty());
         assert_eq!(rx.pins, 0);
+    }
+
+    /// A buffer grown for a large frame is given back once the socket has nothing more.
+    #[test]
+    fn a_grown_buffer_goes_back_when_idle() {
+        let (a, b) = pair();
+        let big = vec![1u8; 2 * RX_CHUNK];
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 4, &big).unwrap();
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut got = false;
+        for piece in out.chunks(64 * 1024) {
+            send_all(a.as_raw_fd(), piece);
+            while let Read::Data(_) = rx.read(b.as_raw_fd()) {}
+            if let Next::Frame { len, pin, .. } = rx.next() {
+                assert_eq!(len, big.len());
+                assert!(rx.buf.len() > RX_CHUNK);
+                // Pinned: kept even when the socket is empty.
+                assert!(matches!(rx.read(b.as_raw_fd()), Read::WouldBlock));
+                assert!(rx.buf.len() > RX_CHUNK);
+                rx.unpin(pin);
+                got = true;
+            }
+        }
+        assert!(got);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::WouldBlock));
+        assert!(rx.buf.is_empty());
+        // And the next frame starts a buffer of the usual size.
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 5, b"x").unwrap();
+        send_all(a.as_raw_fd(), &out);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(9)));
+        assert_eq!(rx.buf.len(), RX_CHUNK);
     }
 }

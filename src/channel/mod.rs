@@ -13,7 +13,7 @@
 pub(crate) mod rx;
 pub(crate) mod tx;
 
-pub(crate) use rx::{Next, Read, Rx};
+pub(crate) use rx::{Next, Pin, Read, Rx};
 pub(crate) use tx::{Flushed, Refused, Tx};
 
 use std::io::{self, IoSlice};
@@ -79,6 +79,37 @@ fn send_one(fd: RawFd, buf: &[u8]) -> IoResult {
             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
         )
     })
+}
+
+/// Frees a buffer of the queues (a spare send chunk, a receive buffer) for good, its whole
+/// pages given back to the kernel first. The allocator keeps a freed block for reuse, and
+/// keeps it resident: blocks of this size come from the middle of its heap, which it only
+/// shrinks from the top, so without this a peer's burst would stay in the process's
+/// memory after its queue drained (issue 20).
+#[cold]
+pub(crate) fn release(buf: Vec<u8>) {
+    let cap = buf.capacity();
+    if cap == 0 {
+        return;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    };
+    let at = buf.as_ptr() as usize;
+    let lo = at.next_multiple_of(page);
+    let hi = (at + cap) / page * page;
+    if hi > lo {
+        crate::sys::keeping_errno(|| {
+            // SAFETY: `lo..hi` lies inside the allocation `buf` owns, whose contents are
+            // never read again (it is freed right after). MADV_DONTNEED only drops the
+            // pages: anonymous memory reads back as zeros, the allocator's own data sits
+            // outside the block. A failure (locked pages) leaves them as they were.
+            unsafe { libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_DONTNEED) };
+        });
+    }
+    drop(buf);
 }
 
 /// `recv` into `buf` without blocking; EINTR is retried.

@@ -1,11 +1,15 @@
 //! The receive side of a channel: a buffer read in large chunks and parsed in place.
 //!
-//! A frame is handed out as a pointer into the buffer and *pins* it: until the matching
-//! [`Rx::unpin`] the bytes of every pinned frame stay where they are, even if the handler
-//! that got them runs the event loop and more data arrives on this channel meanwhile (a
-//! nested receive then reads after them, or into a new buffer, keeping the old one alive
-//! until the last pin goes). Memory for a frame grows only with bytes that actually
-//! arrived, never with a length announced by the peer (spec D3).
+//! A frame is handed out as a pointer into the buffer and *pins* that buffer: until the
+//! matching [`Rx::unpin`] the bytes of every pinned frame stay where they are, even if the
+//! handler that got them runs the event loop and more data arrives on this channel
+//! meanwhile (a nested receive then reads after them, or into a new buffer). Pins are
+//! counted per buffer: a buffer left behind is freed as soon as its own frames are
+//! released, so a handler that runs the loop for long while its peer streams keeps its
+//! own frame's buffer and the one being read, not every buffer filled meanwhile. Memory
+//! for a frame grows only with bytes that actually arrived, never with a length announced
+//! by the peer (spec D3); a buffer grown for a large frame is given back once the socket
+//! has nothing more and the buffer is empty.
 
 use super::{recv_into, IoResult};
 use crate::wire::{Decoder, Step};
@@ -14,8 +18,6 @@ use std::os::fd::RawFd;
 
 /// Size of the receive buffer; one `recv` reads up to the free space in it.
 pub(crate) const RX_CHUNK: usize = 256 * 1024;
-/// A buffer grown for a large frame is given back once empty above this size.
-const RX_KEEP: usize = 4 * 1024 * 1024;
 
 /// What one read did.
 #[derive(Debug)]
@@ -30,15 +32,33 @@ pub(crate) enum Read {
     Error(io::Error),
 }
 
+/// Which buffer a handed-out frame pins; given back to [`Rx::unpin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pin(u32);
+
 /// The next complete frame, if any.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// A frame; `ptr..ptr+len` is its payload, valid until the matching `unpin`.
-    Frame { ty: u32, ptr: *mut u8, len: usize },
+    /// A frame; `ptr..ptr+len` is its payload, valid until `unpin(pin)`.
+    Frame {
+        ty: u32,
+        ptr: *mut u8,
+        len: usize,
+        pin: Pin,
+    },
     /// No complete frame in the buffer.
     More,
     /// The next frame announces a length above the maximum: the stream is unusable.
     TooLong(u32),
+}
+
+/// A buffer replaced while frames in it were pinned; freed with its last pin.
+struct Retired {
+    /// Never read: the pinned frames point into it.
+    #[allow(dead_code)]
+    buf: Vec<u8>,
+    gen: u32,
+    pins: u32,
 }
 
 pub(crate) struct Rx {
@@ -48,10 +68,13 @@ pub(crate) struct Rx {
     /// Bytes the frame being received needs in total (0 when unknown).
     need: usize,
     dec: Decoder,
-    /// Frames handed out and not yet released.
+    /// Frames handed out from `buf` and not yet released.
     pins: u32,
-    /// Buffers replaced while pinned; freed when the last pin goes.
-    retired: Vec<Vec<u8>>,
+    /// Which buffer `buf` is (changes when a pinned buffer is replaced).
+    gen: u32,
+    /// Earlier buffers still holding pinned frames (as many as handlers nested in one
+    /// another over a buffer change).
+    retired: Vec<Retired>,
     /// The last read filled all the space offered (more may be waiting).
     full_read: bool,
 }
@@ -65,6 +88,7 @@ impl Rx {
             need: 0,
             dec: Decoder::new(max),
             pins: 0,
+            gen: 0,
             retired: Vec::new(),
             full_read: false,
         }
@@ -79,10 +103,11 @@ impl Rx {
         self.full_read
     }
 
-    /// Makes room for the next read. Unpinned: reuses the buffer from its start when it is
-    /// empty, moves the unparsed tail to the front, grows for a frame larger than the
-    /// buffer (doubling, never past what the frame needs). Pinned: never moves a byte; if
-    /// there is no room at the end, continues in a new buffer.
+    /// Makes room for the next read. No frame of this buffer pinned (earlier buffers may
+    /// have some): reuses it from its start when it is empty, moves the unparsed tail to
+    /// the front, grows for a frame larger than the buffer (doubling, never past what the
+    /// frame needs). Pinned: never moves a byte; if there is no room at the end, continues
+    /// in a new buffer and leaves this one to its pins.
     fn make_room(&mut self) {
         if self.pins > 0 {
             if self.end < self.buf.len() {
@@ -94,7 +119,13 @@ impl Rx {
                 .max(self.need.min(tail * 2 + RX_CHUNK));
             let mut v = vec![0u8; size];
             v[..tail].copy_from_slice(&self.buf[self.start..self.end]);
-            self.retired.push(std::mem::replace(&mut self.buf, v));
+            self.retired.push(Retired {
+                buf: std::mem::replace(&mut self.buf, v),
+                gen: self.gen,
+                pins: self.pins,
+            });
+            self.gen = self.gen.wrapping_add(1);
+            self.pins = 0;
             self.start = 0;
             self.end = tail;
             return;
@@ -102,9 +133,6 @@ impl Rx {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > RX_KEEP {
-                self.buf = Vec::new();
-            }
         }
         if self.buf.is_empty() {
             self.buf = vec![0; RX_CHUNK];
@@ -133,10 +161,22 @@ impl Rx {
             }
             IoResult::WouldBlock => {
                 self.full_read = false;
+                self.idle();
                 Read::WouldBlock
             }
             IoResult::Failed(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Read::Eof,
             IoResult::Failed(e) => Read::Error(e),
+        }
+    }
+
+    /// The socket has nothing more: a buffer grown for large frames goes back once empty
+    /// (the next read starts a buffer of the usual size), so a peer that was sent a burst
+    /// of large frames does not keep their size for good.
+    fn idle(&mut self) {
+        if self.buf.len() > RX_CHUNK && self.start == self.end && self.pins == 0 {
+            super::release(std::mem::take(&mut self.buf));
+            self.start = 0;
+            self.end = 0;
         }
     }
 
@@ -158,7 +198,12 @@ impl Rx {
                 self.start += consumed;
                 self.need = 0;
                 self.pins += 1;
-                Next::Frame { ty, ptr, len }
+                Next::Frame {
+                    ty,
+                    ptr,
+                    len,
+                    pin: Pin(self.gen),
+                }
             }
             Step::More { consumed, need } => {
                 self.start += consumed;
@@ -180,11 +225,25 @@ impl Rx {
             )
     }
 
-    /// Releases the oldest frame handed out by `next`.
-    pub(crate) fn unpin(&mut self) {
-        self.pins = self.pins.saturating_sub(1);
-        if self.pins == 0 && !self.retired.is_empty() {
-            self.retired.clear();
+    /// Releases a frame handed out by `next`; the buffer it pinned is freed with its last
+    /// pin if it is no longer the one being read.
+    #[inline]
+    pub(crate) fn unpin(&mut self, pin: Pin) {
+        if pin.0 == self.gen {
+            self.pins = self.pins.saturating_sub(1);
+            return;
+        }
+        self.unpin_retired(pin);
+    }
+
+    #[cold]
+    fn unpin_retired(&mut self, pin: Pin) {
+        if let Some(i) = self.retired.iter().position(|r| r.gen == pin.0) {
+            let r = &mut self.retired[i];
+            r.pins -= 1;
+            if r.pins == 0 {
+                super::release(self.retired.swap_remove(i).buf);
+            }
         }
     }
 }
@@ -237,7 +296,7 @@ mod tests {
         send_all(a.as_raw_fd(), &out);
         let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
         assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(_)));
-        let Next::Frame { ptr, len, .. } = rx.next() else {
+        let Next::Frame { ptr, len, pin, .. } = rx.next() else {
             panic!("frame expected")
         };
         // A large frame arrives in pieces while the first is pinned.
@@ -248,17 +307,117 @@ mod tests {
         for piece in out.chunks(64 * 1024) {
             send_all(a.as_raw_fd(), piece);
             while let Read::Data(_) = rx.read(b.as_raw_fd()) {}
-            if let Next::Frame { ty, len: l, .. } = rx.next() {
+            if let Next::Frame {
+                ty, len: l, pin, ..
+            } = rx.next()
+            {
                 assert_eq!((ty, l), (2, big.len()));
                 got_big = true;
-                rx.unpin();
+                rx.unpin(pin);
             }
         }
         assert!(got_big);
         // SAFETY: still pinned.
         let first = unsafe { core::slice::from_raw_parts(ptr, len) };
         assert!(first.iter().all(|&x| x == 7));
-        rx.unpin();
+        rx.unpin(pin);
         assert!(rx.retired.is_empty());
+    }
+
+    /// A handler holds its frame and runs the loop while the peer streams (a nested
+    /// dispatch, issue 20): the frame's buffer stays, but every buffer whose own frames
+    /// were all released is freed or reused, so memory does not grow with the stream.
+    #[test]
+    fn a_long_pin_keeps_only_its_own_buffer() {
+        let (a, b) = pair();
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 0, &[5u8; 1000]).unwrap();
+        send_all(a.as_raw_fd(), &out);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(_)));
+        let Next::Frame {
+            ptr: outer,
+            len: outer_len,
+            pin: outer_pin,
+            ..
+        } = rx.next()
+        else {
+            panic!("frame expected")
+        };
+        // 64 MiB of 16 KiB frames, each handled (pinned then released) while the outer
+        // frame stays pinned; one nested frame at a time is itself held across a read.
+        let payload = vec![3u8; 16 * 1024];
+        let mut frame = Vec::new();
+        wire::encode_into(&mut frame, 1, &payload).unwrap();
+        let mut handled = 0;
+        let mut held = None;
+        while handled < 4096 {
+            for _ in 0..8 {
+                send_all(a.as_raw_fd(), &frame);
+            }
+            while let Read::Data(_) = rx.read(b.as_raw_fd()) {}
+            while let Next::Frame { ty, len, pin, .. } = rx.next() {
+                assert_eq!((ty, len), (1, payload.len()));
+                handled += 1;
+                // Every 100th frame stays pinned over the next read.
+                if let Some(p) = held.take() {
+                    rx.unpin(p);
+                }
+                if handled % 100 == 0 {
+                    held = Some(pin);
+                } else {
+                    rx.unpin(pin);
+                }
+            }
+            let kept: usize = rx.retired.iter().map(|r| r.buf.len()).sum::<usize>() + rx.buf.len();
+            assert!(
+                rx.retired.len() <= 2,
+                "{} buffers retired",
+                rx.retired.len()
+            );
+            assert!(kept <= 4 * RX_CHUNK, "{kept} bytes kept");
+        }
+        if let Some(p) = held.take() {
+            rx.unpin(p);
+        }
+        // SAFETY: still pinned.
+        let first = unsafe { core::slice::from_raw_parts(outer, outer_len) };
+        assert!(first.iter().all(|&x| x == 5));
+        rx.unpin(outer_pin);
+        assert!(rx.retired.is_empty());
+        assert_eq!(rx.pins, 0);
+    }
+
+    /// A buffer grown for a large frame is given back once the socket has nothing more.
+    #[test]
+    fn a_grown_buffer_goes_back_when_idle() {
+        let (a, b) = pair();
+        let big = vec![1u8; 2 * RX_CHUNK];
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 4, &big).unwrap();
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut got = false;
+        for piece in out.chunks(64 * 1024) {
+            send_all(a.as_raw_fd(), piece);
+            while let Read::Data(_) = rx.read(b.as_raw_fd()) {}
+            if let Next::Frame { len, pin, .. } = rx.next() {
+                assert_eq!(len, big.len());
+                assert!(rx.buf.len() > RX_CHUNK);
+                // Pinned: kept even when the socket is empty.
+                assert!(matches!(rx.read(b.as_raw_fd()), Read::WouldBlock));
+                assert!(rx.buf.len() > RX_CHUNK);
+                rx.unpin(pin);
+                got = true;
+            }
+        }
+        assert!(got);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::WouldBlock));
+        assert!(rx.buf.is_empty());
+        // And the next frame starts a buffer of the usual size.
+        let mut out = Vec::new();
+        wire::encode_into(&mut out, 5, b"x").unwrap();
+        send_all(a.as_raw_fd(), &out);
+        assert!(matches!(rx.read(b.as_raw_fd()), Read::Data(9)));
+        assert_eq!(rx.buf.len(), RX_CHUNK);
     }
 }

@@ -6,8 +6,11 @@
 //!   fits, otherwise into a new [`CHUNK`]-byte chunk: small frames never straddle two
 //!   chunks. A larger frame continues over as many chunks as it needs (its header never
 //!   straddles), so every buffer of the queue is one recyclable chunk.
-//! * Written chunks are recycled (at most [`SPARE_MAX`] kept), so a steady stream, large
-//!   frames included, allocates nothing and a drained queue holds a few chunks at most.
+//! * Written chunks are recycled (at most [`SPARE_MAX`] kept while frames are queued), so a
+//!   steady stream, large frames included, allocates nothing. Once the loop has drained
+//!   the queue ([`Tx::trim`]) it keeps one; the others go to the thread's pool, which the
+//!   next burst to any peer takes from and which gives what it cannot keep back to the
+//!   kernel.
 //! * [`Tx::write_direct`] writes a frame straight from the caller's buffer when nothing is
 //!   queued; only what the socket did not take is copied.
 //! * Counters follow frames, not bytes: a frame counts as sent once its last byte is in
@@ -16,6 +19,7 @@
 
 use super::{send_iov, IoResult};
 use crate::wire;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
@@ -24,10 +28,51 @@ use std::os::fd::RawFd;
 pub(crate) const CHUNK: usize = 64 * 1024;
 /// Payloads above this may continue over several chunks.
 pub(crate) const LARGE: usize = CHUNK / 4;
-/// Written chunks kept for reuse.
+/// Written chunks a queue keeps for reuse while frames are queued.
 const SPARE_MAX: usize = 64;
+/// Written chunks a queue keeps once it has drained; the rest go to the thread's [`POOL`].
+const SPARE_IDLE: usize = 1;
+/// Chunks the thread's pool keeps for any queue; beyond that they go back to the kernel.
+const POOL_MAX: usize = 32;
 /// iovecs per `sendmsg` (the kernel's limit is 1024; 64 chunks is 4 MiB of small frames).
 const IOV_PER_WRITE: usize = 64;
+
+thread_local! {
+    /// Spare chunks shared by the queues of this thread (the loop thread): what a drained
+    /// queue does not keep. A burst's memory thus outlives it only up to [`POOL_MAX`] chunks,
+    /// not per peer (each peer used to keep up to [`SPARE_MAX`], 4 MiB, for good:
+    /// issue 20), while a queue that drains and refills in turn (a stream) takes its
+    /// chunks back from here without allocating or faulting pages in again. A child after
+    /// `fork` inherits the forking thread's pool, as it inherits the rest of its memory.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty chunk from the thread's pool.
+fn pool_take() -> Option<Vec<u8>> {
+    POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten()
+}
+
+/// Gives empty chunks to the thread's pool, or back to the kernel once it is full.
+fn pool_give(bufs: impl Iterator<Item = Vec<u8>>) {
+    for b in bufs {
+        let kept = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX && p.try_reserve(1).is_ok() {
+                p.push(b);
+                None
+            } else {
+                Some(b)
+            }
+        });
+        match kept {
+            Ok(None) => {}
+            // The pool is full: freed, its pages given back first.
+            Ok(Some(b)) => super::release(b),
+            // The thread is being torn down: `b` went with the closure (freed).
+            Err(_) => {}
+        }
+    }
+}
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +247,7 @@ impl Tx {
         v.try_reserve_exact(n).map_err(|_| Refused::NoMemory)?;
         self.chunks.try_reserve(n).map_err(|_| Refused::NoMemory)?;
         while v.len() < n {
-            match self.spare.pop() {
+            match self.spare.pop().or_else(pool_take) {
                 Some(b) => v.push(b),
                 None => {
                     let mut b = Vec::new();
@@ -387,6 +432,16 @@ impl Tx {
             debug_assert_eq!(self.queued_frames, 0);
         }
     }
+
+    /// Once the queue has drained, gives what it needed beyond [`SPARE_IDLE`] chunks to the
+    /// thread's pool. For the end of a burst (the loop has written what handlers queued),
+    /// not for the writes in the middle of one, which would take them all back at once.
+    #[inline]
+    pub(crate) fn trim(&mut self) {
+        if self.spare.len() > SPARE_IDLE && self.chunks.is_empty() {
+            pool_give(self.spare.drain(SPARE_IDLE..));
+        }
+    }
 }
 
 /// Frames of `c` completed by its `sent` bytes and not counted yet: (frames, payload bytes).
@@ -438,14 +493,19 @@ mod tests {
             let r = rx.read(b);
             loop {
                 match rx.next() {
-                    Next::Frame { ty, ptr, len: l } => {
+                    Next::Frame {
+                        ty,
+                        ptr,
+                        len: l,
+                        pin,
+                    } => {
                         // SAFETY: the frame is pinned until `unpin`.
                         let p = unsafe { core::slice::from_raw_parts(ptr, l) };
                         assert_eq!(ty, *next);
                         assert_eq!(l, len(ty));
                         assert!(p.iter().all(|&x| x == ty as u8));
                         *next += 1;
-                        rx.unpin();
+                        rx.unpin(pin);
                     }
                     Next::More => break,
                     Next::TooLong(n) => panic!("too long {n}"),
@@ -573,5 +633,57 @@ mod tests {
             assert!(tx.spare.len() <= SPARE_MAX);
         }
         assert_eq!(next, 5000);
+    }
+
+    fn pool_len() -> usize {
+        POOL.with(|p| p.borrow().len())
+    }
+
+    /// Issue 20: a drained queue gives back what its burst needed beyond a small cache,
+    /// to the thread's pool (bounded, the rest to the kernel), and the next burst, to this
+    /// peer or another, takes its chunks from there first.
+    #[test]
+    fn a_drained_queue_keeps_a_small_cache() {
+        let (a, b) = pair();
+        let mut tx = Tx::new(0);
+        let mut rx = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut next = 0;
+        // 8 MiB of 16 KiB frames queued while nobody reads: 128 chunks.
+        let n = 512u32;
+        for i in 0..n {
+            tx.push(i, &vec![i as u8; LARGE]).unwrap();
+        }
+        assert!(tx.chunks.len() > SPARE_MAX + POOL_MAX);
+        // Trimming a queue that has not drained changes nothing.
+        tx.trim();
+        while !matches!(tx.write(a.as_raw_fd()), Flushed::Drained) {
+            drain_check(&mut rx, b.as_raw_fd(), &mut next, |_| LARGE);
+            // In the middle of a burst written chunks are kept for it.
+            assert!(tx.spare.len() <= SPARE_MAX);
+        }
+        drain_check(&mut rx, b.as_raw_fd(), &mut next, |_| LARGE);
+        assert_eq!(next, n);
+        assert_eq!(tx.spare.len(), SPARE_MAX);
+        assert_eq!(pool_len(), 0);
+        tx.trim();
+        assert_eq!(tx.spare.len(), SPARE_IDLE);
+        assert_eq!(pool_len(), POOL_MAX);
+        // Another peer's burst of 4 chunks takes them from the pool, and gives all but one
+        // back once drained.
+        let (c, d) = pair();
+        let mut tx2 = Tx::new(0);
+        for i in 0..12u32 {
+            tx2.push(i, &vec![i as u8; LARGE]).unwrap();
+        }
+        assert_eq!(tx2.chunks.len(), 4);
+        assert_eq!(pool_len(), POOL_MAX - 4);
+        let mut rx2 = Rx::new(wire::DEFAULT_MAX_MESSAGE);
+        let mut next2 = 0;
+        while !matches!(tx2.write(c.as_raw_fd()), Flushed::Drained) {
+            drain_check(&mut rx2, d.as_raw_fd(), &mut next2, |_| LARGE);
+        }
+        tx2.trim();
+        assert_eq!(tx2.spare.len(), SPARE_IDLE);
+        assert_eq!(pool_len(), POOL_MAX - 1);
     }
 }

@@ -471,6 +471,8 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
     }
     match res {
         Flushed::Drained => {
+            // The end of a burst: its spare chunks go back (issue 20).
+            ch.ch.tx.trim();
             if ch.send_armed {
                 ch.send_armed = false;
                 set_recv_interest(ch.ev, fd, peer);

@@ -13,7 +13,7 @@ use super::peer::Phase;
 use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
-use crate::channel::{IoResult, Next, Read};
+use crate::channel::{IoResult, Next, Pin, Read};
 use crate::registry::Side;
 use core::ffi::c_void;
 use std::io;
@@ -45,6 +45,7 @@ enum Step {
         slot: *mut *mut c_void,
         ptr: *mut u8,
         len: usize,
+        pin: Pin,
     },
     Skipped,
     More,
@@ -220,7 +221,13 @@ fn deliver(
         // SAFETY (every dereference of `ch`): as in `pass`.
         let step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
         match step {
-            Step::Call { h, slot, ptr, len } => {
+            Step::Call {
+                h,
+                slot,
+                ptr,
+                len,
+                pin,
+            } => {
                 // SAFETY: a handler from the tables with its own data slot; the payload
                 // stays pinned (valid) until `unpin` below.
                 unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
@@ -231,7 +238,7 @@ fn deliver(
                         return None;
                     }
                     let c = unsafe { &mut *ch };
-                    c.ch.rx.unpin();
+                    c.ch.rx.unpin(pin);
                     Some(c.phase == Phase::Closing)
                 });
                 match after {
@@ -257,7 +264,7 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
         return Step::Stopped;
     }
     match ch.ch.rx.next() {
-        Next::Frame { ty, ptr, len } => {
+        Next::Frame { ty, ptr, len, pin } => {
             ch.frames_received += 1;
             ch.bytes_received += len as u64;
             match ch
@@ -267,11 +274,17 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
             {
                 Some((h, slot)) => {
                     p.callbacks += 1;
-                    Step::Call { h, slot, ptr, len }
+                    Step::Call {
+                        h,
+                        slot,
+                        ptr,
+                        len,
+                        pin,
+                    }
                 }
                 None => {
                     // Unknown type or a NULL handler: dropped silently (Melon's rule).
-                    ch.ch.rx.unpin();
+                    ch.ch.rx.unpin(pin);
                     Step::Skipped
                 }
             }

@@ -1,7 +1,7 @@
-//! Our children as processes: what can be known of them without a descriptor, a pidfd
-//! opened only when needed (a child costs one descriptor while it lives: its socket),
-//! waiting for their exit, killing them without the pid-reuse race of `kill(pid)`, and
-//! how they ended.
+//! Our children as processes: how they are forked so that their exit status can be known,
+//! what can be known of them without a descriptor, a pidfd opened only when needed (a
+//! child costs one descriptor while it lives: its socket), waiting for their exit, killing
+//! them without the pid-reuse race of `kill(pid)`, and how they ended.
 //!
 //! # What a child's state rests on
 //! `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT | __WALL)` says, without reaping and
@@ -15,13 +15,25 @@
 //! nothing about the child: a child whose state cannot be read is running, asked again
 //! later.
 //!
-//! `pidfd_open` and `pidfd_send_signal` have no nix wrapper: raw `syscall`s here.
+//! # Forking where SIGCHLD is ignored
+//! Melon's `mln_fork_prepare` ignores SIGCHLD, so the kernel reaps a child forked by
+//! `fork()` the moment it dies and its exit status is lost. The kernel reaps by itself
+//! only children whose exit signal is SIGCHLD: so a plain worker is forked by [`fork`]
+//! with `clone` and an exit signal of 0. It then stays a zombie until [`reap`] collects
+//! its status (waits name it with `__WALL`), and SIGCHLD stays ignored for everything
+//! else the program forks. See [`fork`] for what makes that clone a `fork()`, and when
+//! `fork()` is used instead.
+//!
+//! `pidfd_open`, `pidfd_send_signal`, `clone` with a child TID word, `get_robust_list`
+//! and `set_robust_list` have no nix wrapper: raw `syscall`s here.
 
+use core::ffi::c_void;
+use core::ptr::null_mut;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -244,4 +256,187 @@ fn sigchld_discarded() -> bool {
     // SAFETY: a query (no new action): writes only to `old`.
     let r = unsafe { libc::sigaction(libc::SIGCHLD, core::ptr::null(), &mut old) };
     r == 0 && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+}
+
+/// Forks this process for a new child of ours; `exec`: the child will exec a program.
+///
+/// Where the kernel would discard the child's exit status (SIGCHLD ignored, as Melon's
+/// `mln_fork_prepare` sets it), a plain worker is created with `clone` and an exit signal
+/// of 0, so that it stays a zombie until [`reap`] collects its status. That clone is
+/// `fork()` as glibc makes it: the same system call with the same flags
+/// (CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID on the thread's TID word, so glibc's cached
+/// TID is the child's) and the child's robust-futex list registered again; the child's
+/// parent is this process, as after `fork()` (`getppid`, a worker's own children and its
+/// exec'd programs are unaffected). What glibc's `fork()` does besides, and this does not:
+/// - take and reset the locks other threads may hold (malloc, stdio, the loader): so this
+///   is used only while the process has one thread;
+/// - run `pthread_atfork` handlers: a program whose workers depend on them (state to
+///   reset in a child) does not get them for workers forked while SIGCHLD is ignored.
+///
+/// `fork()` is used instead when the process has other threads, when the TID word or
+/// robust list cannot be found or is in use (robust mutexes held, not glibc), on other
+/// architectures, and for programs to exec (an exec resets the exit signal to SIGCHLD:
+/// their status is lost anyway). Valgrind runs this clone as a fork.
+///
+/// # Safety
+/// As `fork()`: the child has only the calling thread; what it runs must not depend on
+/// the others (see README "Threads and signals").
+pub(crate) unsafe fn fork(exec: bool) -> nix::Result<ForkResult> {
+    if !exec && sigchld_discarded() {
+        match ForkByClone::prepare() {
+            // SAFETY: caller's contract.
+            Ok(c) => return unsafe { c.fork() },
+            Err(why) => not_by_clone_once(&why),
+        }
+    }
+    // SAFETY: caller's contract.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Says once per process why workers are forked by `fork()` although SIGCHLD is ignored.
+fn not_by_clone_once(why: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        crate::log::info(format_args!(
+            "workers forked with fork() ({why}): SIGCHLD is ignored, so how they end is unknown"
+        ))
+    });
+}
+
+/// The kernel's `struct robust_list_head` (linux/futex.h).
+#[repr(C)]
+struct RobustListHead {
+    list: *mut c_void,
+    futex_offset: libc::c_long,
+    list_op_pending: *mut c_void,
+}
+
+/// What a `clone` that is a `fork()` needs from the calling thread.
+struct ForkByClone {
+    /// The thread's TID word (glibc's thread descriptor): set to the child's TID in the
+    /// child, cleared when it exits.
+    tid: *mut libc::pid_t,
+    /// The thread's robust-futex list head (NULL: none registered).
+    robust: *mut RobustListHead,
+}
+
+impl ForkByClone {
+    fn prepare() -> Result<ForkByClone, String> {
+        if !cfg!(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )) {
+            // Other argument orders of clone (CLONE_BACKWARDS*) are not written here.
+            return Err("clone's arguments are not known here on this architecture".into());
+        }
+        match threads() {
+            Some(1) => {}
+            Some(n) => return Err(format!("the process has {n} threads")),
+            None => return Err("the number of threads cannot be read".into()),
+        }
+        let mut tid: *mut libc::pid_t = null_mut();
+        // SAFETY: PR_GET_TID_ADDRESS writes one pointer to `tid`.
+        let r = unsafe { libc::prctl(libc::PR_GET_TID_ADDRESS, &mut tid as *mut *mut libc::pid_t) };
+        if r != 0 || tid.is_null() || !tid.is_aligned() {
+            return Err("the thread's TID word is not known".into());
+        }
+        // SAFETY: this thread's clear-child-TID address, which glibc sets at the thread's
+        // start (set_tid_address or clone) to the TID word of its thread descriptor, live
+        // as long as the thread; read only once it is known to be set and aligned.
+        if unsafe { tid.read_volatile() } != nix::unistd::gettid().as_raw() {
+            return Err("the thread's TID word is not glibc's".into());
+        }
+        let mut robust: *mut RobustListHead = null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: get_robust_list(0, ...) writes the calling thread's list head and size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_get_robust_list,
+                0,
+                &mut robust as *mut *mut RobustListHead,
+                &mut len as *mut libc::size_t,
+            )
+        };
+        if r != 0 {
+            return Err("the thread's robust-futex list is not known".into());
+        }
+        if !robust.is_null() {
+            if len != core::mem::size_of::<RobustListHead>() || !robust.is_aligned() {
+                return Err("the thread's robust-futex list is not known".into());
+            }
+            // SAFETY: the head this thread registered (in glibc's thread descriptor, live
+            // as long as the thread), checked for size and alignment.
+            let head = unsafe { robust.read_volatile() };
+            // glibc's fork() drops robust mutexes held at the fork from the child's list.
+            if head.list != robust.cast() || !head.list_op_pending.is_null() {
+                return Err("robust mutexes are held".into());
+            }
+        }
+        Ok(ForkByClone { tid, robust })
+    }
+
+    /// # Safety
+    /// As [`fork`].
+    unsafe fn fork(self) -> nix::Result<ForkResult> {
+        // Exit signal 0 (the low byte): not reaped by the kernel, waited for with __WALL.
+        let flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as libc::c_long;
+        // As glibc's fork: no signal handler runs in the child before its thread state is
+        // complete (the robust list below).
+        let mut saved = SigSet::empty();
+        let blocked = pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut saved),
+        );
+        // SAFETY: clone without CLONE_VM and with no new stack returns twice like fork(),
+        // the child on its own copy of this stack; the TID word is valid (prepare).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags,
+                0 as libc::c_long,
+                null_mut::<libc::pid_t>(),
+                self.tid,
+                0 as libc::c_long,
+            )
+        };
+        let err = Errno::last();
+        let restore = |r| {
+            if blocked.is_ok() {
+                let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+            }
+            r
+        };
+        match r {
+            -1 => restore(Err(err)),
+            0 => {
+                if !self.robust.is_null() {
+                    // SAFETY: the same head as in the parent (an empty list), in our copy
+                    // of the thread descriptor; the kernel does not carry it over a clone.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_set_robust_list,
+                            self.robust,
+                            core::mem::size_of::<RobustListHead>(),
+                        )
+                    };
+                }
+                restore(Ok(ForkResult::Child))
+            }
+            pid => restore(Ok(ForkResult::Parent {
+                child: Pid::from_raw(pid as i32),
+            })),
+        }
+    }
+}
+
+/// The number of threads of this process (field 20 of /proc/self/stat).
+fn threads() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    s[s.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(17)?
+        .parse()
+        .ok()
 }

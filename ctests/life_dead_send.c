@@ -1,7 +1,7 @@
 /* Lifecycle item 9: a send to a worker that just died must not harm its replacement.
  * Three supervised workers. Twice (a different original worker each time): the master
- * SIGKILLs the worker, waits until the process is gone (kill(pid, 0) fails; the master's
- * loop has not seen the death yet), and sends it a 100 KB job at once; the flush of that
+ * SIGKILLs the worker, waits until the process has exited (a zombie: the library reaps it
+ * once its loop has seen the death), and sends it a 100 KB job at once; the flush of that
  * job then fails (EPIPE). Expected: exactly one replacement starts for each death; it says
  * hello, receives a 100 KB job sent after its start and completes it; then three rounds of
  * pings reach exactly the three live workers. Any extra process (more than 3 + 2 distinct
@@ -57,6 +57,23 @@ static int find_pid(mln_event_t *ev, mln_fork_t *f, void *data)
     return 0;
 }
 
+/* Whether `pid` has exited: gone, or a zombie (/proc/<pid>/stat's state). */
+static int exited(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    ssize_t n;
+    int fd;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return 1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return 1;
+    buf[n] = 0;
+    p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'Z';
+}
+
 static void kill_and_send(mln_event_t *ev, void *data)
 {
     mln_fork_t *f = NULL;
@@ -66,8 +83,8 @@ static void kill_and_send(mln_event_t *ev, void *data)
     CHECK(mln_fork_iterate(ev, find_pid, &f) == -1 && f != NULL);
     life_pids_add(&dead, victim);
     CHECK(kill(victim, SIGKILL) == 0);
-    /* Gone (reaped: SIGCHLD is ignored), but the loop has not seen the end of stream. */
-    while (kill(victim, 0) == 0) sched_yield();
+    /* Dead, but the loop has not seen the end of stream (nor reaped it). */
+    while (!exited(victim)) sched_yield();
     r = mln_ipc_master_send_prepare(ev, T_JOB, job(1000 + deaths), JOB, f);
     fprintf(stderr, "master: job sent to the dead worker %d: %d\n", (int)victim, r);
     ++deaths;

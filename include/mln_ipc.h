@@ -529,8 +529,9 @@ void mln_event_fd_timeout_handler_set(mln_event_t *ev,
 void mln_event_callback_set(mln_event_t *ev, dispatch_callback dc, void *dc_data);
 
 /**
- * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)
- * and SIGPIPE, creates the master connection record, and installs the registry into the
+ * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically;
+ * the library's plain workers are forked so that it still learns how they ended) and
+ * SIGPIPE, creates the master connection record, and installs the registry into the
  * handler tables (handlers set explicitly are kept; an unchanged registration keeps its
  * data slot). Idempotent. Returns 0, or -1 if a signal disposition cannot be set.
  */

@@ -18,8 +18,9 @@ use crate::wire;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use std::ffi::CString;
 
-/// Prepares this process for forking: ignores SIGCHLD (children are reaped automatically)
-/// and SIGPIPE, creates the master connection record, and installs the registry into the
+/// Prepares this process for forking: ignores SIGCHLD (children are reaped automatically;
+/// the library's plain workers are forked so that it still learns how they ended) and
+/// SIGPIPE, creates the master connection record, and installs the registry into the
 /// handler tables (handlers set explicitly are kept; an unchanged registration keeps its
 /// data slot). Idempotent. Returns 0, or -1 if a signal disposition cannot be set.
 #[no_mangle]

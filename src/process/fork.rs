@@ -75,8 +75,9 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
     // mid-update in the child; the forking thread releases it on both sides.
     let mut guard = handlers::lock();
     // SAFETY: the child only runs this thread's code (the program is single-threaded
-    // there, see README "Threads and signals").
-    let r = unsafe { nix::unistd::fork() };
+    // there, see README "Threads and signals"). `pids::fork` keeps a plain worker's exit
+    // status where SIGCHLD is ignored.
+    let r = unsafe { super::pids::fork(plan.args.is_some()) };
     match r {
         Err(e) => {
             drop(guard);

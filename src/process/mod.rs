@@ -57,7 +57,8 @@ pub(crate) use state::{set_worker_num, ExecArgs};
 use state::{Peer, PROC};
 
 /// `mln_fork_prepare`: idempotent, leaves no half-built state (D14). SIGCHLD is ignored,
-/// as in Melon (the kernel reaps the children; their exit status is lost).
+/// as in Melon (the kernel reaps the program's other children); plain workers are forked
+/// so that the kernel does not, and the core reaps them with their status (`pids::fork`).
 pub(crate) fn prepare() -> c_int {
     prepare_with(true)
 }

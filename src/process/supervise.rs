@@ -9,7 +9,8 @@
 //! 2. The process must be gone before a replacement starts (a child that merely closed its
 //!    end must not live on beside its replacement, D13). A pidfd is opened only now (so a
 //!    child costs one descriptor while it lives), after checking that the pid still names
-//!    our child (its kernel start time); if the process is still running it gets
+//!    our child (`pids`: waitid, and its kernel start time; a child whose state cannot be
+//!    read, e.g. with no descriptor left, is alive); if the process is still running it gets
 //!    [`EXIT_GRACE`] to exit by itself (a worker that closes its channel to stop), then
 //!    SIGKILL.
 //! 3. A supervised child is then restarted from its loop, by a timer: at once for the first
@@ -417,10 +418,11 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
     gone(p, ev, end, status, plan);
 }
 
-/// What we know of how a child we SIGKILLed ended.
+/// What we know of how a child we SIGKILLed ended (it may have exited on its own just
+/// before).
 fn killed_status(pid: i32) -> String {
     let s = status_of(pid);
-    if s.starts_with("gone") {
+    if s.starts_with("gone") || s == "killed by SIGKILL" {
         "killed by SIGKILL (it had not exited on its own)".into()
     } else {
         s

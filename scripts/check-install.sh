@@ -24,6 +24,9 @@ MAKE=${MAKE:-make}
 TARGET_DIR=${TARGET_DIR:-target}
 MELON_PREFIX=${MELON_PREFIX:-/usr/local/melon}
 mode=${1:-standalone}
+for tool in pkg-config readelf; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "check-install: $tool not found (apt-get install pkg-config binutils)" >&2; exit 1; }
+done
 
 work="$root/$TARGET_DIR/check-install-$mode"
 prefix="$work/prefix"

@@ -16,8 +16,15 @@
 #   make header         copy the freshly generated header to include/mln_ipc.h
 #   make check-header   fail if include/mln_ipc.h differs from a fresh generation
 #   make check-libs     fail if LIBS below differs from rustc's --print native-static-libs
-#   make install        PREFIX=/usr/local (and DESTDIR) headers, libraries, pkg-config file
+#   make install        PREFIX=/usr/local (and DESTDIR): headers into include/mln_ipc/,
+#                       libmln_ipc.a, libmln_ipc.so.<version> (SONAME libmln_ipc.so.0) and
+#                       its links, lib/pkgconfig/mln_ipc.pc
+#   make install-melon  the same for the melon build beside it (libmln_ipc_melon.*,
+#                       include/mln_ipc_melon/, mln_ipc_melon.pc naming MELON_PREFIX)
+#   make check-install  install into a temporary prefix, link through pkg-config, run
+#   make check-install-melon  the same for mln_ipc_melon.pc (needs Melon at MELON_PREFIX)
 #   make bench          benchmarks: melon-ipc against this machine's raw limit (a few minutes)
+#   make bench-melon    the benchmark against Melon's own IPC (needs Melon at MELON_PREFIX)
 #   make bench-build    compile the benchmarks without running them (part of `make test`)
 #   make melon          the melon build (libmln_ipc.a/.so for linking before -lmelon) into
 #                       $(TARGET_DIR)/melon/release, never over the standalone outputs
@@ -28,7 +35,8 @@
 #   make ctest-melon    the C tests against the melon build and the Melon at MELON_PREFIX
 #                       (compiled with Melon's headers, our archive before libmelon_static.a)
 #   make memcheck-melon the same under valgrind memcheck (MEMCHECK_TESTS to choose)
-#                       (`make test` runs both when MELON_PREFIX holds a Melon install)
+#                       (`make test` runs both, and check-install-melon, when MELON_PREFIX
+#                       holds a Melon install)
 #   make clean
 
 CARGO ?= cargo
@@ -55,8 +63,9 @@ MELON_FEATURES := --no-default-features --features melon
 MELON_TARGET_DIR := $(TARGET_DIR)/melon
 MELON_RELEASE_DIR := $(MELON_TARGET_DIR)/release
 MELON_LIB_A := $(MELON_RELEASE_DIR)/libmln_ipc.a
+MELON_LIB_SO := $(MELON_RELEASE_DIR)/libmln_ipc.so
 # What the melon archive must define (mln_ipc.h, mln_fork.h, and Melon's exported data
-# symbols of mln_fork.c, spec §1.13) ...
+# symbols of mln_fork.c) ...
 MELON_DEFINES := mln_ipc_set_process_handlers mln_ipc_handler_register \
     mln_ipc_handler_unregister mln_ipc_max_message_set mln_fork_prepare \
     mln_fork_master_ipc_handler_set mln_fork_worker_ipc_handler_set mln_fork_iterate \
@@ -82,6 +91,8 @@ LIBS = -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The SONAME's number (build.rs sets libmln_ipc.so.$(SO_MAJOR)).
+SO_MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 # `make memcheck-quick`: the core exchange and the hostile peers (`make test` runs them all).
 MEMCHECK_QUICK := ipc_basic ipc_replies ipc_hostile
@@ -92,8 +103,8 @@ FUZZ_FALLBACK_CASES ?= 20000
 FUZZ_TARGETS := decoder capi_calls
 
 .PHONY: all build test ctest memcheck memcheck-quick fuzz miri demo header check-header check-libs install \
-    bench bench-build clean melon check-melon-symbols melon-example ctest-melon memcheck-melon \
-    ctest-melon-if-installed
+    install-melon check-install check-install-melon bench bench-build bench-melon clean melon \
+    check-melon-symbols melon-example ctest-melon memcheck-melon ctest-melon-if-installed
 
 all: build
 
@@ -105,8 +116,8 @@ build:
 # $TEST_STAGE_SKIP, see `miri`) or failed. It stops at the first failed stage unless
 # TEST_KEEP_GOING=1. To add a stage: define its target and add its name here.
 TEST_STAGES := build cargo-test doc-test doc example clippy clippy-melon fmt-check \
-    check-header check-libs check-melon-symbols bench-build miri examples-c ctest memcheck \
-    ctest-melon-if-installed
+    check-header check-libs check-melon-symbols bench-build miri examples-c check-install ctest \
+    memcheck ctest-melon-if-installed check-install-melon
 
 # MLN_IPC_CTESTS_SEPARATE: the C tests run in the ctest stage, so `cargo test` (the
 # cargo-test stage) skips its own run of them (rust-tests/ctests.rs).
@@ -136,7 +147,8 @@ clippy-melon:
 fmt-check:
 	$(CARGO) fmt --check
 
-# Every C program of README.md and examples/demo.c: -Wall -Wextra -Werror, then run.
+# Every C program of README.md and docs/*.md, and examples/demo.c: -Wall -Wextra -Werror,
+# then run.
 examples-c: build
 	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" ./scripts/check-c-examples.sh
 
@@ -215,8 +227,7 @@ check-header: build
 	done
 	@echo "check-header: include/mln_ipc.h is up to date; all headers compile on their own"
 
-# STYLE.md item 9: the pinned link line (here and in README.md) must stay what rustc says
-# the archive needs.
+# The pinned link line (here and in README.md) must stay what rustc says the archive needs.
 check-libs:
 	@actual=$$($(CARGO) rustc --release --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
 	    | sed -n 's/.*native-static-libs: *//p' | tail -n 1); \
@@ -233,17 +244,57 @@ check-libs:
 	fi; \
 	echo "check-libs: LIBS = $$actual (Makefile and README.md agree)"
 
+# Headers under $(PREFIX)/include/mln_ipc/ (they have Melon's names: straight into
+# $(PREFIX)/include they would replace Melon's own); the shared library under its SONAME
+# (build.rs) with the usual links; mln_ipc.pc's Cflags point at the header directory.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -d $(DESTDIR)$(PREFIX)/include/mln_ipc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/mln_ipc/
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/libmln_ipc.a
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libmln_ipc.so.$(VERSION)
+	ln -sfn libmln_ipc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmln_ipc.so.$(SO_MAJOR)
+	ln -sfn libmln_ipc.so.$(SO_MAJOR) $(DESTDIR)$(PREFIX)/lib/libmln_ipc.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(strip $(LIBS))|g' \
 	    mln_ipc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc.pc
 
-# Benchmarks (issue 6; benches/README.md says how to read them). `make test` only builds
-# them: timing never decides a test. BENCH_REPS, BENCH_SCALE and BENCH_ONLY are passed on.
+# The melon build beside the standalone one: libmln_ipc_melon.{a,so} (SONAME
+# libmln_ipc_melon.so.0), include/mln_ipc_melon/mln_ipc_ext.h alone (the program compiles
+# against Melon's headers), and mln_ipc_melon.pc, which names the Melon at MELON_PREFIX and
+# carries the flags that make our IPC win at link time (docs/melon-build.md).
+install-melon: melon
+	install -d $(DESTDIR)$(PREFIX)/include/mln_ipc_melon $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/mln_ipc_ext.h $(DESTDIR)$(PREFIX)/include/mln_ipc_melon/
+	install -m 644 $(MELON_LIB_A) $(DESTDIR)$(PREFIX)/lib/libmln_ipc_melon.a
+	install -m 755 $(MELON_LIB_SO) $(DESTDIR)$(PREFIX)/lib/libmln_ipc_melon.so.$(VERSION)
+	ln -sfn libmln_ipc_melon.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmln_ipc_melon.so.$(SO_MAJOR)
+	ln -sfn libmln_ipc_melon.so.$(SO_MAJOR) $(DESTDIR)$(PREFIX)/lib/libmln_ipc_melon.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(strip $(LIBS))|g' \
+	    -e 's|@MELON_PREFIX@|$(MELON_PREFIX)|g' mln_ipc_melon.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc_melon.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/mln_ipc_melon.pc
+
+# Part of `make test`: installs into a temporary prefix, links a program through
+# pkg-config statically and against the shared library, runs both, and checks the SONAME
+# (scripts/check-install.sh).
+check-install: build
+	CC="$(CC)" MAKE="$(MAKE)" TARGET_DIR="$(TARGET_DIR)" ./scripts/check-install.sh
+
+# The same for mln_ipc_melon.pc with the Melon at MELON_PREFIX: a framework-only program
+# (it calls no IPC function itself) linked through it runs melon-ipc's IPC, not Melon's.
+# Part of `make test`; skipped with a message when no Melon is installed (CI has none).
+check-install-melon:
+ifneq ($(MELON_INSTALLED),)
+	$(MAKE) --no-print-directory melon
+	CC="$(CC)" MAKE="$(MAKE)" TARGET_DIR="$(TARGET_DIR)" MELON_PREFIX="$(MELON_PREFIX)" \
+	    ./scripts/check-install.sh melon
+else
+	@echo "check-install-melon: skipped (no Melon install at $(MELON_PREFIX))"
+	@if [ -n "$$TEST_STAGE_SKIP" ]; then echo "no Melon install at $(MELON_PREFIX)" > "$$TEST_STAGE_SKIP"; fi
+endif
+
+# Benchmarks (benches/README.md says how to read them, docs/performance.md has figures).
+# `make test` only builds them: timing never decides a test. BENCH_REPS, BENCH_SCALE and
+# BENCH_ONLY are passed on.
 # The C program is benches/*.c (bench.h says which part is where).
 BENCH_BIN := $(TARGET_DIR)/bench/ipc_bench
 BENCH_SRC := benches/ipc_bench.c benches/common.c benches/raw.c benches/mlnipc.c
@@ -257,7 +308,20 @@ bench: bench-build
 	$(BENCH_BIN)
 	$(CARGO) bench --bench ipc
 
-# The melon build (README "The melon build"). No libmelon is needed to build it or to check
+# Against Melon's own IPC (scripts/bench-melon.sh; docs/performance.md holds a run): the
+# benchmark built with Melon's headers and linked with Melon's IPC, then with melon-ipc's
+# melon build, with the Melon at MELON_PREFIX. A few minutes; says so and does nothing
+# without a Melon there. BENCH_REPS (3) and BENCH_ROUNDS (9) are passed on.
+bench-melon:
+ifneq ($(MELON_INSTALLED),)
+	$(MAKE) --no-print-directory bench-build melon
+	CC="$(CC)" LIBS="$(LIBS)" TARGET_DIR="$(TARGET_DIR)" MELON_PREFIX="$(MELON_PREFIX)" \
+	    ./scripts/bench-melon.sh
+else
+	@echo "bench-melon: skipped (no Melon install at $(MELON_PREFIX))"
+endif
+
+# The melon build (docs/melon-build.md). No libmelon is needed to build it or to check
 # its symbols; only melon-example, ctest-melon and memcheck-melon link against an installed one.
 # One codegen unit: the whole API is then one object of the archive, so a static link takes
 # all of it or none of it, and never half ours and half Melon's mln_fork.o / mln_ipc.o.

@@ -26,6 +26,7 @@ fn main() {
     // OUT_DIR is <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out; the profile
     // directory is where libmln_ipc.a lands.
     let profile_dir = out_dir.ancestors().nth(3).map(Path::to_path_buf);
+    soname(profile_dir.as_deref());
     let copy = profile_dir.as_ref().map(|d| d.join("mln_ipc.h"));
 
     let config = cbindgen::Config::from_file(manifest_dir.join("cbindgen.toml"))
@@ -52,6 +53,38 @@ fn main() {
                 let _ = fs::remove_file(copy);
             }
             println!("cargo:warning=cbindgen could not generate mln_ipc.h: {e}");
+        }
+    }
+}
+
+/// The shared library's SONAME: `libmln_ipc.so.0` (the melon build: `libmln_ipc_melon.so.0`,
+/// so both can be installed side by side; `make install` / `make install-melon` install
+/// `<soname>.<minor>.<patch>` with the links `<soname>` and the unversioned `.so`). A program
+/// linked against the library records the SONAME, so the build directory gets a link
+/// `<soname>` -> `libmln_ipc.so` too: a program linked there with `-L` and an rpath finds it.
+fn soname(profile_dir: Option<&Path>) {
+    let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
+    // The melon build is `--no-default-features --features melon` (with both features the
+    // crate is the standalone build, as in src/lib.rs).
+    let melon = env::var_os("CARGO_FEATURE_MELON").is_some()
+        && env::var_os("CARGO_FEATURE_STANDALONE").is_none();
+    let stem = if melon {
+        "libmln_ipc_melon"
+    } else {
+        "libmln_ipc"
+    };
+    let name = format!("{stem}.so.{major}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{name}");
+    #[cfg(unix)]
+    if let Some(dir) = profile_dir {
+        let link = dir.join(&name);
+        // Dangling until the library is linked; refreshed on every run of this script.
+        let _ = fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink("libmln_ipc.so", &link) {
+            println!(
+                "cargo:warning=cannot link {} -> libmln_ipc.so: {e}",
+                link.display()
+            );
         }
     }
 }

@@ -1,8 +1,8 @@
 /* CTEST_STANDALONE_ONLY: melon-ipc's framework; the melon build runs Melon's */
 /* The master frees the framework's loop from one of its handlers (the header allows
  * mln_event_free from a handler of the loop itself: the running dispatch returns and the
- * memory goes then). mln_framework_init must not touch the loop afterwards (memcheck:
- * before the fix it read and freed it again), must end the two workers as for a break,
+ * memory goes then). mln_framework_init must not touch the loop afterwards (memcheck
+ * catches a read or a second free of it), must end the two workers as for a break,
  * and return 0. The workers report their pids through a pipe, read after the return. */
 #include "ctest.h"
 #include "mln_framework.h"

@@ -1,7 +1,7 @@
 /* Every IPC/fork function given NULL, an unknown handle, or a length that cannot be
  * framed returns its documented error value with its documented errno and changes nothing
- * (DECISIONS.md); the calls that succeed leave errno alone (it is set to SENTINEL before).
- * ipc_errno covers the failures that need a running exchange. */
+ * (docs/differences.md); the calls that succeed leave errno alone (it is set to SENTINEL
+ * before). ipc_errno covers the failures that need a running exchange. */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

@@ -1,5 +1,5 @@
 /* A burst of 20,000 x 1 KiB from a worker to its master, queued in one go: far more than a
- * socket buffer holds (Melon loses it, spec D1). Order and content are checked. */
+ * socket buffer holds (Melon loses it). Order and content are checked. */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

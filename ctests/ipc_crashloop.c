@@ -1,5 +1,5 @@
 /* A worker that dies at once every time: restarts must back off (first immediate, then
- * doubling delays; Melon re-forks in a tight loop, spec D7). Each worker start writes one
+ * doubling delays; Melon re-forks in a tight loop). Each worker start writes one
  * byte to a pipe; after 1.5 s of the master's loop we expect a handful of starts, not
  * thousands, and more than one (it is still supervised). */
 #include "ctest.h"

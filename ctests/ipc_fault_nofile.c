@@ -3,7 +3,7 @@
  * socketpair needs (so no pidfd, which is optional) forking still works; once the limit is
  * raised again everything works, and the worker forked at the edge exchanges messages.
  * mln_event_new returns NULL when no descriptor is left. The melon build's mln_fork()
- * returns 1 there, as Melon's does (README "The melon build"). */
+ * returns 1 there, as Melon's does (docs/melon-build.md). */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

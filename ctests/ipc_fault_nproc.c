@@ -7,7 +7,7 @@
  * to uid/gid 65534 (nobody): it then owns one process, itself, and every fork fails. Run
  * as a non-root user, the helper keeps its uid (the limit applies anyway). If the helper
  * can neither drop privileges nor see fork fail, the test says so and fails. The melon
- * build's mln_fork() returns 1 there, as Melon's does (README "The melon build"). */
+ * build's mln_fork() returns 1 there, as Melon's does (docs/melon-build.md). */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

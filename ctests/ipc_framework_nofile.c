@@ -4,7 +4,7 @@
  * workers it started before the failure are ended before it returns: no child of this
  * process is left running and the master's descriptors are back to what they were (but
  * for the library's wake-up eventfd).
- * Failed before the fix: 58 workers stayed alive, holding every descriptor. */
+ * The defect it was written for: 58 workers stayed alive, holding every descriptor. */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

@@ -1,5 +1,5 @@
 /* A child that dies before the fork handshake (here: in the resource-clear handler) makes
- * mln_fork_restart return -1 at once instead of spinning (spec D5), without leaking a
+ * mln_fork_restart return -1 at once instead of spinning (as Melon does), without leaking a
  * descriptor. mln_fork_prepare is idempotent. */
 #include "ctest.h"
 #include "mln_fork.h"

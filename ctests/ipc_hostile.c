@@ -1,4 +1,4 @@
-/* Hostile workers (issue 7). Eight workers; the master gives each a role:
+/* Hostile workers. Eight workers; the master gives each a role:
  *   0 garbage: 64 KiB of pseudo-random bytes
  *   1 truncated: a header announcing 100 bytes, then 50 of them, then silence
  *   2 header only: a header announcing 1000 bytes, then nothing

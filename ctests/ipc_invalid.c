@@ -1,7 +1,7 @@
 /* Invalid and unknown frames written raw by a worker: a zero length (ignored), a length
  * of 2 (2 bytes discarded), an unknown type (dropped), and a length of 3 whose discarded
  * bytes arrive only later. The master must dispatch exactly the valid frames, in order,
- * and keep running its loop (a timer fires) while it waits for the owed bytes (spec D2). */
+ * and keep running its loop (a timer fires) while it waits for the owed bytes. */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

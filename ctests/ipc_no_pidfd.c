@@ -10,7 +10,7 @@
  *   2. The replacement is made busy the same way, then the master breaks its loop:
  *      mln_framework_init must return with that process gone too, and the other worker
  *      (standalone build: Melon's framework leaves its workers running).
- * Failed before the fix: the busy process stayed alive beside its replacement, and
+ * The defect it was written for: the busy process stayed alive beside its replacement, and
  * mln_framework_init returned at once with it still running. */
 #include "ctest.h"
 #include "mln_framework.h"

@@ -1,4 +1,4 @@
-/* Registration semantics (DECISIONS.md): a later registration overrides an earlier one;
+/* Registration semantics (docs/differences.md): a later registration overrides an earlier one;
  * unregistering before the fork restores the previous one; unregister never removes an
  * installed handler; explicitly set handlers beat the registry and work before and after
  * initialisation; a NULL handler and an unknown type drop the frame; udata_ptr persists. */

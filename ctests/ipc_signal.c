@@ -1,4 +1,4 @@
-/* Sending from a signal handler (spec D9): while the master streams frames to its worker
+/* Sending from a signal handler (Melon deadlocks there): while the master streams frames to its worker
  * from timer handlers (at least 300,000, and until 300 signals have been handled), a 1 kHz SIGALRM handler sends a frame to every worker through
  * mln_fork_iterate, as Melon's configuration reload does from SIGUSR2. No deadlock, the
  * stream arrives complete and in order (EINTR in the loop's wait loses nothing), and every

@@ -9,7 +9,7 @@
  * numbered 0, 1, 2, ... without a gap. The worker's queue may exceed its limit by parked
  * frames, but by at most the 32 parking slots' worth (then parking is refused until the
  * queue drains under the limit).
- * Failed before the fix: parked frames that met a full queue were dropped with a warning
+ * The defect it was written for: parked frames that met a full queue were dropped with a warning
  * ("sent from a signal handler dropped: QueueFull"): 412 accepted, 3 received. */
 #include "ctest.h"
 #include <sched.h>

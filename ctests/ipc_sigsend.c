@@ -1,4 +1,4 @@
-/* mln_ipc_master_send_prepare from a signal handler, as Melon's conf reload does (spec D9):
+/* mln_ipc_master_send_prepare from a signal handler, as Melon's conf reload does (Melon deadlocks there):
  * the master's SIGUSR2 handler sends "conf_reload" (type 1's payload, here on a test type)
  * to every worker through mln_fork_iterate, while another process fires SIGUSR2 at the
  * master 1,500 times and the master streams 512-byte frames to its 3 workers from a 1 ms

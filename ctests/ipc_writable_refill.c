@@ -1,5 +1,5 @@
 /* The writable callback with a queue limit smaller than the socket buffer: the pattern of
- * README's streaming example, where a hang was seen under load.
+ * the streaming example of docs/c-api.md, where a hang was seen under load.
  * Queue limit 32 KiB (maximum message 16 KiB), 20,000 x 1 KiB master -> worker, the
  * master sending until a send is refused (EAGAIN) and resuming from its writable
  * callback. The socket takes all that is queued in one write, so the library sees the
@@ -7,7 +7,7 @@
  * there. Those frames must be written too, before the loop sleeps: the worker counts the
  * frames (in order, each with its sequence number) and reports the count at the end.
  * The master's watchdog (alarm, 30 s) fails the test if the stream stops.
- * Failed before the fix: the frames queued by a callback run from that last flush stayed
+ * The defect it was written for: the frames queued by a callback run from that last flush stayed
  * queued while both processes slept in epoll_wait (every run, within the first refill). */
 #include "ctest.h"
 #include "mln_framework.h"

@@ -17,7 +17,7 @@
  *     mln_event_callback_set, which runs once per loop iteration: fewer than 50).
  * Then exactly one replacement starts (from the loop, after the handler returned) and the
  * three live workers answer three ping rounds; 4 distinct workers in all.
- * Failed before the fix: the send inside the handler returned 0 (queued to a closed child,
+ * The defect it was written for: the send inside the handler returned 0 (queued to a closed child,
  * lost without a word), the walk still visited the closed child, and a nested loop handed
  * out one more frame of the closed child. */
 #include "life.h"

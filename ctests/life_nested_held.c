@@ -10,7 +10,7 @@
  * from its handler of the worker's report); the worker reports its order to the master.
  * One worker; a second worker start, any process's failure or the 20 s watchdog fails the
  * test (life.h).
- * Failed before the fix: the nested loop waited in epoll_wait for ever with B and C in the
+ * The defect it was written for: the nested loop waited in epoll_wait for ever with B and C in the
  * receive buffer (the watchdog fired). */
 #include "life.h"
 

@@ -1,4 +1,4 @@
-/* CTEST_MELON_XFAIL: Melon's loop cannot say whether it runs inside a callback of another loop, so a restart handled on a temporary loop forks in place there, as in Melon (README, "The melon build") */
+/* CTEST_MELON_XFAIL: Melon's loop cannot say whether it runs inside a callback of another loop, so a restart handled on a temporary loop forks in place there, as in Melon (docs/melon-build.md) */
 /* Lifecycle: a worker dies while the children are registered on a temporary loop that a
  * master callback runs (mln_fork_master_events_set(ev2), then mln_event_dispatch(ev2)
  * from a timer of the master's loop). The death is handled on ev2, but the restart must
@@ -7,7 +7,7 @@
  * (getpid check), ev2 is freed and the children go back to the master's loop; the restart
  * pending on the freed ev2 moves to the master's loop and happens there; exactly one
  * replacement, which answers three ping rounds. Every process reports failures (life.h).
- * Failed before the fix: the new worker returned from mln_event_dispatch(ev2) into the
+ * The defect it was written for: the new worker returned from mln_event_dispatch(ev2) into the
  * master's timer callback (its getpid check reported). */
 #include "life.h"
 

@@ -61,7 +61,7 @@ melon)
     out="$TARGET_DIR/melon/ctests"
     cflags=(-DCTEST_MELON -isystem "$MELON_PREFIX/include" -Wno-nonnull -fno-delete-null-pointer-checks)
     # -u: a test that calls no IPC function itself (only the framework) would otherwise
-    # pull nothing from our archive and get Melon's IPC (README "The melon build"); the
+    # pull nothing from our archive and get Melon's IPC (docs/melon-build.md); the
     # link map then proves that Melon's mln_fork.o / mln_ipc.o were left out.
     # CTEST_MELON_LDFLAGS= (empty) links without it, to see which tests would get Melon's.
     read -r -a ldflags <<<"${CTEST_MELON_LDFLAGS--Wl,-u,mln_fork_prepare}"

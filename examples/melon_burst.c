@@ -4,18 +4,18 @@
  * the master checks every frame (length, sequence number, contents) and exits 0 once one
  * worker's whole burst has arrived in order, 1 if that has not happened within 20 s.
  * Linked before -lmelon with melon-ipc's melon build, everything arrives. With Melon's
- * own IPC (-lmelon alone) the first full socket buffer is taken for a dead peer (spec D1):
+ * own IPC (-lmelon alone) the first full socket buffer is taken for a dead peer:
  * the worker exits, a new one starts over, and no burst is ever complete.
  *
  * BURST_FRAMES=n changes the number of frames (default 20000).
  *
  * With BURST_RELOADS=N in the environment the master then stays up and prints "READY";
- * send it SIGUSR2 (Melon's configuration reload, spec §5) N times. Each reload reaches
+ * send it SIGUSR2 (Melon's configuration reload) N times. Each reload reaches
  * the worker as an IPC message of type 1; the worker's reload hook answers with a frame
  * of its own, and the master exits 0 after N answers (a master deadlocked in its SIGUSR2
- * handler, spec D9, never gets them: alarm(60) then kills it).
+ * handler, as Melon's own IPC is, never gets them: alarm(60) then kills it).
  *
- * Build and run: see "The melon build" in README.md (`make melon-example`). Needs a conf
+ * Build and run: see docs/melon-build.md (`make melon-example`). Needs a conf
  * file with `framework "multiprocess"; worker_proc 1;`: BURST_CONF names it (default:
  * Melon's own, $MELON_PREFIX/conf/melon.conf). */
 #include <stdio.h>

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# `make examples-c` (a stage of `make test`): every C program the README shows, and
-# examples/demo.c, compiles with -Wall -Wextra -Werror against include/ and the static
-# library, and runs to exit status 0 within a timeout.
+# `make examples-c` (a stage of `make test`): every C program README.md and docs/*.md
+# show, and examples/demo.c, compiles with -Wall -Wextra -Werror against include/ and the
+# static library, and runs to exit status 0 within a timeout.
 #
-# A README block fenced as ```c is one complete program; each is written to
-# $TARGET_DIR/examples-c/readme_<n>.c. Snippets that are not complete programs are fenced
-# otherwise (```text), so nothing a reader may copy goes unchecked by accident.
+# A block fenced as ```c is one complete program; each is written to
+# $TARGET_DIR/examples-c/<page>_<n>.c (readme_1.c, c-api_1.c, ...). Snippets that are not
+# complete programs are fenced otherwise (```text), so nothing a reader may copy goes
+# unchecked by accident.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,17 +19,21 @@ fi
 lib="$TARGET_DIR/release/libmln_ipc.a"
 out="$TARGET_DIR/examples-c"
 mkdir -p "$out"
-rm -f "$out"/readme_*.c
+rm -f "$out"/*.c
 
-awk -v out="$out" '
-    /^```c *$/ { n++; file = sprintf("%s/readme_%d.c", out, n); inside = 1; next }
-    /^```/ && inside { inside = 0; close(file); next }
-    inside { print > file }
-' README.md
+for page in README.md docs/*.md; do
+    [ -f "$page" ] || continue
+    stem=$(basename "$page" .md | tr '[:upper:]' '[:lower:]')
+    awk -v out="$out" -v stem="$stem" '
+        /^```c *$/ { n++; file = sprintf("%s/%s_%d.c", out, stem, n); inside = 1; next }
+        /^```/ && inside { inside = 0; close(file); next }
+        inside { print > file }
+    ' "$page"
+done
 
 failed=0
 total=0
-for src in examples/demo.c "$out"/readme_*.c; do
+for src in examples/demo.c "$out"/*.c; do
     [ -f "$src" ] || continue
     total=$((total + 1))
     name=$(basename "$src" .c)

@@ -1,4 +1,4 @@
-//! Handler registration (spec §3.1, §3.2; DECISIONS.md). Pure logic: no I/O, no `unsafe`.
+//! Handler registration. Pure logic: no I/O, no `unsafe`.
 //!
 //! Two structures, as in Melon:
 //! * the **registry**: what `mln_ipc_handler_register` records (`mln_ipc_cb_t` entries in

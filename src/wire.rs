@@ -1,10 +1,10 @@
-//! The wire format (spec §4.1) and an incremental, allocation-free frame decoder.
+//! The wire format and an incremental, allocation-free frame decoder.
 //!
 //! A frame is `[u32 length][u32 type][payload]`, host byte order, where
 //! `length = 4 + payload length` (it counts the type, not itself). Receiving rules:
 //! `length == 0` is ignored; `length` 1..=3 means "discard the next `length` bytes"
 //! (Melon's rule, kept); a `length` above the configured maximum is a protocol error
-//! (Melon accepts up to 4 GiB and allocates it, spec D3).
+//! (Melon accepts up to 4 GiB and allocates it).
 //!
 //! The decoder works on whatever bytes have arrived so far and never allocates: the caller
 //! owns the buffer, feeds the unconsumed tail again after more bytes arrive, and gets
@@ -20,7 +20,7 @@ pub const HEADER_LEN: usize = LEN_LEN + TYPE_LEN;
 pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 
 /// The frame header for a payload of `payload_len` bytes, or `None` when
-/// `4 + payload_len` does not fit the 32-bit length field (spec D4).
+/// `4 + payload_len` does not fit the 32-bit length field (a heap overflow in Melon).
 pub fn encode_header(ty: u32, payload_len: usize) -> Option<[u8; HEADER_LEN]> {
     let length = u32::try_from(payload_len.checked_add(TYPE_LEN)?).ok()?;
     let mut h = [0u8; HEADER_LEN];

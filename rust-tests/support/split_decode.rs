@@ -1,6 +1,6 @@
 //! Shared by `rust-tests/wire_props.rs` and the `fuzz/` decoder target: a reference
-//! reading of a whole byte stream (spec §4.1), and the receiver's incremental loop over the
-//! same stream cut into pieces. Included with `#[path]`; not a crate of its own.
+//! reading of a whole byte stream (the wire format of `src/wire.rs`), and the receiver's
+//! incremental loop over the same stream cut into pieces. Included with `#[path]`; not a crate of its own.
 
 use mln_ipc::wire::{Decoder, Step, HEADER_LEN, LEN_LEN};
 
@@ -11,7 +11,7 @@ pub enum Event {
     TooLong(u32),
 }
 
-/// The reference: spec §4.1 read straight off the whole stream.
+/// The reference: the wire format read straight off the whole stream.
 pub fn reference(stream: &[u8], max: usize) -> Vec<Event> {
     let mut out = Vec::new();
     let mut pos = 0usize;

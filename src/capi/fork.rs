@@ -1,4 +1,4 @@
-//! `mln_fork.h`: process lifecycle, per-process handler tables and sending (spec §3.2).
+//! `mln_fork.h`: process lifecycle, per-process handler tables and sending.
 //!
 //! Thread rules: `mln_fork_master_ipc_handler_set` / `mln_fork_worker_ipc_handler_set` are
 //! thread-safe; every other function here belongs to the thread that runs the process's

@@ -1,5 +1,5 @@
 //! `mln_framework.h` for the standalone build: the multiprocess lifecycle of Melon's
-//! `mln_framework_init` (spec §5), without configuration file, daemon or trace.
+//! `mln_framework_init`, without configuration file, daemon or trace.
 #![cfg(feature = "standalone")]
 
 use crate::abi::{mln_event_t, mln_framework_attr, mln_framework_process_t};

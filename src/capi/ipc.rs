@@ -1,4 +1,4 @@
-//! `mln_ipc.h`: handler registration (spec §3.1), and the extensions (not in Melon) for
+//! `mln_ipc.h`: handler registration, and the extensions (not in Melon) for
 //! sizes, backpressure and statistics.
 
 use crate::abi::{

@@ -7,7 +7,7 @@
 //! * `melon`: libmelon's loop (`reactor/melon.rs`).
 //!
 //! The core uses only these functions, and only in these patterns (which do not stall
-//! Melon's loop, spec D10): a persistent `RECV` per descriptor; a level-triggered `SEND`
+//! Melon's loop): a persistent `RECV` per descriptor; a level-triggered `SEND`
 //! added with `APPEND` while a send queue is blocked by a full socket, removed again by a
 //! replace with `RECV` alone; zero-delay timers to flush send queues after the current
 //! handlers; and timers for restart backoff.
@@ -118,8 +118,8 @@ pub fn dispatching() -> Option<u32> {
 
 /// Whether every call on `ev` would be refused now: true only in a signal handler that
 /// interrupted the loop's own bookkeeping (standalone). Always `false` in the melon
-/// backend, which has no such state (and must not be called from signal context at all,
-/// D9). `ev` must be a live loop.
+/// backend, which has no such state (and must not be called from signal context at all:
+/// Melon's loop deadlocks there). `ev` must be a live loop.
 #[inline]
 pub unsafe fn is_busy(ev: *mut mln_event_t) -> bool {
     // SAFETY: forwarded contract.

@@ -1,17 +1,17 @@
 //! The standalone event loop: our own epoll loop behind Melon's `mln_event` semantics
-//! (spec §6), exported to C as `mln_event_*` by `capi::event`. It knows nothing of IPC.
+//! (its dispatch order and flag rules), exported to C as `mln_event_*` by `capi::event`. It knows nothing of IPC.
 //!
 //! What is Melon's: the flag vocabulary and its replace/APPEND/CLR rules, the O_NONBLOCK
 //! handling, fd timeouts with `M_EV_UNLIMITED`/`M_EV_UNMODIFIED`, one-shot directions, the
 //! order of work inside one dispatch iteration, RECV→SEND→ERROR per descriptor, and leaving
-//! only through `is_break`. What is deliberately ours (DECISIONS.md, spec §8):
+//! only through `is_break`. What is deliberately ours (docs/differences.md):
 //!
-//! * a monotonic clock and 64-bit deadline arithmetic (D15);
+//! * a monotonic clock and 64-bit deadline arithmetic;
 //! * no fixed sleeps: `epoll_wait` blocks exactly until the next deadline or an event;
 //! * one-shot is tracked per direction and epoll is always re-armed with the remaining
 //!   interest (level-triggered, no `EPOLLONESHOT`), so a persistent RECV next to a one-shot
-//!   SEND never stalls (D10);
-//! * no locks at all (D9): a loop is single-threaded, see "Thread rules" below;
+//!   SEND never stalls;
+//! * no locks at all: a loop is single-threaded, see "Thread rules" below;
 //! * handlers may do anything to any descriptor, timer or to the loop itself without
 //!   use-after-free: descriptor records live in a table indexed by fd and carry a
 //!   generation that epoll events and the active queue repeat, so a stale event for a
@@ -125,7 +125,7 @@ pub unsafe fn is_busy(ev: *mut mln_event_t) -> bool {
     unsafe { cell::is_busy(ev) }
 }
 
-/// `mln_event_fd_set` (spec §6): register, change (`M_EV_APPEND` or replace) or clear
+/// `mln_event_fd_set`: register, change (`M_EV_APPEND` or replace) or clear
 /// (`flag == M_EV_CLR` exactly) interest in `fd`. Returns 0, or -1 for a NULL, freed or
 /// busy loop, a negative or not-open new fd, or memory exhaustion. Bits outside
 /// `M_EV_FD_MASK` are ignored. Clearing an unknown or already closed fd returns 0.

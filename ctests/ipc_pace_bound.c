@@ -2,10 +2,11 @@
  * long the program's loop waits for a slow peer: one send waits at most 20 ms, and the
  * sends between two turns of the loop at most 100 ms in all (README "Backpressure"). The
  * worker reads steadily but slowly (1 ms per 64 KiB frame, about 64 MB/s); the master
- * sends a 64 MiB burst from one timer callback. Checks: the callback returns within
- * 100 ms + slack although the worker needs about a second for the burst, no single send
- * took much over 20 ms, the stats show time spent pacing (the burst did wait for the
- * worker), and the worker receives all 1,024 frames in order.
+ * sends a 64 MiB burst from one timer callback. Checks: the time spent pacing (stats) is
+ * within the 100 ms budget of the turn, and more than nothing (the burst did wait for the
+ * worker); the callback returns long before the worker could read the burst (about a
+ * second), and no single send took long (both with a wide margin for a loaded machine);
+ * the worker receives all 1,024 frames in order.
  * Before the fix, pacing waited for as long as the worker kept up: the callback took about
  * a second. */
 #include "ctest.h"
@@ -105,8 +106,10 @@ int main(int argc, char *argv[])
      * threshold: only the delivery and the bound are checked there. */
     if (!valgrind) {
         CHECK(paced_ns > 0);
-        CHECK(longest_send_us < 60000);
-        CHECK(burst_ms < 400);
+        /* Generous against the machine's load; the budget itself is checked exactly
+         * above (paced_ns), and without it the callback takes over a second. */
+        CHECK(longest_send_us < 200000);
+        CHECK(burst_ms < 600);
     }
     return 0;
 }

@@ -1,9 +1,10 @@
 /* A program that set a writable handler handles backpressure itself: its sends are never
- * paced. With a queue limit of 8 MiB and a worker that reads as fast as it can, a master
- * that "sends until refused" must meet EAGAIN within the limit plus what the socket holds
- * (well under 64 MiB), its stats must show no time spent waiting, and the writable
- * callback must then resume the stream until all 2,048 frames of 64 KiB (128 MiB) are
- * delivered, in order.
+ * paced. With a queue limit of 8 MiB and a worker that reads steadily (1 ms per 64 KiB
+ * frame, slower than the master can queue, but always making progress), a master that
+ * "sends until refused" must meet EAGAIN within the limit plus what the socket holds (well
+ * under 64 MiB), its stats must show no time spent waiting, and the writable callback
+ * must then resume the stream until all 512 frames of 64 KiB (32 MiB) are delivered, in
+ * order.
  * Before the fix, sends waited in poll for the worker once 4 MiB were queued, so the loop
  * never saw EAGAIN while the worker kept up (400 MiB and counting). */
 #include "ctest.h"
@@ -15,7 +16,7 @@
 #define T_DATA 8501
 #define T_DONE 8502
 #define FRAME (64 << 10)
-#define FRAMES 2048
+#define FRAMES 512
 #define LIMIT (8u << 20)
 
 static mln_fork_t *worker;
@@ -31,6 +32,7 @@ static void worker_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
     memcpy(&n, buf, sizeof(n));
     CHECK(n == next);
     ++next;
+    usleep(1000);
     if (next == FRAMES) CHECK(mln_ipc_worker_send_prepare(ev, T_DONE, &next, sizeof(next)) == 0);
 }
 

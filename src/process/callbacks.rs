@@ -3,14 +3,13 @@
 //! live) and runs the body behind a panic boundary: a panic is logged and never unwinds
 //! into the loop.
 
-use super::flush::{drain_parked, flush, flush_dirty, loop_turned};
+use super::flush::{drain_parked, flush, flush_dirty, loop_turned, run_writable_callbacks};
 use super::state::{Dying, Peer, PendingRestart, PROC};
 use super::{recv, supervise};
 use crate::abi::*;
 use crate::log;
 use core::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 
 fn catch(what: &str, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
@@ -87,7 +86,7 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
     catch("before_wait", || {
         for _ in 0..SETTLE_ROUNDS {
             let Some(due) = PROC.try_with(|p| {
-                super::fork::release_inherited(p);
+                p.release_inherited();
                 if crate::sigsafe::parked() {
                     drain_parked(p);
                 }
@@ -163,53 +162,11 @@ pub(crate) unsafe extern "C" fn exit_poll(_ev: *mut mln_event_t, data: *mut c_vo
 /// The free hook of the standalone loop.
 #[cfg(feature = "standalone")]
 pub(crate) fn loop_freed(ev: *mut mln_event_t) {
-    catch("loop_freed", || super::events::loop_freed(ev))
-}
-
-// ---------------------------------------------------------------------------------------
-// The writable callback (extension `mln_ipc_writable_handler_set`)
-// ---------------------------------------------------------------------------------------
-
-/// The writable handler and its data (any thread may set it; the loop calls it).
-type Writable = (mln_ipc_writable_handler, usize);
-static WRITABLE: Mutex<Writable> = Mutex::new((None, 0));
-
-/// Setting a handler means the program handles backpressure itself: its sends are never
-/// paced (`flush`); clearing it brings pacing back.
-pub(crate) fn set_writable_handler(h: mln_ipc_writable_handler, data: *mut c_void) {
-    *WRITABLE.lock().unwrap_or_else(|p| p.into_inner()) = (h, data as usize);
-    super::flush::set_pacing(h.is_none());
-}
-
-/// Calls the writable handler for every peer that drained after a refused send (loop
-/// context, no borrow held).
-pub(crate) fn run_writable_callbacks(ev: *mut mln_event_t) {
-    let due = PROC.with(|p| {
-        if p.writable_due.is_empty() || p.dispatch_stopped {
-            return Vec::new();
+    catch("loop_freed", || {
+        if PROC.try_with(|p| supervise::forget_loop(p, ev)).is_none() {
+            log::error(format_args!(
+                "an event loop was freed while the library was busy (from a signal handler?)"
+            ));
         }
-        let due = std::mem::take(&mut p.writable_due);
-        p.callbacks += 1;
-        due
-    });
-    if due.is_empty() {
-        return;
-    }
-    let (h, data) = *WRITABLE.lock().unwrap_or_else(|p| p.into_inner());
-    for peer in due {
-        let f = match peer {
-            Peer::Child(c) => {
-                if PROC.with(|p| p.find(c.cast()).is_none()) {
-                    continue;
-                }
-                c.cast::<mln_fork_t>()
-            }
-            Peer::Master => core::ptr::null_mut(),
-        };
-        if let Some(h) = h {
-            // SAFETY: the user's handler with its data, on the loop thread.
-            unsafe { h(ev, f, data as *mut c_void) };
-        }
-    }
-    PROC.with(|p| p.callbacks = p.callbacks.saturating_sub(1));
+    })
 }

@@ -1,11 +1,9 @@
 //! Registration with event loops: child and master connections, the wake-up descriptor,
-//! `mln_fork_iterate`, and forgetting a loop that is freed.
+//! `mln_fork_iterate`.
 
-use super::callbacks;
 use super::flush::{mark_dirty, set_recv_interest};
 use super::state::{with_published, Child, Peer, Proc, PROC};
-#[cfg(feature = "standalone")]
-use super::supervise::forget_loop;
+use super::ENTRIES;
 use crate::abi::*;
 use crate::log;
 use crate::reactor;
@@ -55,8 +53,8 @@ pub(crate) fn watch_wake(p: &mut Proc, ev: *mut mln_event_t) {
     {
         static HOOK: std::sync::Once = std::sync::Once::new();
         HOOK.call_once(|| {
-            crate::reactor::set_free_hook(callbacks::loop_freed);
-            if crate::reactor::set_wait_hook(callbacks::before_wait) {
+            crate::reactor::set_free_hook(ENTRIES.loop_freed);
+            if crate::reactor::set_wait_hook(ENTRIES.before_wait) {
                 super::flush::WAIT_HOOK.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
@@ -76,7 +74,7 @@ pub(crate) fn watch_wake(p: &mut Proc, ev: *mut mln_event_t) {
             M_EV_RECV | M_EV_NONBLOCK,
             M_EV_UNLIMITED,
             null_mut(),
-            Some(callbacks::wake_ready),
+            Some(ENTRIES.wake_ready),
         )
     };
     if r == 0 {
@@ -106,7 +104,7 @@ pub(crate) fn master_events_set(ev: *mut mln_event_t) {
 /// `mln_fork_worker_events_set`.
 pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
     PROC.with(|p| {
-        super::fork::release_inherited(p);
+        p.release_inherited();
         if !p.is_worker || p.master().chan.is_none() {
             // Melon's framework does this in the master once its loop ends: nothing to say.
             log::debug(format_args!(
@@ -183,14 +181,4 @@ pub(crate) fn iterate(ev: *mut mln_event_t, h: fork_iterate_handler, data: *mut 
         }
     }
     0
-}
-
-/// The free hook of the standalone loop: loop `ev` is going away.
-#[cfg(feature = "standalone")]
-pub(crate) fn loop_freed(ev: *mut mln_event_t) {
-    if PROC.try_with(|p| forget_loop(p, ev)).is_none() {
-        log::error(format_args!(
-            "an event loop was freed while the library was busy (from a signal handler?)"
-        ));
-    }
 }

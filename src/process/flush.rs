@@ -45,9 +45,9 @@
 //!   to it are refused (`NoPeer`: ESRCH); what was queued is counted as lost at the close.
 //!   (Melon accepts them until the death is handled, and loses them.)
 
-use super::callbacks;
 use super::peer::Phase;
 use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
+use super::ENTRIES;
 use crate::abi::*;
 use crate::channel::{Flushed, Refused};
 use crate::log;
@@ -56,6 +56,7 @@ use crate::wire;
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// While a burst is queued, write whenever this many bytes accumulated.
@@ -497,7 +498,7 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
                         M_EV_SEND | M_EV_APPEND | M_EV_NONBLOCK,
                         M_EV_UNLIMITED,
                         peer.data(),
-                        Some(callbacks::send_ready),
+                        Some(ENTRIES.send_ready),
                     )
                 };
                 if r == 0 {
@@ -540,8 +541,8 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
 /// also drops a SEND interest there. Returns the backend's result.
 pub(crate) fn set_recv_interest(ev: *mut mln_event_t, fd: i32, peer: Peer) -> i32 {
     let h = match peer {
-        Peer::Child(_) => callbacks::child_readable,
-        Peer::Master => callbacks::master_readable,
+        Peer::Child(_) => ENTRIES.child_readable,
+        Peer::Master => ENTRIES.master_readable,
     };
     // SAFETY: `ev` is a live loop (callers pass the channel's loop or one being adopted).
     unsafe {
@@ -554,4 +555,52 @@ pub(crate) fn set_recv_interest(ev: *mut mln_event_t, fd: i32, peer: Peer) -> i3
             Some(h),
         )
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The writable callback (extension `mln_ipc_writable_handler_set`)
+// ---------------------------------------------------------------------------------------
+
+/// The writable handler and its data (any thread may set it; the loop calls it).
+type Writable = (mln_ipc_writable_handler, usize);
+static WRITABLE: Mutex<Writable> = Mutex::new((None, 0));
+
+/// Setting a handler means the program handles backpressure itself: its sends are never
+/// paced (`flush`); clearing it brings pacing back.
+pub(crate) fn set_writable_handler(h: mln_ipc_writable_handler, data: *mut c_void) {
+    *WRITABLE.lock().unwrap_or_else(|p| p.into_inner()) = (h, data as usize);
+    set_pacing(h.is_none());
+}
+
+/// Calls the writable handler for every peer that drained after a refused send (loop
+/// context, no borrow held).
+pub(crate) fn run_writable_callbacks(ev: *mut mln_event_t) {
+    let due = PROC.with(|p| {
+        if p.writable_due.is_empty() || p.dispatch_stopped {
+            return Vec::new();
+        }
+        let due = std::mem::take(&mut p.writable_due);
+        p.callbacks += 1;
+        due
+    });
+    if due.is_empty() {
+        return;
+    }
+    let (h, data) = *WRITABLE.lock().unwrap_or_else(|p| p.into_inner());
+    for peer in due {
+        let f = match peer {
+            Peer::Child(c) => {
+                if PROC.with(|p| p.find(c.cast()).is_none()) {
+                    continue;
+                }
+                c.cast::<mln_fork_t>()
+            }
+            Peer::Master => core::ptr::null_mut(),
+        };
+        if let Some(h) = h {
+            // SAFETY: the user's handler with its data, on the loop thread.
+            unsafe { h(ev, f, data as *mut c_void) };
+        }
+    }
+    PROC.with(|p| p.callbacks = p.callbacks.saturating_sub(1));
 }

@@ -11,7 +11,7 @@
 //! touched: its epoll instance is shared with the parent until the child leaves it.
 
 use super::handlers;
-use super::peer::Phase;
+use super::peer::{Phase, HANDSHAKE_DEADLINE};
 use super::pids::start_ticks_of;
 use super::state::{conn_new, Chan, Child, ExecArgs, Inherited, Live, Peer, Plan, Proc, PROC};
 use crate::abi::*;
@@ -119,10 +119,7 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
                 Ok(_) => return Err(io::Error::other("child exited before the fork handshake")),
                 Err(e) => return Err(e),
             }
-            log::info(format_args!(
-                "{} started",
-                super::supervise::label(pid, &plan)
-            ));
+            log::info(format_args!("{} started", super::state::label(pid, &plan)));
             PROC.with(|p| {
                 add_child(
                     p,
@@ -209,9 +206,28 @@ fn add_child(
         return false;
     }
     if phase == Phase::Handshake {
-        super::supervise::arm_handshake(p, ev, c);
+        arm_handshake(p, ev, c);
     }
     true
+}
+
+/// Arms the handshake deadline of child `c`, just started from loop `ev` (phase
+/// `Handshake`). Without a timer the child has no deadline (logged).
+fn arm_handshake(p: &mut Proc, ev: *mut mln_event_t, c: *mut Child) {
+    let ms = HANDSHAKE_DEADLINE.as_millis() as u32;
+    // SAFETY: `ev` is a live loop; the callback looks the record up before using it.
+    let t = unsafe {
+        crate::reactor::timer_set(ev, ms, c.cast(), Some(super::ENTRIES.handshake_expired))
+    };
+    if t.is_null() {
+        log::error(format_args!(
+            "cannot set the fork handshake deadline of {}",
+            Peer::Child(c)
+        ));
+    }
+    if let Some(live) = p.live_of(c) {
+        live.handshake_timer = t;
+    }
 }
 
 /// The child's side after fork (spec §4.6).
@@ -260,7 +276,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     // The siblings' descriptors close now; their records and buffers are kept until no
     // callback can hold them: if this fork happened inside a user callback (a handler, an
     // iterate callback), the rest of that callback runs here with the `buf`, `f_ptr` and
-    // `mln_fork_t *` it was given (`release_inherited`).
+    // `mln_fork_t *` it was given (`Proc::release_inherited`).
     let mut c = p.head;
     while !c.is_null() {
         // SAFETY: inherited list members are boxes we own; each is taken once.
@@ -313,18 +329,6 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     m.conn = conn_new(raw);
     crate::sigsafe::after_fork();
     p.publish();
-}
-
-/// Releases what a child kept of its parent's state (`become_child`) once no user callback
-/// runs: none of ours (`callbacks`), and no loop runs inside another one. Called before
-/// each wait of a standalone loop and when a worker's loop is set up.
-pub(crate) fn release_inherited(p: &mut Proc) {
-    if !p.inherited.is_empty()
-        && p.callbacks == 0
-        && crate::reactor::dispatching().unwrap_or(0) <= 1
-    {
-        p.inherited.clear();
-    }
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.
@@ -439,7 +443,7 @@ fn discard(c: *mut Child) {
         p.dirty.retain(|&d| d != Peer::Child(c));
         let mut live = p.bury(c);
         if let Some(l) = live.as_mut() {
-            super::supervise::cancel_handshake(l);
+            l.cancel_handshake();
         }
         live
     });

@@ -3,18 +3,23 @@
 //! §4; DECISIONS.md). The C face (`capi`) and the Rust face (`api`) both call the
 //! functions re-exported here; nothing here knows either face.
 //!
-//! Files:
-//! * `peer`: a peer's life, the one state machine every part reads;
-//! * `state`: the global state ([`state::PROC`], one scoped borrow at a time), child
-//!   records and identity, settings;
-//! * `handlers`: the registry and the handler tables (the thread-safe part);
+//! Files, in layers: each calls only files below it (`rust-tests/structure.rs` checks
+//! it); the layers below `callbacks` register the loop entry points through [`ENTRIES`],
+//! filled here.
+//! * `callbacks`: every function registered on a loop, behind a panic boundary (top);
+//! * `recv`: receive passes and dispatch to handlers; the handshake byte of a starting
+//!   child;
+//! * `shutdown`: the orderly end (the Rust API's `run`, the standalone framework);
+//! * `supervise`: deaths, making sure a child is gone, restarts with backoff, the
+//!   handshake's deadline and completion;
 //! * `fork`: socketpair, fork, handshake, the child's clean-up, exec;
-//! * `flush`: the send path and the one state machine of a channel's send side;
-//! * `recv`: receive passes and dispatch to handlers;
-//! * `supervise`: deaths, making sure a child is gone, restarts with backoff;
-//! * `events`: registration with loops, `mln_fork_iterate`, freed loops;
-//! * `callbacks`: every function registered on a loop, behind a panic boundary;
-//! * `shutdown`: the orderly end of the safe Rust API's `run`.
+//! * `events`: registration with loops, `mln_fork_iterate`;
+//! * `flush`: the send path (queue, flush, SEND interest, pacing), writable callbacks;
+//! * `state`: the global state ([`state::PROC`], one scoped borrow at a time), child
+//!   records and identity, settings, what a forked child keeps of its parent;
+//! * `peer`: a peer's life, the one state machine every part reads; `pids`: children as
+//!   processes; `handlers`: the registry and the handler tables (the thread-safe part)
+//!   (bottom).
 
 mod callbacks;
 mod events;
@@ -35,10 +40,11 @@ use crate::log;
 use core::ffi::{c_int, c_void};
 use std::io;
 
-pub(crate) use callbacks::{on_child_readable, on_master_readable, set_writable_handler};
+pub(crate) use callbacks::{on_child_readable, on_master_readable};
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use flush::set_pacing;
+pub(crate) use flush::set_writable_handler;
 pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::flush_stdio;
@@ -54,7 +60,25 @@ pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limi
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::{set_worker_num, ExecArgs};
 
-use state::{Peer, PROC};
+use state::{Entries, Peer, PROC};
+
+/// The loop entry points as the layers below `callbacks` register them (see
+/// `state::Entries`): the one place that ties them to `callbacks`.
+pub(crate) static ENTRIES: Entries = Entries {
+    child_readable: callbacks::child_readable,
+    master_readable: callbacks::master_readable,
+    send_ready: callbacks::send_ready,
+    wake_ready: callbacks::wake_ready,
+    exit_ready: callbacks::exit_ready,
+    restart_fired: callbacks::restart_fired,
+    exit_timeout: callbacks::exit_timeout,
+    exit_poll: callbacks::exit_poll,
+    handshake_expired: callbacks::handshake_expired,
+    #[cfg(feature = "standalone")]
+    before_wait: callbacks::before_wait,
+    #[cfg(feature = "standalone")]
+    loop_freed: callbacks::loop_freed,
+};
 
 /// `mln_fork_prepare`: idempotent, leaves no half-built state (D14). SIGCHLD is ignored,
 /// as in Melon (the kernel reaps the program's other children); plain workers are forked

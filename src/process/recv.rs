@@ -115,7 +115,7 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
             Peer::Master => master_gone(&why),
         }
     }
-    super::callbacks::run_writable_callbacks(ev);
+    super::flush::run_writable_callbacks(ev);
 }
 
 /// A child in phase `Handshake` became readable: its first byte is the handshake (then

@@ -109,7 +109,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
             // SAFETY: a live record.
             let pid = unsafe { (*c).f.pid };
             if let Some(mut live) = p.bury(c) {
-                super::supervise::cancel_handshake(&mut live);
+                live.cancel_handshake();
                 let live = *live;
                 pids.push((pid, live.start_ticks));
                 chans.push((live.plan.slot, live.chan));

@@ -26,7 +26,7 @@ use super::peer::Phase;
 use crate::abi::*;
 use crate::channel::Channel;
 use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_int, c_void};
 use core::ptr::null_mut;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
@@ -219,6 +219,18 @@ pub(crate) struct Live {
     pub handshake_timer: *mut mln_event_timer_t,
 }
 
+impl Live {
+    /// Cancels the handshake deadline (the phase leaves `Handshake`, or the child ends).
+    pub(crate) fn cancel_handshake(&mut self) {
+        let t = std::mem::replace(&mut self.handshake_timer, null_mut());
+        if !t.is_null() && !self.chan.ev.is_null() {
+            // SAFETY: the timer is pending on the channel's loop (live: forgotten when
+            // freed, and then the timer went with it).
+            unsafe { crate::reactor::timer_cancel(self.chan.ev, t) };
+        }
+    }
+}
+
 /// One child as the master sees it. `f` first: the `*mut mln_fork_t` handed to C is also
 /// a `*mut Child`.
 #[repr(C)]
@@ -300,6 +312,43 @@ pub(crate) struct PendingRestart {
     pub plan: Plan,
 }
 
+/// What is said about a child's end: who it was, why its channel closed, and how many
+/// frames queued to it were lost.
+pub(crate) struct Ending {
+    pub who: String,
+    pub why: String,
+    pub lost: usize,
+}
+
+/// How the log names a child: `child <pid> (worker <slot>)`, slots counted from 0 as the
+/// Rust API's `WorkerId::index`, or `child <pid> (program '<name>')`.
+pub(crate) fn label(pid: i32, plan: &Plan) -> String {
+    match &plan.args {
+        Some(a) => format!("child {pid} (program '{}')", a.name()),
+        None => format!("child {pid} (worker {})", plan.slot),
+    }
+}
+
+/// The core's loop entry points (`callbacks`), as the layers below it register them on
+/// loops. The table is filled where the modules are put together (`process/mod.rs`), so
+/// no file below `callbacks` names it (the calls go one way: loop callbacks on top, state
+/// at the bottom).
+pub(crate) struct Entries {
+    pub child_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub master_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub send_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub wake_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub exit_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub restart_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub exit_timeout: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub exit_poll: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub handshake_expired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    #[cfg(feature = "standalone")]
+    pub before_wait: fn(*mut mln_event_t),
+    #[cfg(feature = "standalone")]
+    pub loop_freed: fn(*mut mln_event_t),
+}
+
 /// A closed child whose process has not been seen gone yet (see `supervise`).
 pub(crate) struct Dying {
     pub pid: i32,
@@ -309,7 +358,7 @@ pub(crate) struct Dying {
     /// Without a pidfd: when the current wait (grace, or after SIGKILL) ends.
     pub deadline: Instant,
     pub killed: bool,
-    pub end: super::supervise::Ending,
+    pub end: Ending,
     /// What to restart once it is gone (supervised children).
     pub plan: Option<Plan>,
 }
@@ -352,7 +401,7 @@ pub(crate) struct Proc {
     pub keep_sigchld: bool,
     /// In a child forked inside a user callback: the parent's records and buffers that
     /// callback may still hold (`buf`, `f_ptr`, `f->args`), their descriptors closed; kept
-    /// until the outermost callback has returned (`fork::release_inherited`).
+    /// until the outermost callback has returned (`Proc::release_inherited`).
     pub inherited: Vec<Inherited>,
 }
 
@@ -393,6 +442,18 @@ impl Proc {
             overfull: Vec::new(),
             keep_sigchld: false,
             inherited: Vec::new(),
+        }
+    }
+
+    /// Releases what a child kept of its parent's state (see `inherited`) once no user
+    /// callback runs: none of ours (`callbacks`), and no loop runs inside another. Called
+    /// before each wait of a standalone loop and when a worker's loop is set up.
+    pub(crate) fn release_inherited(&mut self) {
+        if !self.inherited.is_empty()
+            && self.callbacks == 0
+            && crate::reactor::dispatching().unwrap_or(0) <= 1
+        {
+            self.inherited.clear();
         }
     }
 

@@ -23,8 +23,8 @@
 use super::flush::flush_dirty;
 use super::peer::{Phase, HANDSHAKE_DEADLINE};
 use super::pids::{status_of, Pidfd, POLL_INTERVAL};
-use super::state::{Dying, Peer, PendingRestart, Plan, Proc, PROC};
-use super::{callbacks, fork};
+use super::state::{label, Dying, Ending, Peer, PendingRestart, Plan, Proc, PROC};
+use super::{fork, ENTRIES};
 use crate::abi::*;
 use crate::log;
 use crate::reactor;
@@ -56,15 +56,6 @@ pub(crate) fn master_gone(why: &str) -> ! {
         "connection to the master closed ({why}; the master stopped or died): exiting with status 127"
     ));
     std::process::exit(127)
-}
-
-/// How the log names a child: `child <pid> (worker <slot>)`, slots counted from 0 as the
-/// Rust API's `WorkerId::index`, or `child <pid> (program '<name>')`.
-pub(crate) fn label(pid: i32, plan: &Plan) -> String {
-    match &plan.args {
-        Some(a) => format!("child {pid} (program '{}')", a.name()),
-        None => format!("child {pid} (worker {})", plan.slot),
-    }
 }
 
 /// `mln_fork_socketpair_close_handler` and every death path of a child. `ev_hint` is the
@@ -108,7 +99,7 @@ pub(crate) fn close_in(
     let pid = unsafe { (*c).f.pid };
     let Some(mut live) = p.bury(c) else { return };
     let starting = live.chan.phase == Phase::Handshake;
-    cancel_handshake(&mut live);
+    live.cancel_handshake();
     let live = *live;
     if !p.overfull.is_empty() {
         super::flush::recheck_overfull(p);
@@ -154,33 +145,6 @@ pub(crate) fn close_in(
     watch_exit(p, ev, pid, live.start_ticks, end, restart);
 }
 
-/// Arms the handshake deadline of child `c`, just started from loop `ev` (phase
-/// `Handshake`). Without a timer the child has no deadline (logged).
-pub(crate) fn arm_handshake(p: &mut Proc, ev: *mut mln_event_t, c: *mut super::state::Child) {
-    let ms = HANDSHAKE_DEADLINE.as_millis() as u32;
-    // SAFETY: `ev` is a live loop; the callback looks the record up before using it.
-    let t = unsafe { reactor::timer_set(ev, ms, c.cast(), Some(callbacks::handshake_expired)) };
-    if t.is_null() {
-        log::error(format_args!(
-            "cannot set the fork handshake deadline of {}",
-            Peer::Child(c)
-        ));
-    }
-    if let Some(live) = p.live_of(c) {
-        live.handshake_timer = t;
-    }
-}
-
-/// Cancels the handshake deadline of a child whose phase leaves `Handshake`.
-pub(crate) fn cancel_handshake(live: &mut super::state::Live) {
-    let t = std::mem::replace(&mut live.handshake_timer, null_mut());
-    if !t.is_null() && !live.chan.ev.is_null() {
-        // SAFETY: the timer is pending on the channel's loop (live: forgotten when freed,
-        // and then the timer went with it).
-        unsafe { reactor::timer_cancel(live.chan.ev, t) };
-    }
-}
-
 /// The handshake deadline of child `c` passed: if it is still starting, it is closed (and
 /// killed after the grace) as a quick death.
 pub(crate) fn handshake_expired(ev: *mut mln_event_t, c: *mut super::state::Child) {
@@ -206,16 +170,8 @@ pub(crate) fn handshake_done(p: &mut Proc, c: *mut super::state::Child) {
     if !live.chan.phase.advance(Phase::Live) {
         return;
     }
-    cancel_handshake(live);
+    live.cancel_handshake();
     log::info(format_args!("{} started", label(pid, &live.plan)));
-}
-
-/// What is said about a child's end: who it was, why its channel closed, and how many
-/// frames queued to it were lost.
-pub(crate) struct Ending {
-    pub who: String,
-    pub why: String,
-    pub lost: usize,
 }
 
 /// Step 2: waits (from the loop) until `pid` is gone, then step 3.
@@ -262,7 +218,7 @@ fn watch_exit(
                     M_EV_RECV,
                     M_EV_UNLIMITED,
                     d.cast(),
-                    Some(callbacks::exit_ready),
+                    Some(ENTRIES.exit_ready),
                 ) == 0
             }
             // No pidfd: the timer polls.
@@ -302,7 +258,7 @@ unsafe fn arm(d: *mut Dying, wait: Duration) -> *mut mln_event_timer_t {
             return poll_timer(d, wait);
         }
         let ms = wait.as_millis() as u32;
-        reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_timeout))
+        reactor::timer_set((*d).ev, ms, d.cast(), Some(ENTRIES.exit_timeout))
     }
 }
 
@@ -314,7 +270,7 @@ unsafe fn arm(d: *mut Dying, wait: Duration) -> *mut mln_event_timer_t {
 unsafe fn poll_timer(d: *mut Dying, left: Duration) -> *mut mln_event_timer_t {
     let ms = left.min(POLL_INTERVAL).as_millis().max(1) as u32;
     // SAFETY: caller contract.
-    unsafe { reactor::timer_set((*d).ev, ms, d.cast(), Some(callbacks::exit_poll)) }
+    unsafe { reactor::timer_set((*d).ev, ms, d.cast(), Some(ENTRIES.exit_poll)) }
 }
 
 /// Without a pidfd: a dying child's periodic check.
@@ -467,7 +423,7 @@ pub(crate) fn schedule_restart(p: &mut Proc, ev: *mut mln_event_t, plan: Plan, d
     }));
     let ms = delay.as_millis().min(u32::MAX as u128) as u32;
     // SAFETY: `ev` is a live loop (a channel's, forgotten when freed).
-    let t = unsafe { reactor::timer_set(ev, ms, rec.cast(), Some(callbacks::restart_fired)) };
+    let t = unsafe { reactor::timer_set(ev, ms, rec.cast(), Some(ENTRIES.restart_fired)) };
     if t.is_null() {
         // SAFETY: never shared.
         drop(unsafe { Box::from_raw(rec) });

@@ -142,6 +142,66 @@ fn worker_side() {
     assert!(got.get() > 1);
 }
 
+/// The Rust API is never paced: a master streaming 256 KiB frames to a worker that takes
+/// 10 ms for each never waits in `send_to` (its stats say 0 ns waited; before, each send
+/// past 4 MiB queued waited for the worker, up to 95 ms a call), gets `QueueFull` at the
+/// limit, and the writable callback resumes until every frame arrived in order.
+fn never_paced() {
+    const BIG: usize = 256 << 10;
+    const TOTAL: u32 = 64;
+    let next = Rc::new(Cell::new(0u32));
+    let n1 = next.clone();
+    let refusals = Rc::new(Cell::new(0u32));
+    let (q1, q2) = (refusals.clone(), refusals.clone());
+    // Sends until refused or done; the next frame to send is `next`.
+    fn pump(m: &mut Master, to: WorkerId, next: &Cell<u32>, refusals: &Cell<u32>) {
+        while next.get() < TOTAL {
+            let mut frame = vec![0u8; BIG];
+            frame[..4].copy_from_slice(&next.get().to_le_bytes());
+            match m.send_to(to, DATA, frame) {
+                Ok(()) => next.set(next.get() + 1),
+                Err(Error::QueueFull) => {
+                    refusals.set(refusals.get() + 1);
+                    return;
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    }
+    let n2 = next.clone();
+    Builder::new()
+        .workers(1)
+        .max_message(BIG + 64)
+        .queue_limit(4 << 20)
+        .on_worker_start(|w: &mut Worker| w.send(HELLO, []).expect("hello"))
+        .on_worker(DATA, {
+            let mut expect = 0u32;
+            move |w: &mut Worker, b: &[u8]| {
+                assert_eq!(b.len(), BIG);
+                assert_eq!(u32::from_le_bytes(b[..4].try_into().unwrap()), expect);
+                expect += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                if expect == TOTAL {
+                    w.send(DONE, []).expect("done");
+                }
+            }
+        })
+        .on_master(HELLO, move |m: &mut Master, from: WorkerId, _: &[u8]| {
+            pump(m, from, &n1, &q1)
+        })
+        .on_master_writable(move |m: &mut Master, to: WorkerId| pump(m, to, &n2, &q2))
+        .on_master(DONE, |m: &mut Master, from: WorkerId, _: &[u8]| {
+            let s = m.stats(from).expect("stats");
+            assert_eq!(s.paced_ns, 0, "{s:?}");
+            assert_eq!(s.frames_sent, u64::from(TOTAL));
+            m.stop();
+        })
+        .run()
+        .expect("run");
+    assert_eq!(next.get(), TOTAL);
+    assert!(refusals.get() >= 1);
+}
+
 /// `stats` of a worker that was restarted counts the restart; a gone worker has none.
 fn stats_after_restart() {
     Builder::new()
@@ -174,5 +234,6 @@ fn main() -> ExitCode {
         ("master_side", master_side),
         ("worker_side", worker_side),
         ("stats_after_restart", stats_after_restart),
+        ("never_paced", never_paced),
     ])
 }

@@ -28,6 +28,10 @@ pub struct Stats {
     pub sends_refused: u64,
     /// Restarts of this child's index so far (0 in a worker).
     pub restarts: u64,
+    /// Nanoseconds sends to this peer spent waiting for it to read. Always 0 in the Rust
+    /// API: its sends never wait (a full queue is [`Error::QueueFull`](super::Error::QueueFull));
+    /// only a C program that set no writable handler is paced.
+    pub paced_ns: u64,
 }
 
 impl From<mln_ipc_stats_t> for Stats {
@@ -42,6 +46,7 @@ impl From<mln_ipc_stats_t> for Stats {
             queue_peak_bytes: s.queue_peak_bytes,
             sends_refused: s.sends_refused,
             restarts: s.restarts,
+            paced_ns: s.paced_ns,
         }
     }
 }

@@ -1,3 +1,4 @@
+/* CTEST_STANDALONE_ONLY: the end of the master's loop is Melon's framework's there (docs/melon-build.md) */
 /* Frames sent from a signal handler just before the loop is broken are delivered: a
  * SIGTERM handler in the master iterates the workers, sends each a goodbye and breaks the
  * loop; every worker must get its goodbye before the framework ends it. The master keeps

@@ -263,12 +263,14 @@ fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
         // SAFETY: leaving the child without running the parent's atexit handlers.
         unsafe { libc::_exit(1) };
     }
-    // What the clear handler sent was held behind the handshake byte: it goes now.
+    // What the clear handler sent was held behind the handshake byte: it goes now, through
+    // the dirty list (which its sends joined), so that the channel is clean for the next
+    // send to schedule a flush.
     PROC.with(|p| {
         if let Some(ch) = p.chan(Peer::Master) {
             ch.phase.advance(Phase::Live);
         }
-        super::flush::flush(p, Peer::Master);
+        super::flush::flush_dirty(p);
     });
 }
 

@@ -80,6 +80,52 @@ static inline int wait_status(pid_t pid)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* Whether the test runs under valgrind (ctests/memcheck.sh sets CTEST_VALGRIND_LOGS). */
+static inline int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
+
+/* This process's resident set size (VmRSS), in KiB. */
+static inline long rss_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f != NULL);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    CHECK(kb > 0);
+    return kb;
+}
+
+/* Children of this process (by /proc/<pid>/stat's ppid): live ones and zombies (each
+ * zombie is named on stderr). */
+static inline void child_processes(int *live, int *zombies)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    *live = *zombies = 0;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], comm[256], state;
+        int pid, ppid;
+        FILE *f;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL) continue;
+        if (fscanf(f, "%d %255s %c %d", &pid, comm, &state, &ppid) == 4 && ppid == getpid()) {
+            if (state == 'Z') {
+                fprintf(stderr, "zombie child %d\n", pid);
+                ++*zombies;
+            } else {
+                ++*live;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+}
+
 #ifndef CTEST_MELON
 
 static inline void ctest_workers(mln_u32_t n) { mln_fork_worker_num_set(n); }

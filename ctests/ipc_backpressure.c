@@ -42,21 +42,6 @@ static unsigned refusals;
 static int finished;
 static unsigned char msg[SIZE];
 
-static int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
-
-static long rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
-
 static void fill(unsigned char *p, uint32_t seq)
 {
     size_t i;

@@ -50,21 +50,6 @@ static unsigned got;
 static long wrss_before;
 static unsigned char msg[BIG];
 
-static int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
-
-static long rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
-
 static unsigned char pat(uint32_t seq, size_t i) { return (unsigned char)(i * 7 + seq * 13 + (i >> 10)); }
 
 static void fill(size_t len, uint32_t seq)

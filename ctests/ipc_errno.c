@@ -93,8 +93,6 @@ static void wait_pipe(int fd)
     CHECK(n == 1);
 }
 
-static int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
-
 static long vm_size_kb(void)
 {
     char line[256];

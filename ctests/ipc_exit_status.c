@@ -25,34 +25,6 @@
 static pid_t first[N], second[N];
 static int hellos;
 
-/* Children of this process (by /proc/<pid>/stat's ppid): live ones and zombies. */
-static void children(int *live, int *zombies)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    *live = *zombies = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[300], comm[256], state;
-        int pid, ppid;
-        FILE *f;
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL) continue;
-        if (fscanf(f, "%d %255s %c %d", &pid, comm, &state, &ppid) == 4 && ppid == getpid()) {
-            if (state == 'Z') {
-                fprintf(stderr, "zombie child %d\n", pid);
-                ++*zombies;
-            } else {
-                ++*live;
-            }
-        }
-        fclose(f);
-    }
-    closedir(d);
-}
-
 static void worker_exit(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)ev; (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
@@ -103,7 +75,7 @@ static void master_hello(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
         errno = 0;
         CHECK(kill(first[i], 0) == -1 && errno == ESRCH);
     }
-    children(&live, &zombies);
+    child_processes(&live, &zombies);
     if (live != N || zombies != 0) fprintf(stderr, "children: %d live, %d zombies\n", live, zombies);
     CHECK(live == N && zombies == 0);
     mln_event_break_set(ev);
@@ -164,7 +136,7 @@ int main(int argc, char *argv[])
     for (r = 0; r < N; ++r) kill(second[r], SIGKILL);
     return 0;
 #endif
-    children(&live, &zombies);
+    child_processes(&live, &zombies);
     if (live != 0 || zombies != 0) fprintf(stderr, "after the end: %d live, %d zombies\n", live, zombies);
     CHECK(live == 0 && zombies == 0);
     return 0;

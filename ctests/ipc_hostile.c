@@ -42,19 +42,6 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static long rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
-
 /* Writes all of `b` to the master, waiting out a full socket. */
 static void raw(const void *b, size_t n)
 {

@@ -39,8 +39,6 @@ static int fds_before, fds_max, pongs, finished;
 static mln_fork_t *kids[MAX_N];
 static char seen[MAX_N];
 
-static int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
-
 static void worker_ping(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
 {
     struct pong p;

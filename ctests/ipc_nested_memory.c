@@ -29,7 +29,6 @@
 #define LIMIT ((mln_size_t)1 << 20)
 #define BOUND_MB 64
 
-static int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
 #define DURATION (valgrind() ? 1000 : 3000)
 
 static unsigned char msg[SIZE];
@@ -41,19 +40,6 @@ static uint64_t received, nested_received;
 static int in_nested, stop, finished;
 static long rss0, rss_max;
 static unsigned samples;
-
-static long rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
 
 static unsigned char pat(uint64_t seq, size_t i) { return (unsigned char)(i * 31 + seq * 7); }
 

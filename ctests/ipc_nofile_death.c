@@ -35,34 +35,6 @@ static struct rlimit saved;
 static char log[32768];
 static size_t log_len;
 
-/* Children of this process (by /proc/<pid>/stat's ppid): live ones and zombies. */
-static void children(int *live, int *zombies)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    *live = *zombies = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[300], comm[256], state;
-        int pid, ppid;
-        FILE *f;
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL) continue;
-        if (fscanf(f, "%d %255s %c %d", &pid, comm, &state, &ppid) == 4 && ppid == getpid()) {
-            if (state == 'Z') {
-                fprintf(stderr, "zombie child %d\n", pid);
-                ++*zombies;
-            } else {
-                ++*live;
-            }
-        }
-        fclose(f);
-    }
-    closedir(d);
-}
-
 static void forever(mln_event_t *ev, void *data)
 {
     (void)ev; (void)data;
@@ -149,7 +121,7 @@ static void master_hello(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
     errno = 0;
     if (kill(busy, 0) == 0) fprintf(stderr, "busy worker %d still there\n", (int)busy);
     CHECK(kill(busy, 0) == -1 && errno == ESRCH);
-    children(&live, &zombies);
+    child_processes(&live, &zombies);
     if (live != 2 || zombies != 0) fprintf(stderr, "children: %d live, %d zombies\n", live, zombies);
     CHECK(live == 2 && zombies == 0);
     mln_event_break_set(ev);
@@ -191,7 +163,7 @@ int main(int argc, char *argv[])
     kill(replacement, SIGKILL);
     return 0;
 #endif
-    children(&live, &zombies);
+    child_processes(&live, &zombies);
     if (live != 0 || zombies != 0) fprintf(stderr, "after the end: %d live, %d zombies\n", live, zombies);
     CHECK(live == 0 && zombies == 0);
     return 0;

@@ -21,7 +21,6 @@
 #define T_EARLY_ACK 8205
 
 static int slow_ms;      /* set in the master before the replacement forks */
-static int valgrind;
 
 static long now_ms(void)
 {
@@ -98,7 +97,7 @@ static void tick(mln_event_t *ev, void *data)
     if (closed_at != 0 && repl_hello_at == 0 && t - last_tick > max_gap) max_gap = t - last_tick;
     last_tick = t;
     if (wa != NULL && wb != NULL && closed_at == 0) {
-        slow_ms = valgrind ? 4000 : 1500;
+        slow_ms = valgrind() ? 4000 : 1500;
         closed_at = t;
         mln_fork_socketpair_close_handler(ev, wa, -1);
     }
@@ -143,8 +142,7 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, master_process, worker_process};
     long gap_max;
-    valgrind = getenv("CTEST_VALGRIND_LOGS") != NULL;
-    gap_max = valgrind ? 2000 : 250;
+    gap_max = valgrind() ? 2000 : 250;
     CHECK(ctest_framework_init(&a) == 0);
     fprintf(stderr, "master: replacement took %ld ms; longest tick gap %ld ms; %d pongs from B meanwhile\n",
             repl_hello_at - closed_at, max_gap, pongs_during);

@@ -21,19 +21,6 @@
 
 static int counted;
 
-static long rss_kb(void)
-{
-    char line[256];
-    long kb = -1;
-    FILE *f = fopen("/proc/self/status", "r");
-    CHECK(f != NULL);
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
-    fclose(f);
-    CHECK(kb > 0);
-    return kb;
-}
-
 static void spare(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)ev; (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;

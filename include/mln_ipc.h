@@ -716,7 +716,9 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  *    after their channel closed) are killed;
  * 4. worker (including a worker restarted inside the master's loop, which leaves that
  *    loop and falls through here): a new loop, `mln_fork_worker_events_set`,
- *    `attr->worker_process(ev)`, dispatch, free the loop.
+ *    `attr->worker_process(ev)`, dispatch, free the loop; a worker that ended its own loop
+ *    then writes what it still has queued (frames its signal handlers parked included,
+ *    for at most 5 s) and closes its connection before it returns.
  *
  * Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
  * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno (the workers

@@ -39,7 +39,7 @@
 //!   reads. The time waited is in the peer's stats (`paced_ns`). A program that set a
 //!   writable handler (C) and every program of the Rust API are never paced: their sends
 //!   queue up to the limit, then EAGAIN / `QueueFull`, and the writable callback resumes.
-//! * A failed write marks the channel broken and changes nothing else: the end of stream
+//! * A failed write moves the peer to `Failing` and changes nothing else: the end of stream
 //!   arrives on the read side, which delivers what the peer sent before it went and then
 //!   handles its death (restart and so on) from the loop. From the failed write on, sends
 //!   to it are refused (`NoPeer`: ESRCH); what was queued is counted as lost at the close.

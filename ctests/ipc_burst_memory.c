@@ -1,4 +1,4 @@
-/* Memory after a burst (issue 20, item 6). N workers (200; 20 under valgrind) answer a
+/* Memory after a burst. N workers (200; 20 under valgrind) answer a
  * ping, so every channel has been used once both ways; the master's VmRSS then is the
  * baseline. Then:
  *   A. from one handler call (Melon-style), the master queues a 1 MiB burst (64 x 16 KiB)

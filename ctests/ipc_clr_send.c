@@ -4,7 +4,7 @@
  * private loop of its own, then from worker_process before its loop runs. The master must
  * receive, from every worker pid, CLR 1, CLR 2, then WP, and nothing else; after the first
  * round it closes each worker once, and the replacements must do the same.
- * Failed before the fix: the clear handler's frame reached the socket before the handshake
+ * The defect it was written for: the clear handler's frame reached the socket before the handshake
  * byte; the master read the frame's first byte as the handshake and the rest as a frame
  * length ("protocol error: frame length 150994944 above the maximum"), and every worker was
  * restarted for ever (watchdog). */

@@ -9,7 +9,7 @@
  * before their replacements start), nor any be left once mln_framework_init returned.
  * SIGCHLD must still be ignored in the master. Log level: the default (standalone: no
  * MLN_IPC_LOG; melon build: log_level "warn").
- * Failed before the fix: each line said "gone (exit status unknown: SIGCHLD is ignored)". */
+ * The defect it was written for: each line said "gone (exit status unknown: SIGCHLD is ignored)". */
 #include "ctest.h"
 #include "mln_framework.h"
 #include "mln_fork.h"

@@ -8,7 +8,7 @@
  * checks what it reads, reports on a pipe ('B', 'I', 'T') and leaves the master's loop (it
  * then runs as a worker). The master must get all three reports and no failure; under
  * memcheck (make memcheck) no invalid read either.
- * Before the fix the child had already freed those records: reading the 1 MiB payload
+ * The defect it was written for: the child had already freed those records: reading the 1 MiB payload
  * crashed with SIGSEGV, f->pid was an invalid read of a freed record. */
 #include "ctest.h"
 #include "mln_framework.h"

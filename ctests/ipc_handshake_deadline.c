@@ -4,7 +4,7 @@
  * (a flag in shared memory says "hang once"). The master must then see a second
  * replacement say hello 10 s (and not much more) after the close, while its timer kept
  * ticking, and the hung process must be gone by then.
- * Before the fix the master blocked in the handshake read for as long as the child hung. */
+ * The defect it was written for: the master blocked in the handshake read for as long as the child hung. */
 #include "ctest.h"
 #include <time.h>
 #include <sys/mman.h>

@@ -1,5 +1,5 @@
 /* CTEST_STANDALONE_ONLY: Melon's loop never reports a descriptor again while its handler runs, so a nested dispatch cannot receive on the channel being handled */
-/* Memory of a nested dispatch (issue 20, item 3). One worker. The worker's first frame
+/* Memory of a nested dispatch. One worker. The worker's first frame
  * (T_HELLO, a 1000-byte pattern) makes a master handler start the worker's stream and run
  * the loop itself for DURATION ms (a timer sets a flag and breaks the loop), while the
  * worker streams 16 KiB frames as fast as the master takes them (queue limit 1 MiB, the

@@ -15,7 +15,7 @@
  *   4. The replacement says hello: the busy process must be gone (kill(pid, 0): ESRCH, so
  *      not a zombie either), and the master's children are the other worker and the
  *      replacement, no zombie. After mln_framework_init: no child at all (standalone).
- * Failed before the fix: the unreadable /proc was taken for the child's death; the
+ * The defect it was written for: the unreadable /proc was taken for the child's death; the
  * replacement ran beside the busy process. */
 #include "ctest.h"
 #include "mln_framework.h"

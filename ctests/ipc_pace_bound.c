@@ -7,7 +7,7 @@
  * worker); the callback returns long before the worker could read the burst (about a
  * second), and no single send took long (both with a wide margin for a loaded machine);
  * the worker receives all 1,024 frames in order.
- * Before the fix, pacing waited for as long as the worker kept up: the callback took about
+ * The defect it was written for: pacing waited for as long as the worker kept up: the callback took about
  * a second. */
 #include "ctest.h"
 #include <time.h>

@@ -5,7 +5,7 @@
  * under 64 MiB), its stats must show no time spent waiting, and the writable callback
  * must then resume the stream until all 512 frames of 64 KiB (32 MiB) are delivered, in
  * order.
- * Before the fix, sends waited in poll for the worker once 4 MiB were queued, so the loop
+ * The defect it was written for: sends waited in poll for the worker once 4 MiB were queued, so the loop
  * never saw EAGAIN while the worker kept up (400 MiB and counting). */
 #include "ctest.h"
 #include "mln_framework.h"

@@ -2,7 +2,7 @@
  * at once (limit 0 or at least the maximum). Each round starts from max 1 MiB, limit
  * 8 MiB; then, released together, the main thread sets the maximum to 4 MiB (fine against
  * the old limit) while another sets the limit to 2 MiB (fine against the old maximum). At
- * most one may succeed, and the pair read afterwards must be consistent. Before the fix
+ * most one may succeed, and the pair read afterwards must be consistent. The defect it was written for:
  * both did, now and then (3 to 316 times in 3 M rounds), leaving the limit below the
  * maximum. The race is a matter of chance: the test fails only when the unfixed code meets
  * it, so it runs many rounds. No process is forked. */

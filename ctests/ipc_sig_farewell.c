@@ -5,7 +5,7 @@
  * master, so the signal often interrupts the library and the farewell is parked); once all
  * said hello, the master sends each a SIGTERM from another process; it must receive the
  * three farewells (their replacements' hellos are ignored). Repeated ROUNDS times, each in
- * a fresh process. Before the fix the worker returned without writing what was parked or
+ * a fresh process. The defect it was written for: the worker returned without writing what was parked or
  * still queued. */
 #include "ctest.h"
 #include "mln_framework.h"

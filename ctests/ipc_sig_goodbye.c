@@ -5,7 +5,7 @@
  * its loop busy sending pings (so the signal often interrupts the library and the goodbyes
  * are parked), and the run is repeated ROUNDS times, each in a fresh process. The workers
  * report each goodbye on a pipe; each round must count WORKERS of them.
- * Before the fix the goodbyes were lost in 7-16 of 30 runs: the parked frames were never
+ * The defect it was written for: the goodbyes were lost in 7-16 of 30 runs: the parked frames were never
  * queued once the break ended the framework. */
 #include "ctest.h"
 #include "mln_framework.h"

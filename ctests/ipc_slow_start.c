@@ -5,7 +5,7 @@
  * GAP_MAX ms), worker B must keep answering pings, and a frame the master sends to the
  * replacement as soon as it is listed (still starting) must reach it after its handshake
  * and be answered.
- * Failed before the fix: the master waited for the handshake in a blocking read; the
+ * The defect it was written for: the master waited for the handshake in a blocking read; the
  * longest gap between ticks was the whole sleep (1.5 s) and B was not heard meanwhile. */
 #include "ctest.h"
 #include <time.h>

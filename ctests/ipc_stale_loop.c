@@ -7,7 +7,7 @@
  *      workers), sends through the framework's old loop pointer to the old child pointer
  *      return -1 with ESRCH, from normal context and from a signal handler (standalone
  *      build: Melon's framework leaves its workers running).
- * Before the fix the send read the freed loop to decide whether a signal handler had
+ * The defect it was written for: the send read the freed loop to decide whether a signal handler had
  * interrupted it: with the memory reused, every send after the 32nd was refused (EAGAIN)
  * and memcheck reported invalid reads. */
 #include "ctest.h"

@@ -10,7 +10,7 @@
 //!
 //! `unsafe` here: setrlimit, and the C API's `mln_fork_socketpair_close_handler` on the
 //! raw handles (the safe API has no call that closes a live worker's channel).
-//! Failed before the fix: the unreadable /proc was taken for A's death; its replacement
+//! The defect it was written for: the unreadable /proc was taken for A's death; its replacement
 //! ran beside it and A was left running after `run` returned.
 
 mod common;

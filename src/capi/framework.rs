@@ -70,11 +70,20 @@ pub unsafe extern "C" fn mln_framework_init(attr: *mut mln_framework_attr) -> c_
             }
             Ok(process::Forked::Child) => {}
         }
-        let r = run_loop(attr.worker_process, process::worker_events_set);
-        // A worker that ended its own loop: what it sent (signal handlers included) is
-        // written before it returns, as in the master.
-        end_workers();
-        r
+        loop {
+            // This worker loop is the one a restart (if any) was for.
+            process::take_restarted();
+            let r = run_loop(attr.worker_process, process::worker_events_set);
+            if process::take_restarted() {
+                // A supervised child of this worker, restarted from the worker's loop,
+                // left that loop: it is a worker of its own (of this worker).
+                continue;
+            }
+            // A worker that ended its own loop: what it sent (signal handlers included) is
+            // written before it returns, as in the master.
+            end_workers();
+            return r;
+        }
     })
 }
 

@@ -322,6 +322,12 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.epoch += 1;
     p.is_worker = true;
     let raw = fd.as_raw_fd();
+    // A worker that forks inside its own handler: that handler's `buf` points into the old
+    // master connection's buffers.
+    if let Some(old) = p.master().chan.take() {
+        let (rx, tx) = old.ch.into_buffers();
+        p.inherited.push(Inherited::Buffers(rx, tx));
+    }
     let m = p.master();
     // Held until the handshake byte is written (`in_child`).
     m.chan = Some(Chan::new(

@@ -146,6 +146,14 @@ pub(crate) fn is_worker() -> bool {
     PROC.with(|p| p.is_worker)
 }
 
+/// Whether this process was restarted by the library from its parent's loop and has not
+/// run its worker routine yet; clears it. A worker's own supervised child that is
+/// restarted leaves the worker's loop this way, and then runs the worker routine too.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn take_restarted() -> bool {
+    PROC.with(|p| std::mem::take(&mut p.restarted))
+}
+
 /// `mln_fork_master_connection_get`.
 pub(crate) fn master_connection() -> *mut mln_tcp_conn_t {
     // Melon build: Melon's exported `master_conn` (spec §1.13), a genuine Melon connection.
@@ -157,7 +165,13 @@ pub(crate) fn master_connection() -> *mut mln_tcp_conn_t {
 
 /// `mln_fork_socketpair_close_handler`: a no-op for anything but a live child.
 pub(crate) fn close_by_request(ev: *mut mln_event_t, f: *mut mln_fork_t) {
-    let Some(c) = PROC.with(|p| p.find(f)) else {
+    let Some(c) = PROC.with(|p| {
+        let c = p.find(f)?;
+        if let Some(ch) = p.chan(state::Peer::Child(c)) {
+            ch.requested = true;
+        }
+        Some(c)
+    }) else {
         return;
     };
     supervise::close_child(ev, c, "closed by request");

@@ -130,6 +130,9 @@ pub(crate) struct Chan {
     pub pending_why: Option<String>,
     /// A send was refused for lack of room: the writable callback is due once it drains.
     pub refused: bool,
+    /// The program asked for this channel's close (`mln_fork_socketpair_close_handler`):
+    /// the child's end is not a death for the restart backoff.
+    pub requested: bool,
     pub frames_received: u64,
     pub bytes_received: u64,
     /// Time sends to this peer spent waiting for it (pacing, `flush`).
@@ -149,6 +152,7 @@ impl Chan {
             busy: 0,
             pending_why: None,
             refused: false,
+            requested: false,
             frames_received: 0,
             bytes_received: 0,
             paced_ns: 0,
@@ -403,6 +407,9 @@ pub(crate) struct Proc {
     /// callback may still hold (`buf`, `f_ptr`, `f->args`), their descriptors closed; kept
     /// until the outermost callback has returned (`Proc::release_inherited`).
     pub inherited: Vec<Inherited>,
+    /// This process is a child the library restarted from its parent's loop (supervision),
+    /// and has not started its worker routine yet (`take_restarted`).
+    pub restarted: bool,
 }
 
 /// What a new child keeps of its parent's state until no callback can hold it (the
@@ -442,6 +449,7 @@ impl Proc {
             overfull: Vec::new(),
             keep_sigchld: false,
             inherited: Vec::new(),
+            restarted: false,
         }
     }
 

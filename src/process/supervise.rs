@@ -99,6 +99,7 @@ pub(crate) fn close_in(
     let pid = unsafe { (*c).f.pid };
     let Some(mut live) = p.bury(c) else { return };
     let starting = live.chan.phase == Phase::Handshake;
+    let requested = live.chan.requested;
     live.cancel_handshake();
     let live = *live;
     if !p.overfull.is_empty() {
@@ -132,9 +133,12 @@ pub(crate) fn close_in(
     drop(chan);
     let mut plan = live.plan;
     let restart = if plan.stype == M_PST_SUP {
-        // A child that never completed its handshake died quickly, however long it took.
-        plan.quick_deaths = if starting || live.started.elapsed() < STABLE_UPTIME {
+        // A child that never completed its handshake died quickly, however long it took;
+        // one the program closed did not die: its replacement keeps the count as it was.
+        plan.quick_deaths = if starting || (!requested && live.started.elapsed() < STABLE_UPTIME) {
             plan.quick_deaths + 1
+        } else if requested {
+            plan.quick_deaths
         } else {
             0
         };
@@ -465,6 +469,7 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
         Ok(fork::Forked::Child) => {
             // We are the new worker, inside the master's loop: leave it; the framework
             // (or `Builder::run`) then runs the worker routine (spec §5).
+            PROC.with(|p| p.restarted = true);
             // SAFETY: the loop we are dispatching.
             unsafe { reactor::break_set(ev) };
         }

@@ -78,14 +78,18 @@ int main(void)
         CHECK(errno == EMFILE);
         fds = count_fds();
         CHECK(mln_event_new() == NULL);
-        CHECK(mln_fork_restart(ev) == -1);
-        CHECK(mln_fork_spawn(M_PST_SUP, args, 1, ev) == -1);
         ctest_workers(2);
+        /* valgrind does not hold socketpair to the limit it emulates (epoll_create and dup
+         * are held): the starts below may succeed there, so they are checked natively. */
+        if (!valgrind()) {
+            CHECK(mln_fork_restart(ev) == -1);
+            CHECK(mln_fork_spawn(M_PST_SUP, args, 1, ev) == -1);
 #ifdef CTEST_MELON
-        CHECK(mln_fork() == 1); /* as Melon's: a worker whose fork fails is skipped */
+            CHECK(mln_fork() == 1); /* as Melon's: a worker whose fork fails is skipped */
 #else
-        CHECK(mln_fork() == -1);
+            CHECK(mln_fork() == -1);
 #endif
+        }
         CHECK(count_fds() == fds);
         /* Exactly two free: the socketpair, no pidfd. */
         CHECK(k >= 2);

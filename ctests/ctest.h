@@ -43,6 +43,7 @@
 #include <dirent.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include "mln_framework.h"
 #include "mln_fork.h"
 #include "mln_ipc.h"
@@ -82,6 +83,14 @@ static inline int wait_status(pid_t pid)
 
 /* Whether the test runs under valgrind (ctests/memcheck.sh sets CTEST_VALGRIND_LOGS). */
 static inline int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+static inline long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 /* This process's resident set size (VmRSS), in KiB. */
 static inline long rss_kb(void)

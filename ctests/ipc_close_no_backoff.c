@@ -18,13 +18,6 @@
 static int hellos;
 static long first_close_ms, last_hello_ms;
 
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void worker_process(mln_event_t *ev)
 {
     CHECK(mln_ipc_worker_send_prepare(ev, T_HELLO, NULL, 0) == 0);

@@ -19,13 +19,6 @@
 static volatile int *shared; /* [0]: hang once; [1]: pid of the child that hung */
 static int armed;            /* set in the master before the replacement forks */
 
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void clr(void *data)
 {
     (void)data;

@@ -22,13 +22,6 @@
 
 static int slow_ms;      /* set in the master before the replacement forks */
 
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void clr(void *data)
 {
     (void)data;

@@ -574,8 +574,9 @@ struct mln_tcp_conn_t *mln_fork_master_connection_get(void);
  * first.
  *
  * Standalone build: as many workers as `mln_fork_worker_num_set` says (default 1).
- * Returns 1 in the master, 0 in a worker, -1 if a fork failed (errno from fork or
- * socketpair; workers started before the failure keep running and stay in the list).
+ * Returns 1 in the master, 0 in a worker, -1 if a start failed (errno from fork or
+ * socketpair, or EIO for a child that ended before its fork handshake; workers started
+ * before the failure keep running and stay in the list).
  *
  * Melon build: reads Melon's configuration as Melon does: `worker_proc` workers, then
  * every program of the `proc_exec` domain (`keepalive` supervised, `default` not; the
@@ -609,10 +610,15 @@ int mln_fork_spawn(enum proc_state_type stype,
                    mln_event_t *master_ev);
 
 /**
- * Forks one supervised worker. Returns 1 in the parent, 0 in the new child, -1 when
- * socketpair/fork fails or the child dies before the handshake. With `master_ev` (may be
- * NULL) the child's descriptor is registered for receiving; a child forked inside that
- * loop must leave it (`mln_event_break_set`), as the framework does.
+ * Forks one supervised worker. Returns 1 in the parent, 0 in the new child, -1 with the
+ * errno of socketpair/fork, or of the registration on `master_ev`. With `master_ev` NULL
+ * the call waits for the child's fork handshake (its post-fork clean-up, the
+ * resource-clear handler included): a child that ends before it makes the call return -1
+ * with EIO (the child is reaped). With `master_ev` (a loop) the call returns at once: the
+ * child is listed and registered for receiving, frames sent to it are queued, and the
+ * loop completes its handshake (a child that ends before it, or does not complete it
+ * within 10 s, is closed and restarted as a quick death). A child forked inside that loop
+ * must leave it (`mln_event_break_set`), as the framework does.
  */
 int mln_fork_restart(mln_event_t *master_ev);
 
@@ -721,7 +727,8 @@ int mln_ipc_worker_send_prepare(mln_event_t *ev, mln_u32_t type, void *msg, mln_
  *    for at most 5 s) and closes its connection before it returns.
  *
  * Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
- * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno (the workers
+ * `attr`), ECANCELED (`global_init` returned a negative value), fork's errno or EIO (a
+ * worker that ended before its fork handshake) (the workers
  * started before the failure are ended first, as at the end of a run), or the errno of
  * creating the event loop. A worker returns only
  * if it breaks its own loop: when its connection to the master closes it exits with

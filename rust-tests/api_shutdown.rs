@@ -108,10 +108,38 @@ fn clean_stop() {
     assert_eq!(common::children(), vec![]);
 }
 
+/// A stop timeout too long for the clock (`Duration::MAX`) is a far deadline, not a panic,
+/// in the master and in a worker; the worker's last frame, queued before its `stop`,
+/// arrives.
+fn longest_stop_timeout() {
+    const BYE: u32 = 5903;
+    const LAST: u32 = 5904;
+    let summary = Builder::new()
+        .workers(1)
+        .stop_timeout(Duration::MAX)
+        .on_worker_start(|w: &mut Worker| w.send(HELLO, []).expect("hello"))
+        .on_worker(BYE, |w: &mut Worker, _: &[u8]| {
+            w.send(LAST, *b"bye").expect("last");
+            w.stop();
+        })
+        .on_master(HELLO, |m: &mut Master, from: WorkerId, _: &[u8]| {
+            m.send_to(from, BYE, []).expect("bye")
+        })
+        .on_master(LAST, |m: &mut Master, _: WorkerId, b: &[u8]| {
+            assert_eq!(b, b"bye");
+            m.stop();
+        })
+        .run()
+        .expect("run");
+    assert!(summary.killed.is_empty(), "{summary:?}");
+    assert_eq!(common::children(), vec![]);
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("busy_worker_is_killed", busy_worker_is_killed),
         ("undelivered_are_reported", undelivered_are_reported),
         ("clean_stop", clean_stop),
+        ("longest_stop_timeout", longest_stop_timeout),
     ])
 }

@@ -162,10 +162,19 @@ fn set_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
     }
 }
 
+/// `timeout` from now; a timeout too long for the clock (`Duration::MAX`) is a deadline a
+/// century away instead of a panic.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 /// Stops every child (see `Builder::stop_timeout`) and says how it went.
 fn stop_children(timeout: Duration) -> RunSummary {
     let ids = identity::live();
-    let s = process::shutdown(Instant::now() + timeout, timeout.min(EXIT_WAIT));
+    let s = process::shutdown(deadline_after(timeout), timeout.min(EXIT_WAIT));
     let by_pid = |pids: &[i32]| -> Vec<WorkerId> {
         let mut v: Vec<WorkerId> = pids
             .iter()
@@ -228,7 +237,7 @@ fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
     // Stopped (`Worker::stop`). What this process printed goes out before its channel
     // closes: the master may kill it once it is closed and the grace ran out.
     process::flush_stdio();
-    let s = process::shutdown(Instant::now() + timeout, Duration::ZERO);
+    let s = process::shutdown(deadline_after(timeout), Duration::ZERO);
     let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
     if lost > 0 {
         log::warn(format_args!(

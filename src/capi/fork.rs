@@ -95,8 +95,9 @@ pub unsafe extern "C" fn mln_fork_master_connection_get() -> *mut mln_tcp_conn_t
 /// first.
 ///
 /// Standalone build: as many workers as `mln_fork_worker_num_set` says (default 1).
-/// Returns 1 in the master, 0 in a worker, -1 if a fork failed (errno from fork or
-/// socketpair; workers started before the failure keep running and stay in the list).
+/// Returns 1 in the master, 0 in a worker, -1 if a start failed (errno from fork or
+/// socketpair, or EIO for a child that ended before its fork handshake; workers started
+/// before the failure keep running and stay in the list).
 ///
 /// Melon build: reads Melon's configuration as Melon does: `worker_proc` workers, then
 /// every program of the `proc_exec` domain (`keepalive` supervised, `default` not; the
@@ -157,10 +158,15 @@ pub unsafe extern "C" fn mln_fork_spawn(
     })
 }
 
-/// Forks one supervised worker. Returns 1 in the parent, 0 in the new child, -1 when
-/// socketpair/fork fails or the child dies before the handshake. With `master_ev` (may be
-/// NULL) the child's descriptor is registered for receiving; a child forked inside that
-/// loop must leave it (`mln_event_break_set`), as the framework does.
+/// Forks one supervised worker. Returns 1 in the parent, 0 in the new child, -1 with the
+/// errno of socketpair/fork, or of the registration on `master_ev`. With `master_ev` NULL
+/// the call waits for the child's fork handshake (its post-fork clean-up, the
+/// resource-clear handler included): a child that ends before it makes the call return -1
+/// with EIO (the child is reaped). With `master_ev` (a loop) the call returns at once: the
+/// child is listed and registered for receiving, frames sent to it are queued, and the
+/// loop completes its handshake (a child that ends before it, or does not complete it
+/// within 10 s, is closed and restarted as a quick death). A child forked inside that loop
+/// must leave it (`mln_event_break_set`), as the framework does.
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_restart(master_ev: *mut mln_event_t) -> c_int {
     guard("mln_fork_restart", || forked(process::restart(master_ev)))

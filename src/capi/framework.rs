@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 ///    for at most 5 s) and closes its connection before it returns.
 ///
 /// Returns 0 when the process's loop ends, -1 on failure with errno: EINVAL (NULL
-/// `attr`), ECANCELED (`global_init` returned a negative value), fork's errno (the workers
+/// `attr`), ECANCELED (`global_init` returned a negative value), fork's errno or EIO (a
+/// worker that ended before its fork handshake) (the workers
 /// started before the failure are ended first, as at the end of a run), or the errno of
 /// creating the event loop. A worker returns only
 /// if it breaks its own loop: when its connection to the master closes it exits with

@@ -178,6 +178,15 @@ impl Tx {
         self.queued_frames
     }
 
+    /// The frame of `total` wire bytes just queued is refused after all (the write that
+    /// followed found the peer gone): it no longer counts as queued, so it is not counted
+    /// as lost at the close either. Its bytes stay behind the others; nothing is written to
+    /// a gone peer any more.
+    pub(crate) fn disown_last(&mut self, total: usize) {
+        self.queued_frames = self.queued_frames.saturating_sub(1);
+        self.queued_bytes = self.queued_bytes.saturating_sub(total);
+    }
+
     pub(crate) fn since_attempt(&self) -> usize {
         self.since_attempt
     }

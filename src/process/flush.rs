@@ -286,14 +286,16 @@ fn send_in(
     // at once.
     if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
-            // This frame is queued behind bytes the peer will never read: lost with them
-            // (counted when the channel closes).
+            // This frame is queued behind bytes the peer will never read: refused (the
+            // program is told), so not counted among the frames lost at the close.
             broken(ch, peer, &e);
+            ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
             return Err(SendError::NoPeer);
         }
         if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled && PACING.load(Ordering::Relaxed) {
             pace(ch, peer, fd);
             if ch.phase.ended() {
+                ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
                 return Err(SendError::NoPeer);
             }
         }

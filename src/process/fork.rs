@@ -114,10 +114,19 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             // first: fail instead of spinning (D5).
             let mut mine = UnixStream::from(mine);
             let mut byte = [0u8; 1];
-            match retry_eintr(|| mine.read(&mut byte)) {
-                Ok(1) => {}
-                Ok(_) => return Err(io::Error::other("child exited before the fork handshake")),
-                Err(e) => return Err(e),
+            let failed = match retry_eintr(|| mine.read(&mut byte)) {
+                Ok(1) => None,
+                Ok(_) => Some(io::Error::other("child exited before the fork handshake")),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                // The child closed its end (or died): make sure it is gone, and reap it (a
+                // worker forked with exit signal 0 is never reaped by the kernel).
+                // SAFETY: signalling and waiting for our own child, not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ =
+                    retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), libc::__WALL)));
+                return Err(e);
             }
             log::info(format_args!("{} started", super::state::label(pid, &plan)));
             PROC.with(|p| {
@@ -474,7 +483,7 @@ fn discard(c: *mut Child) {
     // SAFETY: signalling our own child, not reaped yet (no wait happened).
     unsafe { libc::kill(pid, libc::SIGKILL) };
     // With SIGCHLD ignored this returns ECHILD once the child is gone.
-    let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), 0)));
+    let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), libc::__WALL)));
 }
 
 /// In a spawned child: hand the socketpair end to the program as its last argument and

@@ -84,6 +84,23 @@ static inline int wait_status(pid_t pid)
 /* Whether the test runs under valgrind (ctests/memcheck.sh sets CTEST_VALGRIND_LOGS). */
 static inline int valgrind(void) { return getenv("CTEST_VALGRIND_LOGS") != NULL; }
 
+/* Whether process `pid` has exited: gone, or a zombie (/proc/<pid>/stat's state). */
+static inline int pid_exited(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    ssize_t n;
+    int fd;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return 1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return 1;
+    buf[n] = 0;
+    p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 static inline long now_ms(void)
 {

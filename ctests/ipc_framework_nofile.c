@@ -16,25 +16,9 @@
 /* Live (not zombie) processes whose parent is this one. */
 static int live_children(void)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[300], comm[256], state;
-        int pid, ppid;
-        FILE *f;
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL) continue;
-        if (fscanf(f, "%d %255s %c %d", &pid, comm, &state, &ppid) == 4 && ppid == getpid()
-            && state != 'Z')
-            ++n;
-        fclose(f);
-    }
-    closedir(d);
-    return n;
+    int live, zombies;
+    child_processes(&live, &zombies);
+    return live;
 }
 
 static void worker_process(mln_event_t *ev)

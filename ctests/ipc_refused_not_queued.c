@@ -18,23 +18,6 @@
 
 static int done;
 
-/* Whether `pid` has exited: gone, or a zombie. */
-static int exited(pid_t pid)
-{
-    char path[64], buf[512], *p;
-    ssize_t n;
-    int fd;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY);
-    if (fd < 0) return 1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) return 1;
-    buf[n] = 0;
-    p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
-
 static void worker_process(mln_event_t *ev)
 {
     CHECK(mln_ipc_worker_send_prepare(ev, T_HELLO, NULL, 0) == 0);
@@ -50,7 +33,7 @@ static void master_hello(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
     if (done) return; /* the replacement */
     done = 1;
     CHECK(kill(f->pid, SIGKILL) == 0);
-    while (!exited(f->pid)) usleep(1000); /* polling a process we cannot be told about */
+    while (!pid_exited(f->pid)) usleep(1000); /* polling a process we cannot be told about */
     CHECK(mln_ipc_master_send_prepare(ev, T_SMALL, "x", 1, f) == 0);
     errno = 0;
     r = mln_ipc_master_send_prepare(ev, T_BIG, big, sizeof(big), f);

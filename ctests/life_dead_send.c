@@ -57,23 +57,6 @@ static int find_pid(mln_event_t *ev, mln_fork_t *f, void *data)
     return 0;
 }
 
-/* Whether `pid` has exited: gone, or a zombie (/proc/<pid>/stat's state). */
-static int exited(pid_t pid)
-{
-    char path[64], buf[512], *p;
-    ssize_t n;
-    int fd;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    fd = open(path, O_RDONLY);
-    if (fd < 0) return 1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) return 1;
-    buf[n] = 0;
-    p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'Z';
-}
-
 static void kill_and_send(mln_event_t *ev, void *data)
 {
     mln_fork_t *f = NULL;
@@ -84,7 +67,7 @@ static void kill_and_send(mln_event_t *ev, void *data)
     life_pids_add(&dead, victim);
     CHECK(kill(victim, SIGKILL) == 0);
     /* Dead, but the loop has not seen the end of stream (nor reaped it). */
-    while (!exited(victim)) sched_yield();
+    while (!pid_exited(victim)) sched_yield();
     r = mln_ipc_master_send_prepare(ev, T_JOB, job(1000 + deaths), JOB, f);
     fprintf(stderr, "master: job sent to the dead worker %d: %d\n", (int)victim, r);
     ++deaths;

@@ -49,14 +49,21 @@ thread_local! {
 
 /// An empty chunk from the thread's pool.
 fn pool_take() -> Option<Vec<u8>> {
-    POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten()
+    // `try_borrow_mut`: a signal handler's send that interrupted a pool operation gets
+    // nothing from the pool (it allocates) instead of panicking.
+    POOL.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+        .ok()
+        .flatten()
 }
 
 /// Gives empty chunks to the thread's pool, or back to the kernel once it is full.
 fn pool_give(bufs: impl Iterator<Item = Vec<u8>>) {
     for b in bufs {
         let kept = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
+            // Busy (a signal handler interrupted a pool operation): not kept.
+            let Ok(mut p) = p.try_borrow_mut() else {
+                return Some(b);
+            };
             if p.len() < POOL_MAX && p.try_reserve(1).is_ok() {
                 p.push(b);
                 None

@@ -120,12 +120,8 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
                 Err(e) => Some(e),
             };
             if let Some(e) = failed {
-                // The child closed its end (or died): make sure it is gone, and reap it (a
-                // worker forked with exit signal 0 is never reaped by the kernel).
-                // SAFETY: signalling and waiting for our own child, not reaped yet.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                let _ =
-                    retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), libc::__WALL)));
+                // The child closed its end (or died): make sure it is gone, and reap it.
+                super::pids::kill_and_reap(pid);
                 return Err(e);
             }
             log::info(format_args!("{} started", super::state::label(pid, &plan)));
@@ -297,8 +293,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
         crate::melon::conn::destroy(&mut b.f.conn);
         if let Some(live) = b.live.take() {
             let Live { chan, plan, .. } = *live;
-            let (rx, tx) = chan.ch.into_buffers();
-            p.inherited.push(Inherited::Buffers(rx, tx));
+            keep_buffers(p, chan);
             p.inherited.push(Inherited::Plan(plan));
         }
         p.inherited.push(Inherited::Record(b));
@@ -334,8 +329,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     // A worker that forks inside its own handler: that handler's `buf` points into the old
     // master connection's buffers.
     if let Some(old) = p.master().chan.take() {
-        let (rx, tx) = old.ch.into_buffers();
-        p.inherited.push(Inherited::Buffers(rx, tx));
+        keep_buffers(p, old);
     }
     let m = p.master();
     // Held until the handshake byte is written (`in_child`).
@@ -346,6 +340,13 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     m.conn = conn_new(raw);
     crate::sigsafe::after_fork();
     p.publish();
+}
+
+/// Closes `chan`'s descriptor and keeps its buffers (where a running handler's `buf` may
+/// point) in `Proc::inherited`.
+fn keep_buffers(p: &mut Proc, chan: Chan) {
+    let (rx, tx) = chan.ch.into_buffers();
+    p.inherited.push(Inherited::Buffers(rx, tx));
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.
@@ -479,11 +480,7 @@ fn discard(c: *mut Child) {
             };
         }
     }
-    // It may still be in its clear handler (a start that failed before its handshake).
-    // SAFETY: signalling our own child, not reaped yet (no wait happened).
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    // With SIGCHLD ignored this returns ECHILD once the child is gone.
-    let _ = retry_eintr(|| crate::sys::syscall!(waitpid(pid, null_mut(), libc::__WALL)));
+    super::pids::kill_and_reap(pid);
 }
 
 /// In a spawned child: hand the socketpair end to the program as its last argument and

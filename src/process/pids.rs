@@ -233,6 +233,18 @@ pub(crate) fn status_of(pid: i32) -> String {
     })
 }
 
+/// Kills our child `pid`, not reaped yet, and waits for it (a start that failed: the child
+/// may still be in its clear handler, or have closed its end and gone on).
+pub(crate) fn kill_and_reap(pid: i32) {
+    // SAFETY: signalling our own child, not reaped yet, so `pid` cannot name another
+    // process.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // `__WALL`: a worker forked with exit signal 0 is waited for only so.
+    let _ = crate::sys::retry_eintr(|| {
+        crate::sys::syscall!(waitpid(pid, core::ptr::null_mut(), libc::__WALL))
+    });
+}
+
 /// Reaps our child `pid` if it is a zombie (never blocks; nothing to do when the kernel
 /// reaped it, or something else already waited for it), and says how it ended.
 pub(crate) fn reap(pid: i32) -> Option<String> {

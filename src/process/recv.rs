@@ -65,11 +65,12 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
             return Err(None);
         }
         let epoch = p.epoch;
-        let ch = p.chan(peer).ok_or(None)?;
+        let mut ch = p.chan(peer).ok_or(None)?;
         if ch.phase == Phase::Handshake {
+            // Once per child: its first byte, then the pass goes on with its frames.
             handshake(p, peer)?;
+            ch = p.chan(peer).ok_or(None)?;
         }
-        let ch = p.chan(peer).ok_or(None)?;
         ch.busy += 1;
         ch.ch.rx.set_max(super::max_message());
         Ok((ch as *mut Chan, epoch))

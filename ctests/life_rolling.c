@@ -1,12 +1,14 @@
 /* Issue 22: a rolling restart of 8 supervised workers in batches of 2 under a steady
  * request load.
  *
- * The master sends, every 1 ms, one numbered request to each child mln_fork_iterate lists;
- * each worker answers every request with its number, its pid and its generation (a
- * global the master sets to 1 before the workers start and to 2 just before
+ * Load: each child mln_fork_iterate lists always has 2 numbered requests to answer (a 1 ms
+ * tick tops every listed child up to 2, and each answer brings the next request); each
+ * worker answers every request with its number, its pid and its generation (a global the
+ * master sets to 1 before the workers start and to 2 just before
  * mln_fork_rolling_restart(ev, 2, 5000, 5000)). Each worker says hello (pid, generation)
  * at the end of worker_process, so on the channel that hello comes before the library's
- * "ready" frame, which is sent once the worker's loop runs.
+ * "ready" frame, which is sent once the worker's loop runs. A replacement spends 20 ms in
+ * worker_process (a start cost), so the run lasts about 4 batches x 20 ms under load.
  * Checks:
  * - the initial workers: one STARTED each (slots 0..7, restarts 0, f the listed record);
  * - bad arguments (EINVAL) and a second call while one runs (EBUSY);
@@ -21,9 +23,11 @@
  *   0..7 then holds a new pid;
  * - at every tick no fewer than 6 listed workers that said hello ("serving"), and never
  *   more than 8 + 2 listed;
+ * - a send is refused (ESRCH) only to a worker no longer listed (being stopped);
  * - no request lost: every request whose send returned 0 got its answer (from the worker
- *   it went to); then a graceful stop of everything (mln_fork_stop(ev, NULL, ...)) ends
- *   the 8 new workers (STOPPED, exited 1, status 0), no process other than those 16 ran.
+ *   it went to); then a graceful stop of everything (mln_fork_stop(ev, NULL, ...)): from
+ *   the call on nothing listed, a send, stats and a second stop refused with ESRCH; the 8
+ *   new workers end STOPPED (exited 1, status 0); no process other than those 16 ran.
  * Every process reports failures (life.h). */
 #include "life.h"
 
@@ -35,6 +39,8 @@
 #define MAX_REQ (1 << 20)
 #define WARMUP_TICKS 50
 #define AFTER_MS 200
+#define START_COST_MS 20
+#define IN_FLIGHT 2 /* requests each worker has to answer at any time */
 
 /* The workers report it; the master sets 2 before the rolling restart. */
 static int generation = 1;
@@ -50,7 +56,7 @@ static struct wk wks[LIFE_MAX_PIDS];
 static int n_wks;
 static pid_t old_pid[N], new_pid[N];
 static pid_t req_pid[MAX_REQ]; /* the worker each request went to; 0 once answered */
-static unsigned next_seq, sent_n, answered_n;
+static unsigned next_seq, sent_n, answered_n, refused_n, sent_rolling;
 static int phase; /* 0 starting, 1 warm-up load, 2 rolling, 3 load after, 4 stopping */
 static int ticks, n_started, old_exited, stop_exited, min_serving = 1 << 30, max_listed;
 static long t_call, t_done;
@@ -85,6 +91,28 @@ static int is_listed(const struct life_kids *k, pid_t pid)
 }
 
 static void tick(mln_event_t *ev, void *data);
+
+/* One numbered request to `f`. A listed child must take it; an answering one (`may_refuse`)
+ * may refuse it with ESRCH only if it is no longer listed (being stopped). */
+static void send_req(mln_event_t *ev, mln_fork_t *f, int may_refuse)
+{
+    struct wk *w = wk_get(f->pid);
+    mln_u32_t seq = next_seq;
+    struct life_kids k;
+    CHECK(seq < MAX_REQ);
+    if (mln_ipc_master_send_prepare(ev, T_REQ, &seq, sizeof(seq), f) != 0) {
+        CHECK(may_refuse && errno == ESRCH);
+        life_kids_collect(ev, &k);
+        CHECK(!is_listed(&k, f->pid));
+        ++refused_n;
+        return;
+    }
+    req_pid[seq] = f->pid;
+    ++next_seq;
+    ++sent_n;
+    ++w->outstanding;
+    if (phase == 2) ++sent_rolling;
+}
 
 static void start_rolling(mln_event_t *ev)
 {
@@ -136,16 +164,8 @@ static void tick(mln_event_t *ev, void *data)
         CHECK(serving >= N - BATCH);
         CHECK(k.n <= N + BATCH);
     }
-    for (i = 0; i < k.n; ++i) {
-        struct wk *w = wk_get(k.pid[i]);
-        mln_u32_t seq = next_seq;
-        CHECK(seq < MAX_REQ);
-        CHECK(mln_ipc_master_send_prepare(ev, T_REQ, &seq, sizeof(seq), k.f[i]) == 0);
-        req_pid[seq] = k.pid[i];
-        ++next_seq;
-        ++sent_n;
-        ++w->outstanding;
-    }
+    for (i = 0; i < k.n; ++i)
+        while (wk_get(k.pid[i])->outstanding < IN_FLIGHT) send_req(ev, k.f[i], 0);
     ++ticks;
     if (phase == 1 && ticks >= WARMUP_TICKS) start_rolling(ev);
     if (phase == 3 && now_ms() - t_done >= AFTER_MS) {
@@ -171,9 +191,10 @@ static void finish(mln_event_t *ev)
     if (answered_n != sent_n)
         fprintf(stderr, "master: %u requests sent, %u answered\n", sent_n, answered_n);
     CHECK(answered_n == sent_n);
-    fprintf(stderr, "master: %u requests, all answered; rolling restart %ld ms; "
-                    "at least %d serving, at most %d listed\n",
-            sent_n, t_done - t_call, min_serving, max_listed);
+    fprintf(stderr, "master: %u requests (%u during the rolling restart), all answered, %u refused "
+                    "(worker being stopped); rolling restart %ld ms; at least %d serving, at most %d "
+                    "listed\n",
+            sent_n, sent_rolling, refused_n, t_done - t_call, min_serving, max_listed);
     mln_event_break_set(ev);
 }
 
@@ -306,6 +327,9 @@ static void master_ans(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, v
     --w->outstanding;
     ++w->answers;
     ++answered_n;
+    /* Each answer brings the next request to the same worker, refused (ESRCH) only once the
+     * worker is being stopped (then not listed). */
+    if (phase >= 1 && phase <= 3 && w->outstanding < IN_FLIGHT) send_req(ev, f, 1);
 }
 
 static void worker_req(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
@@ -329,6 +353,13 @@ static void worker_process(mln_event_t *ev)
     hi[1] = generation;
     CHECK(getpid() != life_master);
     CHECK(mln_ipc_worker_send_prepare(ev, T_HI, hi, sizeof(hi)) == 0);
+    if (generation == 2) {
+        /* A replacement takes a while to start (as one loading its configuration would), so
+         * the run spans many ticks of load. Not a synchronisation. */
+        struct timespec t = {0, START_COST_MS * 1000000L};
+        while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+        }
+    }
 }
 
 static void master_process(mln_event_t *ev)

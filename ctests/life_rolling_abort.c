@@ -7,14 +7,13 @@
  * calls mln_fork_rolling_restart(ev, 2, 500, 2000).
  * Checks:
  * - the first batch only: 2 replacements, STARTED in slots 0 and 1 (the oldest workers),
- *   restarts 0; their hello (a frame from a replacement that is not ready) does not make
- *   them ready;
+ *   restarts 0 (their hello is queued by a loop that never runs: it may never arrive);
  * - each gets EXITED how KILLED (exited 0, status SIGKILL), restart_in_ms -1, not before
  *   the 500 ms timeout; then M_IPC_ROLLING_DONE with f NULL and status -1, after both;
  * - no old worker ended: the list holds exactly the 4 old pids, each answers a request;
  * - the old workers stay supervised: SIGKILL to the one of slot 3 gives EXITED CRASHED
  *   (exited 0, status SIGKILL, restart_in_ms >= 0) and a STARTED in slot 3, restarts 1;
- * - with hang cleared and generation 3 a second rolling restart succeeds: 4 STARTED
+ * - with hang cleared (at the abort) and generation 3 a second rolling restart succeeds: 4 STARTED
  *   (slots 0..3, restarts unchanged: 0, 0, 0, 1), the 4 old workers EXITED STOPPED
  *   (exited 1, status 0), ROLLING_DONE status 0 after them, and the 4 new workers (all of
  *   generation 3) answer;
@@ -123,7 +122,6 @@ static void second_rolling(mln_event_t *ev)
 {
     CHECK(phase == 4);
     phase = 5;
-    hang = 0;
     generation = 3;
     t_call = now_ms();
     CHECK(mln_fork_rolling_restart(ev, 2, 5000, 5000) == 0);
@@ -202,6 +200,9 @@ static void on_event(mln_event_t *ev, mln_fork_t *f, const mln_ipc_child_event_t
             CHECK(e->restart_in_ms == -1);
             CHECK(dt >= READY_MS);
             ++n_killed;
+            /* Its hello was queued by a loop that never ran: count it as said (life.h). */
+            life_read_starts();
+            life_pids_add(&life_hellos, e->pid);
         } else if (phase == 3) {
             CHECK(e->pid == slot_pid[3] && e->slot == 3);
             CHECK(e->how == M_IPC_END_CRASHED);
@@ -230,6 +231,7 @@ static void on_event(mln_event_t *ev, mln_fork_t *f, const mln_ipc_child_event_t
             CHECK(n_killed == 2);
             CHECK(dt >= READY_MS);
             phase = 2;
+            hang = 0; /* the restart of step 4 must run its loop */
             /* The old workers, same pids, still serve. */
             ask_all(ev, kill_one);
             return;

@@ -2,7 +2,9 @@
  * melon-ipc: the extensions (not in Melon) that both builds provide, for C programs of the
  * melon build, which are compiled against Melon's own headers (they do not declare them):
  *   mln_ipc_max_message_set, mln_ipc_queue_limit_set, mln_ipc_writable_handler,
- *   mln_ipc_writable_handler_set, mln_ipc_stats_t, mln_ipc_stats_get.
+ *   mln_ipc_writable_handler_set, mln_ipc_stats_t, mln_ipc_stats_get, and lifecycle control:
+ *   mln_ipc_child_event_t and its handler, mln_fork_stop, mln_ipc_worker_quit_handler_set,
+ *   mln_fork_rolling_restart, mln_fork_restart_policy_set.
  *
  * Include it after Melon's headers (or on its own: it includes mln_fork.h and mln_event.h
  * for mln_fork_t, mln_event_t, mln_size_t and mln_u64_t). Written by hand; the declarations
@@ -101,6 +103,131 @@ typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 80
  * (`out` NULL) or ESRCH (`f` is not a live child; NULL outside a worker).
  */
 int mln_ipc_stats_get(mln_fork_t *f, mln_ipc_stats_t *out);
+
+/*
+ * Lifecycle control. Extension (not in Melon): the kind of a child event.
+ */
+typedef enum {
+    /* The fork handshake is done: f is the new record, sends to it work. */
+    M_IPC_CHILD_STARTED = 1,
+    /* The process is gone: f is its record, readable during the call. */
+    M_IPC_CHILD_EXITED,
+    /* The restart policy was exceeded: the slot stays empty. */
+    M_IPC_CHILD_GAVE_UP,
+    /* A rolling restart ended: f is NULL, status 0 done, -1 aborted. */
+    M_IPC_ROLLING_DONE
+} mln_ipc_child_event_type_t;
+
+/* Extension (not in Melon): how a child ended (mln_ipc_child_event_t.how). */
+typedef enum {
+    /* Exited or was killed without being asked to stop. */
+    M_IPC_END_CRASHED = 1,
+    /* Exited after a graceful stop (or a close asked by the program), before the deadline. */
+    M_IPC_END_STOPPED,
+    /* Ended by SIGTERM at the deadline of a graceful stop. */
+    M_IPC_END_TERMINATED,
+    /* Ended by SIGKILL from the library (after a stop's deadline, a closed channel's grace,
+     * a missed fork handshake, an aborted rolling replacement). */
+    M_IPC_END_KILLED
+} mln_ipc_end_t;
+
+/*
+ * Extension (not in Melon): one event of a child's life, given to the handler set with
+ * `mln_ipc_child_event_handler_set` (48 bytes).
+ */
+typedef struct mln_ipc_child_event_t {
+    mln_ipc_child_event_type_t type;
+    /* The child's slot: 0 .. workers-1 for the workers, then the spawned programs in the
+     * order they were started. A replacement keeps its predecessor's slot. */
+    mln_u32_t slot;
+    pid_t pid;
+    /* EXITED: how it ended. */
+    mln_ipc_end_t how;
+    /* EXITED: 1 = it exited with `status`, 0 = killed by signal `status`, -1 = unknown
+     * (then `status` is -1: a spawned program forked while SIGCHLD is ignored, or one
+     * reaped by a wait of the program's own). */
+    int exited;
+    /* EXITED: the exit status or the signal number. ROLLING_DONE: 0 done, -1 aborted. */
+    int status;
+    /* Restarts of this slot so far. */
+    mln_u32_t restarts;
+    /* EXITED: in how many milliseconds its replacement starts (0: at once), -1 if none
+     * will (not supervised, stopped, given up, replaced by a rolling restart). */
+    mln_s64_t restart_in_ms;
+    /* EXITED: frames queued to it and never written. */
+    mln_u64_t frames_lost;
+} mln_ipc_child_event_t;
+
+typedef char mln_ipc_child_event_t_layout_check[(sizeof(mln_ipc_child_event_t) == 48
+    && offsetof(mln_ipc_child_event_t, pid) == 8
+    && offsetof(mln_ipc_child_event_t, restarts) == 24
+    && offsetof(mln_ipc_child_event_t, restart_in_ms) == 32
+    && offsetof(mln_ipc_child_event_t, frames_lost) == 40) ? 1 : -1];
+
+/* Extension (not in Melon): the master's child-event handler, called on the master's loop
+ * as `h(ev, f, e, data)`; `f` is the child's record (NULL for ROLLING_DONE), `e` valid
+ * during the call only. */
+typedef void (*mln_ipc_child_event_handler)(mln_event_t *ev, mln_fork_t *f,
+                                            const struct mln_ipc_child_event_t *e,
+                                            void *data);
+
+/* Extension (not in Melon): a worker's quit handler (see mln_ipc_worker_quit_handler_set). */
+typedef int (*mln_ipc_quit_handler)(mln_event_t *ev, void *data);
+
+/*
+ * Extension (not in Melon): sets the master's child-event handler, called on the master's
+ * loop for every event of its children, in order: M_IPC_CHILD_STARTED (the fork handshake
+ * is done; for the workers started by mln_fork, once the master's loop runs),
+ * M_IPC_CHILD_EXITED (the process is gone, after every frame it sent reached the
+ * handlers; `f` is its record, readable during the call), M_IPC_CHILD_GAVE_UP (the
+ * restart policy gave its slot up), M_IPC_ROLLING_DONE (`f` NULL). Never called from
+ * inside a send, a walk or a fork; events that come while no handler is set are dropped.
+ * NULL removes it. Thread-safe.
+ */
+void mln_ipc_child_event_handler_set(mln_ipc_child_event_handler h, void *data);
+
+/*
+ * Extension (not in Melon): stops child `f` gracefully, or every child with `f` NULL.
+ * From the call on, sends to it fail with ESRCH, mln_fork_iterate and mln_ipc_stats_get no
+ * longer see it, and it is never restarted (with `f` NULL, pending restarts are cancelled
+ * too). What was queued to it before is written; then the worker runs its quit handler,
+ * after every frame sent before the stop, and exits with status 0 once the handler returns
+ * 0 and its own queue is written. At `deadline_ms` SIGTERM, a second later SIGKILL. May be
+ * called from a signal handler. Returns 0, or -1 with errno EINVAL (`ev` NULL), ESRCH (`f`
+ * is not a live child, or is already stopping), EAGAIN (from a signal handler that
+ * interrupted the library: 16 stops already wait for the loop).
+ */
+int mln_fork_stop(mln_event_t *ev, mln_fork_t *f, mln_u32_t deadline_ms);
+
+/*
+ * Extension (not in Melon): sets the worker's quit handler, called on the worker's loop as
+ * `h(ev, data)` when its master stops it gracefully. Returns 0 (or no handler set): the
+ * worker exits with status 0 once its queue to the master is written; 1: the program ends
+ * the worker itself (the master's deadline still applies). Inherited by the workers forked
+ * afterwards. NULL removes it. Thread-safe.
+ */
+void mln_ipc_worker_quit_handler_set(mln_ipc_quit_handler h, void *data);
+
+/*
+ * Extension (not in Melon): replaces every plain worker, `batch` at a time: forks the
+ * replacement from the master as it is now (from the loop), waits until its loop runs for
+ * at most `ready_timeout_ms`, then stops the old one as mln_fork_stop(ev, old, deadline_ms)
+ * does. A replacement not ready in time (or that ends first) aborts the run: the
+ * replacements not ready are killed, the old workers not yet replaced keep running. Ends
+ * with one M_IPC_ROLLING_DONE event (status 0 done, -1 aborted). Returns 0, or -1 with
+ * errno EINVAL (`ev` NULL, `batch` or `ready_timeout_ms` 0), EBUSY (one runs already),
+ * ENOMEM.
+ */
+int mln_fork_rolling_restart(mln_event_t *ev, mln_u32_t batch, mln_u32_t ready_timeout_ms,
+                             mln_u32_t deadline_ms);
+
+/*
+ * Extension (not in Melon): when a supervised child dies and its slot already had
+ * `intensity` restarts within the last `period_ms`, the slot is given up (EXITED with
+ * restart_in_ms -1, then GAVE_UP). `intensity` 0 never gives up (the default). Returns 0,
+ * or -1 with errno EINVAL (`intensity` > 0 with `period_ms` 0). Thread-safe.
+ */
+int mln_fork_restart_policy_set(mln_u32_t intensity, mln_u32_t period_ms);
 
 #ifdef __cplusplus
 }

@@ -306,6 +306,79 @@ pub struct mln_ipc_stats_t {
 }
 
 // ---------------------------------------------------------------------------------------
+// Lifecycle control (extensions, issue 22)
+// ---------------------------------------------------------------------------------------
+/// Extension (not in Melon): the kind of a child event (`mln_ipc_child_event_t::type`).
+/// A C enum in the header (`after_includes` of cbindgen.toml).
+pub type mln_ipc_child_event_type_t = u32;
+/// The fork handshake is done: `f` is the new record, sends to it work.
+pub const M_IPC_CHILD_STARTED: mln_ipc_child_event_type_t = 1;
+/// The process is gone: `f` is its record (readable during the call).
+pub const M_IPC_CHILD_EXITED: mln_ipc_child_event_type_t = 2;
+/// The restart policy was exceeded: the slot stays empty.
+pub const M_IPC_CHILD_GAVE_UP: mln_ipc_child_event_type_t = 3;
+/// A rolling restart ended: `f` is NULL, `status` 0 done, -1 aborted.
+pub const M_IPC_ROLLING_DONE: mln_ipc_child_event_type_t = 4;
+
+/// Extension (not in Melon): how a child ended (`mln_ipc_child_event_t::how`). A C enum in
+/// the header.
+pub type mln_ipc_end_t = u32;
+/// Exited or was killed without being asked to stop.
+pub const M_IPC_END_CRASHED: mln_ipc_end_t = 1;
+/// Exited after a graceful stop (or a close asked by the program), before the deadline.
+pub const M_IPC_END_STOPPED: mln_ipc_end_t = 2;
+/// Ended by SIGTERM at the deadline of a graceful stop.
+pub const M_IPC_END_TERMINATED: mln_ipc_end_t = 3;
+/// Ended by SIGKILL from the library (after a stop's deadline, after the grace given to a
+/// child whose channel closed, a missed fork handshake, an aborted rolling replacement).
+pub const M_IPC_END_KILLED: mln_ipc_end_t = 4;
+
+/// Extension (not in Melon): one event of a child's life, given to the handler set with
+/// `mln_ipc_child_event_handler_set` (48 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct mln_ipc_child_event_t {
+    pub r#type: mln_ipc_child_event_type_t,
+    /// The child's slot: 0 .. workers-1 for the workers, then the spawned programs in
+    /// the order they were started. A replacement keeps its predecessor's slot.
+    pub slot: mln_u32_t,
+    pub pid: libc::pid_t,
+    /// EXITED: how it ended.
+    pub how: mln_ipc_end_t,
+    /// EXITED: 1 = it exited with `status`, 0 = killed by signal `status`, -1 = unknown
+    /// (then `status` is -1: a spawned program forked while SIGCHLD is ignored, or one
+    /// reaped by a wait of the program's own).
+    pub exited: c_int,
+    /// EXITED: the exit status or the signal number. ROLLING_DONE: 0 done, -1 aborted.
+    pub status: c_int,
+    /// Restarts of this slot so far.
+    pub restarts: mln_u32_t,
+    /// EXITED: in how many milliseconds its replacement starts (0: at once), -1 if none
+    /// will (not supervised, stopped, given up, replaced by a rolling restart).
+    pub restart_in_ms: mln_s64_t,
+    /// EXITED: frames queued to it and never written.
+    pub frames_lost: mln_u64_t,
+}
+
+/// Extension (not in Melon): the master's child-event handler, called on the master's
+/// loop as `h(ev, f, e, data)`; `f` is the child's record (NULL for ROLLING_DONE), `e`
+/// valid during the call only.
+pub type mln_ipc_child_event_handler = Option<
+    unsafe extern "C" fn(
+        ev: *mut mln_event_t,
+        f: *mut mln_fork_t,
+        e: *const mln_ipc_child_event_t,
+        data: *mut c_void,
+    ),
+>;
+
+/// Extension (not in Melon): a worker's quit handler, called on its loop when its master
+/// stops it gracefully (`mln_fork_stop`). Returns 0: the worker exits with status 0 once
+/// its queue to the master is written; 1: the program ends the worker itself.
+pub type mln_ipc_quit_handler =
+    Option<unsafe extern "C" fn(ev: *mut mln_event_t, data: *mut c_void) -> c_int>;
+
+// ---------------------------------------------------------------------------------------
 // mln_framework.h (spec §1.11)
 // ---------------------------------------------------------------------------------------
 /// `global_init`: run once before forking; a negative return aborts initialisation.
@@ -353,5 +426,8 @@ assert_layout!(mln_framework_attr, size 48, align 8,
     argc @ 0, argv @ 8, global_init @ 16, main_thread @ 24, master_process @ 32,
     worker_process @ 40);
 assert_layout!(mln_ipc_stats_t, size 80, align 8, frames_sent @ 0, restarts @ 64, paced_ns @ 72);
+assert_layout!(mln_ipc_child_event_t, size 48, align 8,
+    r#type @ 0, slot @ 4, pid @ 8, how @ 12, exited @ 16, status @ 20, restarts @ 24,
+    restart_in_ms @ 32, frames_lost @ 40);
 const _: () = assert!(size_of::<ipc_handler>() == 8);
 const _: () = assert!(size_of::<mln_size_t>() == 8 && size_of::<libc::pid_t>() == 4);

@@ -6,6 +6,7 @@ pub mod event;
 pub mod fork;
 pub mod framework;
 pub mod ipc;
+pub mod lifecycle;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

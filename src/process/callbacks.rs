@@ -4,6 +4,7 @@
 //! into the loop.
 
 use super::flush::{drain_parked, flush, flush_dirty, loop_turned, run_writable_callbacks};
+use super::lifecycle::{self, arm_stops, deliver_events, quit_check};
 use super::state::{Dying, Peer, PendingRestart, PROC};
 use super::{recv, supervise};
 use crate::abi::*;
@@ -66,6 +67,7 @@ pub(crate) unsafe extern "C" fn send_ready(ev: *mut mln_event_t, _fd: c_int, dat
             flush(p, peer);
         });
         run_writable_callbacks(ev);
+        super::lifecycle::quit_check();
     })
 }
 
@@ -90,6 +92,7 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
                 if crate::sigsafe::parked() {
                     drain_parked(p);
                 }
+                arm_stops(p);
                 flush_dirty(p);
                 !p.writable_due.is_empty()
             }) else {
@@ -98,6 +101,8 @@ pub(crate) fn before_wait(ev: *mut mln_event_t) {
             if due {
                 run_writable_callbacks(ev);
             }
+            deliver_events(ev);
+            quit_check();
             super::recv::deliver_held(ev);
             let settled = PROC.try_with(|p| {
                 p.dirty.is_empty() && (p.writable_due.is_empty() || p.dispatch_stopped)
@@ -120,9 +125,12 @@ pub(crate) unsafe extern "C" fn wake_ready(ev: *mut mln_event_t, _fd: c_int, _da
             if crate::sigsafe::parked() {
                 drain_parked(p);
             }
+            arm_stops(p);
             flush_dirty(p);
         });
         run_writable_callbacks(ev);
+        deliver_events(ev);
+        quit_check();
     })
 }
 
@@ -131,6 +139,21 @@ pub(crate) unsafe extern "C" fn restart_fired(ev: *mut mln_event_t, data: *mut c
     catch("restart", || {
         supervise::restart_fired(ev, data.cast::<PendingRestart>())
     })
+}
+
+/// A rolling restart's step is due.
+pub(crate) unsafe extern "C" fn rolling_step(ev: *mut mln_event_t, _data: *mut c_void) {
+    catch("rolling_step", || lifecycle::rolling_step(ev))
+}
+
+/// A graceful stop's deadline (SIGTERM, then SIGKILL) of a child that is still connected.
+pub(crate) unsafe extern "C" fn stop_deadline(_ev: *mut mln_event_t, data: *mut c_void) {
+    catch("stop_deadline", || supervise::stop_deadline(data.cast()))
+}
+
+/// In a worker: its loop runs (a rolling replacement's ready).
+pub(crate) unsafe extern "C" fn ready_fired(_ev: *mut mln_event_t, _data: *mut c_void) {
+    catch("ready", lifecycle::ready_fired)
 }
 
 /// A child started from the loop did not complete its fork handshake in time.

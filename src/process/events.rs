@@ -118,6 +118,16 @@ pub(crate) fn worker_events_set(ev: *mut mln_event_t) {
                 "mln_fork_worker_events_set: event registration failed"
             ));
         }
+        if p.announce_ready && !p.ready_sent {
+            // A rolling replacement: its master waits to hear that this loop runs.
+            // SAFETY: `ev` is a live loop (caller's contract); the callback takes no data.
+            let t = unsafe { reactor::timer_set(ev, 0, null_mut(), Some(ENTRIES.ready_fired)) };
+            if t.is_null() {
+                log::error(format_args!(
+                    "mln_fork_worker_events_set: cannot set the ready timer"
+                ));
+            }
+        }
     })
 }
 

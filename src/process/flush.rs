@@ -183,6 +183,17 @@ fn park(t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
     }
 }
 
+/// Queues a frame of the library's own (a graceful stop's quit, a worker's ready) with an
+/// empty payload to `peer`, behind everything queued before; also to a child being
+/// stopped, never refused for the queue limit. Whether it was queued (the peer is live).
+pub(crate) fn send_control(p: &mut Proc, peer: Peer, ty: u32) -> bool {
+    let t = match peer {
+        Peer::Child(c) => Target::Child(c.cast_const().cast()),
+        Peer::Master => Target::Master,
+    };
+    send_in(p, t, ty, &[], true).is_ok()
+}
+
 /// Queues the frames parked by signal handlers, oldest first.
 pub(crate) fn drain_parked(p: &mut Proc) {
     crate::sigsafe::drain(|parked| {
@@ -201,12 +212,20 @@ pub(crate) fn drain_parked(p: &mut Proc) {
     });
 }
 
-/// The peer a send names and its channel, with one lookup.
+/// The peer a send names and its channel, with one lookup. `accepted`: the frame was
+/// accepted earlier (parked by a signal handler) or is the library's own: a child being
+/// stopped gracefully still takes it.
 #[inline]
-fn resolve(p: &mut Proc, t: Target) -> Result<(Peer, *mut Chan), SendError> {
+fn resolve(p: &mut Proc, t: Target, accepted: bool) -> Result<(Peer, *mut Chan), SendError> {
     match t {
         Target::Child(f) => {
-            let c = p.find_open(f).ok_or(SendError::NoPeer)?;
+            let c = if accepted {
+                p.find(f)
+                    .filter(|&c| p.chan_phase(c) != Some(Phase::Closing))
+                    .ok_or(SendError::NoPeer)?
+            } else {
+                p.find_open(f).ok_or(SendError::NoPeer)?
+            };
             // SAFETY: a live record (found in the live set), reached inside the borrow.
             let ch = unsafe { (*c).live.as_mut() }.ok_or(SendError::NoPeer)?;
             Ok((Peer::Child(c), &mut ch.chan))
@@ -228,7 +247,8 @@ fn refused(r: Refused) -> SendError {
 }
 
 /// Queues one frame. `parked`: a frame a signal handler parked, already accepted (its send
-/// returned 0): it goes in whatever the queue limit says (at most 32 x 4 KiB over it).
+/// returned 0), or a frame of the library's own ([`send_control`]): it goes in whatever the
+/// queue limit says (at most 32 x 4 KiB over it), also to a child being stopped.
 #[inline]
 fn send_in(
     p: &mut Proc,
@@ -237,7 +257,7 @@ fn send_in(
     payload: &[u8],
     parked: bool,
 ) -> Result<(), SendError> {
-    let (peer, ch) = resolve(p, t)?;
+    let (peer, ch) = resolve(p, t, parked)?;
     let limit = if parked { 0 } else { queue_limit() };
     // SAFETY: the channel of a live peer, reached inside the borrow; `p` is not used to
     // reach it again while this reference lives (only `mark_dirty` below, after its last
@@ -377,7 +397,7 @@ fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
 /// limit, parking is refused until it drains back under it (`recheck_overfull`).
 fn note_overfull(p: &mut Proc, t: Target) {
     let limit = queue_limit();
-    let Ok((peer, ch)) = resolve(p, t) else {
+    let Ok((peer, ch)) = resolve(p, t, true) else {
         return;
     };
     // SAFETY: the channel of a live peer, reached inside the borrow.

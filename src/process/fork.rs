@@ -50,6 +50,7 @@ pub(crate) fn new_plan(
         slot,
         quick_deaths: 0,
         restarts: 0,
+        recent: Default::default(),
     }
 }
 
@@ -134,7 +135,10 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
                     start_ticks,
                     plan,
                     Phase::Live,
-                )
+                );
+                // Delivered once a loop of the master runs.
+                let c = p.tail;
+                p.push_started(c);
             });
             Ok(Forked::Parent)
         }
@@ -188,7 +192,12 @@ fn add_child(
             started: Instant::now(),
             start_ticks,
             handshake_timer: null_mut(),
+            stop: None,
+            ready: false,
+            replacing: false,
+            killed: false,
         })),
+        pins: 0,
     }));
     // SAFETY: a fresh record; `args` lives in its `Live`, released (and the pointer
     // cleared) only when the record is buried.
@@ -319,6 +328,19 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.dirty.clear();
     p.wake_loops.clear();
     p.writable_due.clear();
+    // The parent's events, stops and rolling restart (their records are kept above).
+    p.events.clear();
+    p.delivering = false;
+    for t in p.held_tombs.drain(..) {
+        // SAFETY: tombstones we own.
+        p.inherited
+            .push(Inherited::Record(unsafe { Box::from_raw(t) }));
+    }
+    p.stops_due = false;
+    p.stop_all = false;
+    p.rolling = None;
+    p.quit_exit = false;
+    p.ready_sent = false;
     p.dispatch_stopped = false;
     p.overfull.clear();
     // `callbacks` stays: the callbacks running when the fork happened go on here, and each

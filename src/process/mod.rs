@@ -9,6 +9,8 @@
 //! * `callbacks`: every function registered on a loop, behind a panic boundary (top);
 //! * `recv`: receive passes and dispatch to handlers; the handshake byte of a starting
 //!   child;
+//! * `lifecycle`: child events, graceful stops, rolling restarts, the worker's quit and
+//!   ready (extensions);
 //! * `shutdown`: the orderly end (the Rust API's `run`, the standalone framework);
 //! * `supervise`: deaths, making sure a child is gone, restarts with backoff, the
 //!   handshake's deadline and completion;
@@ -26,6 +28,7 @@ mod events;
 mod flush;
 mod fork;
 mod handlers;
+mod lifecycle;
 #[cfg(not(feature = "standalone"))]
 pub(crate) mod melon_conf;
 mod peer;
@@ -52,6 +55,7 @@ pub(crate) use fork::flush_stdio;
 pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
+pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use shutdown::{children, shutdown};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
@@ -59,6 +63,7 @@ pub(crate) use state::children_generation;
 pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limit};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::{set_worker_num, ExecArgs};
+pub(crate) use supervise::set_restart_policy;
 
 use state::{Entries, Peer, PROC};
 
@@ -74,6 +79,9 @@ pub(crate) static ENTRIES: Entries = Entries {
     exit_timeout: callbacks::exit_timeout,
     exit_poll: callbacks::exit_poll,
     handshake_expired: callbacks::handshake_expired,
+    rolling_step: callbacks::rolling_step,
+    stop_deadline: callbacks::stop_deadline,
+    ready_fired: callbacks::ready_fired,
     #[cfg(feature = "standalone")]
     before_wait: callbacks::before_wait,
     #[cfg(feature = "standalone")]

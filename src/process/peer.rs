@@ -73,3 +73,12 @@ impl Phase {
         }
     }
 }
+
+/// Frame types of the library's own, in the range Melon reserves (0..=1024; Melon itself
+/// uses 1, its configuration reload). Never handed to handlers on the side that consumes
+/// them; a Melon peer drops them as frames of a type it has no handler for.
+///
+/// Master to worker: a graceful stop (`mln_fork_stop`): run the quit handler.
+pub(crate) const QUIT_TYPE: u32 = 1021;
+/// Worker to master: the worker's loop runs (a rolling restart's "ready").
+pub(crate) const READY_TYPE: u32 = 1022;

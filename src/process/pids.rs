@@ -191,20 +191,27 @@ impl Pidfd {
     /// SIGKILL, through the pidfd, or (without one) to the pid if it still names our
     /// running process.
     pub(crate) fn kill(&self) {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends `sig` as [`Pidfd::kill`] sends SIGKILL.
+    pub(crate) fn signal(&self, sig: i32) {
         match &self.fd {
             // SAFETY: plain syscall on our own descriptor; no pointer is passed.
             Some(fd) => unsafe {
                 libc::syscall(
                     libc::SYS_pidfd_send_signal,
                     fd.as_raw_fd(),
-                    libc::SIGKILL,
+                    sig,
                     core::ptr::null_mut::<libc::c_void>(),
                     0,
                 );
             },
             None => {
                 if self.seen() == Seen::Running {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+                    if let Ok(sig) = Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(self.pid), sig);
+                    }
                 }
             }
         }
@@ -222,15 +229,58 @@ fn no_pidfd_once(e: &io::Error) {
     });
 }
 
-/// How `pid` ended, if it can be known: reaps it (see [`reap`]).
-pub(crate) fn status_of(pid: i32) -> String {
-    reap(pid).unwrap_or_else(|| {
-        if sigchld_discarded() {
-            "gone (exit status unknown: SIGCHLD is ignored)".into()
-        } else {
-            "gone (exit status unknown: reaped by a wait of the program's own)".into()
+/// How one of our children ended, as far as it can be known.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Status {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal ended it (and whether it dumped core).
+    Signaled(i32, bool),
+    /// Not known: reaped by the kernel (SIGCHLD ignored) or by a wait of the program's own.
+    Unknown,
+}
+
+impl Status {
+    /// The wait status as `waitpid` gives it (`std::process::ExitStatus::from_raw`); `None`
+    /// when unknown.
+    #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+    #[allow(dead_code)]
+    pub(crate) fn raw(self) -> Option<i32> {
+        match self {
+            Status::Exited(code) => Some((code & 0xff) << 8),
+            Status::Signaled(sig, core) => Some((sig & 0x7f) | if core { 0x80 } else { 0 }),
+            Status::Unknown => None,
         }
-    })
+    }
+}
+
+impl core::fmt::Display for Status {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Status::Exited(code) => write!(f, "exited with status {code}"),
+            Status::Signaled(sig, core) => {
+                let name = Signal::try_from(sig)
+                    .map(|s| s.as_str())
+                    .unwrap_or("a signal");
+                write!(
+                    f,
+                    "killed by {name}{}",
+                    if core { " (core dumped)" } else { "" }
+                )
+            }
+            Status::Unknown if sigchld_discarded() => {
+                f.write_str("gone (exit status unknown: SIGCHLD is ignored)")
+            }
+            Status::Unknown => {
+                f.write_str("gone (exit status unknown: reaped by a wait of the program's own)")
+            }
+        }
+    }
+}
+
+/// How `pid` ended, if it can be known: reaps it (see [`reap`]).
+pub(crate) fn status_of(pid: i32) -> Status {
+    reap(pid).unwrap_or(Status::Unknown)
 }
 
 /// Kills our child `pid`, not reaped yet, and waits for it (a start that failed: the child
@@ -247,15 +297,11 @@ pub(crate) fn kill_and_reap(pid: i32) {
 
 /// Reaps our child `pid` if it is a zombie (never blocks; nothing to do when the kernel
 /// reaped it, or something else already waited for it), and says how it ended.
-pub(crate) fn reap(pid: i32) -> Option<String> {
+pub(crate) fn reap(pid: i32) -> Option<Status> {
     let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
     match crate::sys::retry_eintr(|| Ok(waitpid(Pid::from_raw(pid), Some(flags))?)) {
-        Ok(WaitStatus::Exited(_, code)) => Some(format!("exited with status {code}")),
-        Ok(WaitStatus::Signaled(_, sig, core)) => Some(format!(
-            "killed by {}{}",
-            sig.as_str(),
-            if core { " (core dumped)" } else { "" }
-        )),
+        Ok(WaitStatus::Exited(_, code)) => Some(Status::Exited(code)),
+        Ok(WaitStatus::Signaled(_, sig, core)) => Some(Status::Signaled(sig as i32, core)),
         _ => None,
     }
 }

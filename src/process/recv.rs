@@ -9,7 +9,7 @@
 //! handler.
 
 use super::flush::flush_dirty;
-use super::peer::Phase;
+use super::peer::{Phase, QUIT_TYPE, READY_TYPE};
 use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
@@ -52,6 +52,10 @@ enum Step {
     TooLong(u32),
     /// The process was stopped (`stop_dispatch`).
     Stopped,
+    /// Master side: the child's ready frame (its loop runs).
+    Ready,
+    /// Worker side: the master's quit frame (a graceful stop).
+    Quit,
 }
 
 /// RECV on `peer`'s channel (the body of `mln_ipc_fd_handler_master/worker`).
@@ -117,6 +121,9 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
         }
     }
     super::flush::run_writable_callbacks(ev);
+    if peer == Peer::Master {
+        super::lifecycle::quit_check();
+    }
 }
 
 /// A child in phase `Handshake` became readable: its first byte is the handshake (then
@@ -249,6 +256,13 @@ fn deliver(
                 }
             }
             Step::Skipped => {}
+            Step::Ready => PROC.with(|p| super::lifecycle::on_ready(p, f_ptr.cast())),
+            Step::Quit => {
+                super::lifecycle::on_quit(ev);
+                if PROC.with(|p| p.epoch != epoch) {
+                    return Some(End::Forked);
+                }
+            }
             Step::More => return None,
             Step::TooLong(n) => return Some(End::TooLong(n)),
             Step::Stopped => return Some(End::Stopped),
@@ -266,6 +280,15 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
     }
     match ch.ch.rx.next() {
         Next::Frame { ty, ptr, len, pin } => {
+            if ty == READY_TYPE && side == Side::Master || ty == QUIT_TYPE && side == Side::Worker {
+                // The library's own frames: not the program's, not counted.
+                ch.ch.rx.unpin(pin);
+                return if ty == READY_TYPE {
+                    Step::Ready
+                } else {
+                    Step::Quit
+                };
+            }
             ch.frames_received += 1;
             ch.bytes_received += len as u64;
             match ch

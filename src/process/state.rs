@@ -133,6 +133,11 @@ pub(crate) struct Chan {
     /// The program asked for this channel's close (`mln_fork_socketpair_close_handler`):
     /// the child's end is not a death for the restart backoff.
     pub requested: bool,
+    /// A graceful stop was asked (`mln_fork_stop`, a rolling restart retiring it): to the
+    /// program the child is gone (sends refused with ESRCH, not listed), while the channel
+    /// goes on writing what was queued before and reading what the child still sends
+    /// (see `peer`).
+    pub stopping: bool,
     pub frames_received: u64,
     pub bytes_received: u64,
     /// Time sends to this peer spent waiting for it (pacing, `flush`).
@@ -153,6 +158,7 @@ impl Chan {
             pending_why: None,
             refused: false,
             requested: false,
+            stopping: false,
             frames_received: 0,
             bytes_received: 0,
             paced_ns: 0,
@@ -196,6 +202,8 @@ pub(crate) struct Plan {
     pub quick_deaths: u32,
     /// Restarts of this slot so far.
     pub restarts: u64,
+    /// When the slot's recent restarts happened, within the restart policy's period.
+    pub recent: VecDeque<Instant>,
 }
 
 impl Plan {
@@ -207,6 +215,7 @@ impl Plan {
             slot: self.slot,
             quick_deaths: self.quick_deaths,
             restarts: self.restarts,
+            recent: self.recent.clone(),
         }
     }
 }
@@ -221,10 +230,56 @@ pub(crate) struct Live {
     pub start_ticks: Option<u64>,
     /// Phase `Handshake`: the deadline timer on the channel's loop (NULL: none).
     pub handshake_timer: *mut mln_event_timer_t,
+    /// A graceful stop under way (`Chan::stopping`).
+    pub stop: Option<Stop>,
+    /// Its loop runs (the worker's ready frame came).
+    pub ready: bool,
+    /// A rolling restart's replacement that is not ready yet: not restarted if it dies.
+    pub replacing: bool,
+    /// The library SIGKILLed it while live (an aborted rolling replacement).
+    pub killed: bool,
+}
+
+/// A graceful stop of a child (`mln_fork_stop`).
+pub(crate) struct Stop {
+    /// SIGTERM then; SIGKILL a second later.
+    pub deadline: Instant,
+    /// The loop the stop was asked on (its timers run there if the child has none).
+    pub ev: *mut mln_event_t,
+    /// Its quit frame is queued and its deadline timer armed (from the loop).
+    pub armed: bool,
+    /// The deadline timer (NULL: none).
+    pub timer: *mut mln_event_timer_t,
+    /// SIGTERM was sent.
+    pub termed: bool,
+    /// SIGKILL was sent.
+    pub killed: bool,
 }
 
 impl Live {
     /// Cancels the handshake deadline (the phase leaves `Handshake`, or the child ends).
+    pub(crate) fn cancel_timers(&mut self) {
+        self.cancel_handshake();
+        let t = self
+            .stop
+            .as_mut()
+            .map_or(null_mut(), |s| std::mem::replace(&mut s.timer, null_mut()));
+        let ev = self.stop_loop();
+        if !t.is_null() && !ev.is_null() {
+            // SAFETY: the stop timer is pending on that loop (live: forgotten when freed,
+            // and then the timer went with it).
+            unsafe { crate::reactor::timer_cancel(ev, t) };
+        }
+    }
+
+    /// The loop the stop's timers run on: the channel's, else the one the stop was asked on.
+    pub(crate) fn stop_loop(&self) -> *mut mln_event_t {
+        if !self.chan.ev.is_null() {
+            return self.chan.ev;
+        }
+        self.stop.as_ref().map_or(null_mut(), |s| s.ev)
+    }
+
     pub(crate) fn cancel_handshake(&mut self) {
         let t = std::mem::replace(&mut self.handshake_timer, null_mut());
         if !t.is_null() && !self.chan.ev.is_null() {
@@ -244,6 +299,9 @@ pub(crate) struct Child {
     pub id: u64,
     /// `None` once dead: a tombstone kept for identity.
     pub live: Option<Box<Live>>,
+    /// Queued events and ends that will name this record (`f` of an EXITED event): while
+    /// non-zero its memory is not released (see `Proc::bury`).
+    pub pins: u32,
 }
 
 /// The worker's connection to its master. `conn` first: `mln_fork_master_connection_get`
@@ -322,6 +380,19 @@ pub(crate) struct Ending {
     pub who: String,
     pub why: String,
     pub lost: usize,
+    /// The record (a tombstone, pinned until its EXITED event is delivered).
+    pub record: *mut Child,
+    pub slot: u32,
+    pub pid: i32,
+    /// Restarts of its slot before it.
+    pub restarts: u64,
+    /// The program asked it to end (a stop, or `mln_fork_socketpair_close_handler`).
+    pub asked: bool,
+    /// A graceful stop's deadline (SIGTERM then), if one was asked.
+    pub term_at: Option<Instant>,
+    /// SIGTERM / SIGKILL already sent while it was live.
+    pub termed: bool,
+    pub killed: bool,
 }
 
 /// How the log names a child: `child <pid> (worker <slot>)`, slots counted from 0 as the
@@ -347,6 +418,9 @@ pub(crate) struct Entries {
     pub exit_timeout: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
     pub exit_poll: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
     pub handshake_expired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub rolling_step: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub stop_deadline: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub ready_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
     #[cfg(feature = "standalone")]
     pub before_wait: fn(*mut mln_event_t),
     #[cfg(feature = "standalone")]
@@ -361,7 +435,7 @@ pub(crate) struct Dying {
     pub timer: *mut mln_event_timer_t,
     /// Without a pidfd: when the current wait (grace, or after SIGKILL) ends.
     pub deadline: Instant,
-    pub killed: bool,
+    /// SIGTERM / SIGKILL sent: `end.termed`, `end.killed`.
     pub end: Ending,
     /// What to restart once it is gone (supervised children).
     pub plan: Option<Plan>,
@@ -410,6 +484,62 @@ pub(crate) struct Proc {
     /// This process is a child the library restarted from its parent's loop (supervision),
     /// and has not started its worker routine yet (`take_restarted`).
     pub restarted: bool,
+    /// Child events not delivered yet, oldest first (see `lifecycle`).
+    pub events: VecDeque<Event>,
+    /// Events are being delivered (an outer delivery owns the queue).
+    pub delivering: bool,
+    /// Tombstones out of the graveyard that pinned events still name.
+    pub held_tombs: Vec<*mut Child>,
+    /// Stops asked and not yet armed from the loop (`lifecycle::arm_stops`).
+    pub stops_due: bool,
+    /// A stop of every child was asked: the loop cancels the pending restarts too.
+    pub stop_all: bool,
+    /// Set around the fork of a rolling replacement: the new worker says when its loop
+    /// runs (the ready frame).
+    pub announce_ready: bool,
+    /// The rolling restart under way.
+    pub rolling: Option<Box<Rolling>>,
+    /// Worker side: a graceful stop's quit handler said to exit once the queue to the
+    /// master is written.
+    pub quit_exit: bool,
+    /// Worker side: the ready frame was queued (once per process).
+    pub ready_sent: bool,
+}
+
+/// A rolling restart's replacement that is not ready yet.
+pub(crate) struct Replacement {
+    pub new: *mut Child,
+    pub new_id: u64,
+    pub slot: u32,
+}
+
+/// A child event waiting for delivery; `f` is pinned (or NULL).
+pub(crate) struct Event {
+    pub e: mln_ipc_child_event_t,
+    pub f: *mut Child,
+}
+
+/// A rolling restart (`mln_fork_rolling_restart`).
+pub(crate) struct Rolling {
+    pub ev: *mut mln_event_t,
+    pub batch: u32,
+    pub ready_timeout: std::time::Duration,
+    pub deadline_ms: u32,
+    /// Old workers not replaced yet, oldest first (record, id).
+    pub todo: VecDeque<(*mut Child, u64)>,
+    /// Replacements of the current batch not ready yet.
+    pub current: Vec<Replacement>,
+    /// Ids of the children whose EXITED must come before ROLLING_DONE (old workers being
+    /// stopped, replacements being killed).
+    pub waiting: Vec<u64>,
+    /// The step timer (NULL: none pending).
+    pub timer: *mut mln_event_timer_t,
+    /// When the current batch must be ready.
+    pub ready_by: Option<Instant>,
+    /// A replacement died or missed its deadline: abort at the next step.
+    pub failed: bool,
+    /// The run is over (0 done, -1 aborted): ROLLING_DONE once `waiting` is empty.
+    pub outcome: Option<i32>,
 }
 
 /// What a new child keeps of its parent's state until no callback can hold it (the
@@ -450,6 +580,15 @@ impl Proc {
             keep_sigchld: false,
             inherited: Vec::new(),
             restarted: false,
+            events: VecDeque::new(),
+            delivering: false,
+            held_tombs: Vec::new(),
+            stops_due: false,
+            stop_all: false,
+            announce_ready: false,
+            rolling: None,
+            quit_exit: false,
+            ready_sent: false,
         }
     }
 
@@ -485,15 +624,26 @@ impl Proc {
             .then_some(f.cast_mut().cast())
     }
 
-    /// `f` if it is a live child that no one has asked to close. A close asked for while
-    /// the child's frames are being dispatched takes effect when that pass ends; to the
-    /// program the child is gone at once (sends, stats and walks no longer see it).
+    /// `f` if it is a live child that no one has asked to close or stop. A close asked for
+    /// while the child's frames are being dispatched takes effect when that pass ends, a
+    /// graceful stop when the child exits; to the program the child is gone at once (sends,
+    /// stats and walks no longer see it).
     #[inline]
     pub(crate) fn find_open(&self, f: *const mln_fork_t) -> Option<*mut Child> {
         let c = self.find(f)?;
         // SAFETY: a live record (in the live set).
         let live = unsafe { (*c).live.as_ref() }?;
-        (live.chan.phase != Phase::Closing).then_some(c)
+        (live.chan.phase != Phase::Closing && !live.chan.stopping).then_some(c)
+    }
+
+    /// The phase of live child `c`'s channel.
+    #[inline]
+    pub(crate) fn chan_phase(&self, c: *mut Child) -> Option<Phase> {
+        if !self.live.contains(&(c as usize)) {
+            return None;
+        }
+        // SAFETY: a live record (in the live set).
+        unsafe { (*c).live.as_ref().map(|l| l.chan.phase) }
     }
 
     /// The channel of `peer`, if it is live.
@@ -580,11 +730,72 @@ impl Proc {
         self.graveyard.push_back(c);
         if self.graveyard.len() > GRAVEYARD {
             let old = self.graveyard.pop_front().expect("non-empty");
-            // SAFETY: a tombstone we own, out of every list; freed once.
-            drop(unsafe { Box::from_raw(old) });
+            // SAFETY: a tombstone we own, out of every list but this one.
+            if unsafe { (*old).pins } > 0 {
+                // Named by an event not delivered yet: released when it is (`unpin`).
+                self.held_tombs.push(old);
+            } else {
+                // SAFETY: as above; freed once.
+                drop(unsafe { Box::from_raw(old) });
+            }
         }
         self.publish();
         live
+    }
+
+    /// Keeps record `c` allocated until [`Proc::unpin`] (an event will name it).
+    pub(crate) fn pin(&mut self, c: *mut Child) {
+        if !c.is_null() {
+            // SAFETY: a record (live or a tombstone), allocated: pinned ones are never freed.
+            unsafe { (*c).pins += 1 };
+        }
+    }
+
+    /// Undoes one [`Proc::pin`]; a tombstone evicted from the graveyard meanwhile is freed
+    /// with its last pin.
+    pub(crate) fn unpin(&mut self, c: *mut Child) {
+        if c.is_null() {
+            return;
+        }
+        // SAFETY: pinned, so allocated.
+        let left = unsafe {
+            (*c).pins = (*c).pins.saturating_sub(1);
+            (*c).pins
+        };
+        if left == 0 {
+            if let Some(i) = self.held_tombs.iter().position(|&t| t == c) {
+                self.held_tombs.swap_remove(i);
+                // SAFETY: a tombstone we own, out of every list now; freed once.
+                drop(unsafe { Box::from_raw(c) });
+            }
+        }
+    }
+
+    /// Queues a child event for the master's loop; `f` (if any) stays allocated until it
+    /// is delivered. The loop is woken when the queue was empty.
+    pub(crate) fn push_event(&mut self, e: mln_ipc_child_event_t, f: *mut Child) {
+        self.pin(f);
+        let was_empty = self.events.is_empty();
+        self.events.push_back(Event { e, f });
+        if was_empty {
+            crate::sigsafe::kick();
+        }
+    }
+
+    /// A STARTED event for live child `c`.
+    pub(crate) fn push_started(&mut self, c: *mut Child) {
+        // SAFETY: a live record.
+        let pid = unsafe { (*c).f.pid };
+        let Some(live) = self.live_of(c) else { return };
+        let e = mln_ipc_child_event_t {
+            r#type: M_IPC_CHILD_STARTED,
+            slot: live.plan.slot,
+            pid,
+            restarts: live.plan.restarts.min(u32::MAX as u64) as u32,
+            restart_in_ms: -1,
+            ..Default::default()
+        };
+        self.push_event(e, c);
     }
 
     /// Mirrors the list where readers outside a borrow find it: the snapshot for
@@ -608,6 +819,13 @@ impl Proc {
 /// what it derived from the list (the Rust API's worker table) rebuilds only when this
 /// moved.
 static CHILDREN_GEN: AtomicU64 = AtomicU64::new(1);
+
+/// Moves the list's generation counter without publishing (a child stopped: the faces'
+/// caches must drop it; allocation-free, for `lifecycle::stop`).
+#[inline]
+pub(crate) fn bump_generation() {
+    CHILDREN_GEN.fetch_add(1, Ordering::Release);
+}
 
 /// The current value of the list's generation counter (readable outside a borrow).
 #[inline]

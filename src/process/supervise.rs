@@ -22,13 +22,14 @@
 
 use super::flush::flush_dirty;
 use super::peer::{Phase, HANDSHAKE_DEADLINE};
-use super::pids::{status_of, Pidfd, POLL_INTERVAL};
+use super::pids::{status_of, Pidfd, Status, POLL_INTERVAL};
 use super::state::{label, Dying, Ending, Peer, PendingRestart, Plan, Proc, PROC};
 use super::{fork, ENTRIES};
 use crate::abi::*;
 use crate::log;
 use crate::reactor;
 use core::ptr::null_mut;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) const STABLE_UPTIME: Duration = Duration::from_secs(1);
@@ -38,6 +39,8 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a SIGKILLed child to go.
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Between SIGTERM at a graceful stop's deadline and SIGKILL.
+pub(crate) const TERM_TO_KILL: Duration = Duration::from_secs(1);
 /// A restart due while a user callback runs is retried after this.
 const RESTART_RETRY: Duration = Duration::from_millis(10);
 
@@ -100,8 +103,18 @@ pub(crate) fn close_in(
     let Some(mut live) = p.bury(c) else { return };
     let starting = live.chan.phase == Phase::Handshake;
     let requested = live.chan.requested;
-    live.cancel_handshake();
+    live.cancel_timers();
     let live = *live;
+    if live.replacing {
+        // A rolling restart's replacement that never became ready: that run is aborted,
+        // and ends after this child's EXITED.
+        // SAFETY: a tombstone now, allocated.
+        let id = unsafe { (*c).id };
+        if let Some(r) = p.rolling.as_mut() {
+            r.waiting.push(id);
+        }
+        rolling_failed(p);
+    }
     if !p.overfull.is_empty() {
         super::flush::recheck_overfull(p);
     }
@@ -124,15 +137,27 @@ pub(crate) fn close_in(
     let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
     let lost = chan.ch.tx.queued_frames();
     let who = label(pid, &live.plan);
+    p.pin(c);
+    let stop = live.stop.as_ref();
     let end = Ending {
         who,
         why: why.to_string(),
         lost,
+        record: c,
+        slot: live.plan.slot,
+        pid,
+        restarts: live.plan.restarts,
+        asked: requested || stop.is_some(),
+        term_at: stop.map(|s| s.deadline),
+        termed: stop.is_some_and(|s| s.termed),
+        killed: live.killed || stop.is_some_and(|s| s.killed),
     };
+    // Stopped children and replacements that never became ready are not restarted.
+    let supervised = live.plan.stype == M_PST_SUP && live.stop.is_none() && !live.replacing;
     // The descriptor closes here.
     drop(chan);
     let mut plan = live.plan;
-    let restart = if plan.stype == M_PST_SUP {
+    let restart = if supervised {
         // A child that never completed its handshake died quickly, however long it took;
         // one the program closed did not die: its replacement keeps the count as it was.
         plan.quick_deaths = if starting || (!requested && live.started.elapsed() < STABLE_UPTIME) {
@@ -176,6 +201,50 @@ pub(crate) fn handshake_done(p: &mut Proc, c: *mut super::state::Child) {
     }
     live.cancel_handshake();
     log::info(format_args!("{} started", label(pid, &live.plan)));
+    p.push_started(c);
+}
+
+/// A graceful stop's deadline timer of live child `c` fired: SIGTERM, and a second later
+/// SIGKILL; if its channel still has not closed [`KILL_WAIT`] after that (a descendant
+/// holds its end), it is closed.
+pub(crate) fn stop_deadline(c: *mut super::state::Child) {
+    PROC.with(|p| {
+        let Some(c) = p.find(c.cast()) else { return };
+        // SAFETY: a live record.
+        let pid = unsafe { (*c).f.pid };
+        let Some(live) = p.live_of(c) else { return };
+        let ev = live.stop_loop();
+        let ticks = live.start_ticks;
+        let Some(st) = live.stop.as_mut() else { return };
+        st.timer = null_mut();
+        let (sig, next) = if !st.termed {
+            st.termed = true;
+            (Some(libc::SIGTERM), Some(TERM_TO_KILL))
+        } else if !st.killed {
+            st.killed = true;
+            (Some(libc::SIGKILL), Some(KILL_WAIT))
+        } else {
+            (None, None)
+        };
+        if let Some(sig) = sig {
+            if let Some(fd) = Pidfd::open(pid, ticks) {
+                fd.signal(sig);
+            }
+        }
+        match next {
+            Some(wait) if !ev.is_null() => {
+                let ms = wait.as_millis() as u32;
+                // SAFETY: `ev` is live (forgotten when freed); the callback looks `c` up.
+                let t =
+                    unsafe { reactor::timer_set(ev, ms, c.cast(), Some(ENTRIES.stop_deadline)) };
+                if let Some(st) = p.live_of(c).and_then(|l| l.stop.as_mut()) {
+                    st.timer = t;
+                }
+            }
+            Some(_) => {}
+            None => close_in(p, ev, c, "still connected after SIGKILL"),
+        }
+    })
 }
 
 /// Step 2: waits (from the loop) until `pid` is gone, then step 3.
@@ -184,7 +253,7 @@ fn watch_exit(
     ev: *mut mln_event_t,
     pid: i32,
     start_ticks: Option<u64>,
-    end: Ending,
+    mut end: Ending,
     plan: Option<Plan>,
 ) {
     let Some(pidfd) = Pidfd::open(pid, start_ticks) else {
@@ -197,15 +266,16 @@ fn watch_exit(
     if ev.is_null() {
         pidfd.kill();
         pidfd.wait(KILL_WAIT);
-        return gone(p, ev, end, killed_status(pid), plan);
+        end.killed = true;
+        return gone(p, ev, end, status_of(pid), plan);
     }
+    let first = first_wait(&end);
     let d = Box::into_raw(Box::new(Dying {
         pid,
         pidfd: None,
         ev,
         timer: null_mut(),
         deadline: Instant::now(),
-        killed: false,
         end,
         plan,
     }));
@@ -213,7 +283,7 @@ fn watch_exit(
     unsafe {
         let fd = pidfd.raw();
         (*d).pidfd = Some(pidfd);
-        (*d).timer = arm(d, EXIT_GRACE);
+        (*d).timer = arm(d, first);
         let watched = match fd {
             Some(fd) => {
                 reactor::fd_set(
@@ -230,7 +300,7 @@ fn watch_exit(
         };
         if !watched || (*d).timer.is_null() {
             // Cannot wait on this loop: kill and move on.
-            let d = Box::from_raw(d);
+            let mut d = Box::from_raw(d);
             if !d.timer.is_null() {
                 reactor::timer_cancel(ev, d.timer);
             }
@@ -240,12 +310,28 @@ fn watch_exit(
                 }
                 f.kill();
                 f.wait(KILL_WAIT);
+                d.end.killed = true;
             }
             let Dying { pid, end, plan, .. } = *d;
-            return gone(p, ev, end, killed_status(pid), plan);
+            return gone(p, ev, end, status_of(pid), plan);
         }
     }
     p.dying.push(d);
+}
+
+/// How long a closed child may take before the next signal: until its stop's deadline
+/// (then SIGTERM), [`TERM_TO_KILL`] after SIGTERM, [`KILL_WAIT`] after SIGKILL, otherwise
+/// [`EXIT_GRACE`] (then SIGKILL).
+fn first_wait(end: &Ending) -> Duration {
+    if end.killed {
+        KILL_WAIT
+    } else if end.termed {
+        TERM_TO_KILL
+    } else if let Some(t) = end.term_at {
+        t.saturating_duration_since(Instant::now())
+    } else {
+        EXIT_GRACE
+    }
 }
 
 /// The timer of dying child `d` for a wait of `wait`: with a pidfd, one timer at the end
@@ -322,16 +408,13 @@ pub(crate) fn dying_ready(d: *mut Dying) {
         p.dying.swap_remove(i);
         // SAFETY: removed from the list: we own it now.
         let d = unsafe { Box::from_raw(d) };
-        let status = if d.killed {
-            killed_status(d.pid)
-        } else {
-            status_of(d.pid)
-        };
+        let status = status_of(d.pid);
         finish_dying(p, *d, status);
     })
 }
 
-/// A dying child's grace (or kill wait) ran out.
+/// A dying child's wait ran out: its stop's deadline (SIGTERM), the grace or the second
+/// after SIGTERM (SIGKILL), or the wait after SIGKILL (given up).
 pub(crate) fn dying_timeout(d: *mut Dying) {
     PROC.with(|p| {
         let Some(i) = p.dying.iter().position(|&x| x == d) else {
@@ -340,12 +423,20 @@ pub(crate) fn dying_timeout(d: *mut Dying) {
         // SAFETY: listed, so live; the timer that fired is gone.
         unsafe {
             (*d).timer = null_mut();
-            if !(*d).killed {
+            let end = &mut (*d).end;
+            if !end.killed {
+                let term = end.term_at.is_some() && !end.termed;
                 if let Some(f) = &(*d).pidfd {
-                    f.kill();
+                    f.signal(if term { libc::SIGTERM } else { libc::SIGKILL });
                 }
-                (*d).killed = true;
-                (*d).timer = arm(d, KILL_WAIT);
+                let wait = if term {
+                    end.termed = true;
+                    TERM_TO_KILL
+                } else {
+                    end.killed = true;
+                    KILL_WAIT
+                };
+                (*d).timer = arm(d, wait);
                 if !(*d).timer.is_null() {
                     return;
                 }
@@ -358,11 +449,11 @@ pub(crate) fn dying_timeout(d: *mut Dying) {
             "{}: still there after SIGKILL; not waiting any longer",
             d.end.who
         ));
-        finish_dying(p, *d, "not gone after SIGKILL".into());
+        finish_dying(p, *d, Status::Unknown);
     })
 }
 
-fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
+fn finish_dying(p: &mut Proc, mut d: Dying, status: Status) {
     // SAFETY: the loop the watch was registered on (forgotten when freed).
     unsafe {
         if !d.timer.is_null() {
@@ -378,45 +469,211 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: String) {
     gone(p, ev, end, status, plan);
 }
 
-/// What we know of how a child we SIGKILLed ended (it may have exited on its own just
-/// before).
-fn killed_status(pid: i32) -> String {
-    let s = status_of(pid);
-    if s.starts_with("gone") || s == "killed by SIGKILL" {
-        "killed by SIGKILL (it had not exited on its own)".into()
-    } else {
-        s
-    }
-}
-
 /// Step 3: the process is gone. One line says who, how it ended, why its channel closed,
-/// what was lost and what happens next; a supervised child is restarted.
-fn gone(p: &mut Proc, ev: *mut mln_event_t, end: Ending, status: String, plan: Option<Plan>) {
-    let Ending { who, why, lost } = end;
+/// what was lost and what happens next; the EXITED event says the same to the program; a
+/// supervised child is restarted, unless the restart policy gives its slot up.
+fn gone(p: &mut Proc, ev: *mut mln_event_t, end: Ending, status: Status, plan: Option<Plan>) {
+    let how = how_ended(&end, status);
+    let (exited, code) = match status {
+        Status::Exited(c) => (1, c),
+        Status::Signaled(s, _) => (0, s),
+        Status::Unknown => (-1, -1),
+    };
+    let mut e = mln_ipc_child_event_t {
+        r#type: M_IPC_CHILD_EXITED,
+        slot: end.slot,
+        pid: end.pid,
+        how,
+        exited,
+        status: code,
+        restarts: end.restarts.min(u32::MAX as u64) as u32,
+        restart_in_ms: -1,
+        frames_lost: end.lost as u64,
+    };
+    let Ending {
+        who,
+        why,
+        lost,
+        record,
+        ..
+    } = end;
     let lost = if lost > 0 {
         format!(", {lost} queued frame(s) to it lost")
     } else {
         String::new()
     };
-    let Some(mut plan) = plan else {
-        log::warn(format_args!(
-            "{who} {status} ({why}){lost}; not supervised: not restarted"
-        ));
-        return;
+    let status = match (how, status) {
+        (M_IPC_END_KILLED, Status::Unknown) => "killed by SIGKILL".to_string(),
+        (M_IPC_END_KILLED, s) => format!("{s} (it had not exited on its own)"),
+        (_, s) => s.to_string(),
     };
-    if ev.is_null() {
-        log::warn(format_args!(
-            "{who} {status} ({why}){lost}; not restarted: it was registered on no event loop"
-        ));
+    let mut gave_up = false;
+    match plan {
+        None => {
+            if how == M_IPC_END_STOPPED {
+                log::info(format_args!("{who} {status}: stopped"));
+            } else if how == M_IPC_END_CRASHED {
+                log::warn(format_args!(
+                    "{who} {status} ({why}){lost}; not supervised: not restarted"
+                ));
+            } else {
+                log::warn(format_args!("{who} {status} ({why}){lost}; not restarted"));
+            }
+            p.push_event(e, record);
+        }
+        Some(_) if ev.is_null() => {
+            log::warn(format_args!(
+                "{who} {status} ({why}){lost}; not restarted: it was registered on no event loop"
+            ));
+            p.push_event(e, record);
+        }
+        Some(mut plan) => {
+            if let Some((n, period)) = policy_exceeded(&mut plan) {
+                log::error(format_args!(
+                    "{who} {status} ({why}){lost}; slot {} given up: {n} restart(s) within {} ms \
+                     (restart policy)",
+                    e.slot,
+                    period.as_millis()
+                ));
+                p.push_event(e, record);
+                gave_up = true;
+            } else {
+                let delay = backoff_delay(plan.quick_deaths);
+                log::warn(format_args!(
+                    "{who} {status} ({why}){lost}; restarting in {} ms",
+                    delay.as_millis()
+                ));
+                e.restart_in_ms = delay.as_millis().min(i64::MAX as u128) as i64;
+                p.push_event(e, record);
+                plan.restarts += 1;
+                schedule_restart(p, ev, plan, delay);
+            }
+        }
+    }
+    if gave_up {
+        e.r#type = M_IPC_CHILD_GAVE_UP;
+        e.how = 0;
+        e.exited = 0;
+        e.status = 0;
+        e.frames_lost = 0;
+        p.push_event(e, record);
+    }
+    // SAFETY: pinned by `close_in`, so allocated.
+    let id = unsafe { (*record).id };
+    // The pin of the close: the events hold their own.
+    p.unpin(record);
+    rolling_note_end(p, id);
+}
+
+/// `M_IPC_END_*` for a child that ended with `status` after what `end` says was done to it.
+fn how_ended(end: &Ending, status: Status) -> mln_ipc_end_t {
+    if end.killed && !matches!(status, Status::Exited(_)) {
+        M_IPC_END_KILLED
+    } else if end.termed {
+        M_IPC_END_TERMINATED
+    } else if end.asked {
+        M_IPC_END_STOPPED
+    } else {
+        M_IPC_END_CRASHED
+    }
+}
+
+/// The restart policy (`mln_fork_restart_policy_set`): intensity (0: never give up) and
+/// period in milliseconds.
+static POLICY: AtomicU64 = AtomicU64::new(0);
+
+/// `mln_fork_restart_policy_set`: false (EINVAL) for a non-zero intensity with no period.
+pub(crate) fn set_restart_policy(intensity: u32, period_ms: u32) -> bool {
+    if intensity > 0 && period_ms == 0 {
+        return false;
+    }
+    POLICY.store(
+        u64::from(intensity) << 32 | u64::from(period_ms),
+        Ordering::Relaxed,
+    );
+    true
+}
+
+/// Whether the slot of `plan`, which just died, is given up: it already had `intensity`
+/// restarts within the period (then the intensity and the period). Otherwise the restart
+/// about to happen is counted.
+fn policy_exceeded(plan: &mut Plan) -> Option<(u32, Duration)> {
+    let v = POLICY.load(Ordering::Relaxed);
+    let (n, period) = ((v >> 32) as u32, Duration::from_millis(v & 0xffff_ffff));
+    let now = Instant::now();
+    plan.recent
+        .retain(|&t| now.saturating_duration_since(t) < period);
+    if n == 0 {
+        plan.recent.clear();
+        return None;
+    }
+    if plan.recent.len() >= n as usize {
+        return Some((n, period));
+    }
+    plan.recent.push_back(now);
+    None
+}
+
+/// A rolling restart's replacement died or missed its deadline: the run aborts at its next
+/// step.
+pub(crate) fn rolling_failed(p: &mut Proc) {
+    if let Some(r) = p.rolling.as_mut() {
+        if r.outcome.is_none() {
+            r.failed = true;
+        }
+    }
+    rolling_poke(p, Duration::ZERO);
+}
+
+/// Runs the rolling restart's next step `after` from now (a step already due sooner stays).
+pub(crate) fn rolling_poke(p: &mut Proc, after: Duration) {
+    let Some(r) = p.rolling.as_mut() else { return };
+    if r.ev.is_null() {
         return;
     }
-    let delay = backoff_delay(plan.quick_deaths);
-    plan.restarts += 1;
-    log::warn(format_args!(
-        "{who} {status} ({why}){lost}; restarting in {} ms",
-        delay.as_millis()
+    if !r.timer.is_null() {
+        // SAFETY: pending on the run's loop (live: the run is dropped when it is freed).
+        unsafe { reactor::timer_cancel(r.ev, r.timer) };
+    }
+    let ms = after.as_millis().min(u32::MAX as u128) as u32;
+    // SAFETY: `r.ev` is live (see above); the callback looks the run up.
+    r.timer = unsafe { reactor::timer_set(r.ev, ms, null_mut(), Some(ENTRIES.rolling_step)) };
+    if r.timer.is_null() {
+        log::error(format_args!(
+            "rolling restart: cannot set a timer on its loop"
+        ));
+    }
+}
+
+/// Child `id` has ended (its EXITED is queued): a rolling restart waiting for it may be over.
+fn rolling_note_end(p: &mut Proc, id: u64) {
+    let Some(r) = p.rolling.as_mut() else { return };
+    r.waiting.retain(|&w| w != id);
+    if let Some(status) = r.outcome {
+        if r.waiting.is_empty() {
+            rolling_finish(p, status);
+        }
+    }
+}
+
+/// Ends the rolling restart with ROLLING_DONE `status`.
+pub(crate) fn rolling_finish(p: &mut Proc, status: i32) {
+    let Some(r) = p.rolling.take() else { return };
+    if !r.timer.is_null() {
+        // SAFETY: pending on the run's loop.
+        unsafe { reactor::timer_cancel(r.ev, r.timer) };
+    }
+    log::info(format_args!(
+        "rolling restart {}",
+        if status == 0 { "done" } else { "aborted" }
     ));
-    schedule_restart(p, ev, plan, delay);
+    let e = mln_ipc_child_event_t {
+        r#type: M_IPC_ROLLING_DONE,
+        status,
+        restart_in_ms: -1,
+        ..Default::default()
+    };
+    p.push_event(e, null_mut());
 }
 
 pub(crate) fn schedule_restart(p: &mut Proc, ev: *mut mln_event_t, plan: Plan, delay: Duration) {
@@ -506,6 +763,29 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
         }
     }
     p.wake_loops.retain(|&e| e != ev);
+    // Stop deadlines on that loop died with it: SIGTERM / SIGKILL come from the exit watch
+    // once the child's channel closes.
+    for c in p.children() {
+        if let Some(live) = p.live_of(c) {
+            let on_it = live.stop_loop() == ev;
+            if let Some(st) = live.stop.as_mut() {
+                if on_it {
+                    st.timer = null_mut();
+                    st.ev = null_mut();
+                }
+            }
+        }
+    }
+    if p.rolling.as_ref().is_some_and(|r| r.ev == ev) {
+        if let Some(r) = p.rolling.as_mut() {
+            r.timer = null_mut();
+            r.ev = null_mut();
+        }
+        log::error(format_args!(
+            "rolling restart aborted: its event loop was freed"
+        ));
+        rolling_finish(p, -1);
+    }
     // Restarts and exit watches move to another loop the core watches (a program that ran
     // its children on a temporary loop and freed it); with none left they are dropped.
     let alt = p.wake_loops.first().copied();
@@ -536,15 +816,16 @@ pub(crate) fn forget_loop(p: &mut Proc, ev: *mut mln_event_t) {
     for d in gone_here {
         // SAFETY: unlisted above, freed once; its timer and registration die with the loop.
         let d = unsafe { Box::from_raw(d) };
-        let mut status = status_of(d.pid);
+        let mut d = *d;
         if let Some(f) = &d.pidfd {
             if !f.exited() {
                 f.kill();
                 f.wait(KILL_WAIT);
-                status = killed_status(d.pid);
+                d.end.killed = true;
             }
         }
-        let Dying { end, plan, .. } = *d;
+        let status = status_of(d.pid);
+        let Dying { end, plan, .. } = d;
         gone(p, alt.unwrap_or(null_mut()), end, status, plan);
     }
 }

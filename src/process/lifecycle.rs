@@ -72,7 +72,7 @@ pub(crate) fn set_quit_handler(h: mln_ipc_quit_handler, data: *mut c_void) {
 pub(crate) fn deliver_events(ev: *mut mln_event_t) {
     loop {
         let next = PROC.try_with(|p| {
-            if p.delivering || p.is_worker && p.head.is_null() {
+            if p.delivering || p.dispatch_stopped {
                 return None;
             }
             let e = p.events.pop_front()?;

@@ -11,7 +11,11 @@
  *   deadline + 1 s (minus 50 ms of clock granularity) and within 15 s of the stop;
  * - f of each EXITED is the stopped record (f->pid == e->pid), the process is gone;
  * - nothing restarted: 1 s after the second EXITED, no STARTED since the stop, the list
- *   is empty and the master has no child process left. */
+ *   is empty and the master has no child process left.
+ * Today, under memcheck in the standalone build only: worker 0, ended by SIGTERM while its
+ * loop waits in epoll_wait, gets "12,288 bytes definitely lost" (the loop's epoll event
+ * buffer, taken out of the loop's state for the wait); any standalone loop killed while it
+ * waits does (mln_event_new + mln_event_dispatch + SIGTERM). */
 #include "life.h"
 
 #define N 2
@@ -22,6 +26,7 @@
 
 static mln_fork_t *fs[N];
 static int started, ready, quits[N], exited[N], finished;
+static int nev_at_stop;
 static long t_stop, t_exit[N];
 
 /* Worker: ignore the quit, say so. */
@@ -69,6 +74,7 @@ static void master_ready(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
     CHECK(ignore == s);
     if (++ready < N) return;
     t_stop = now_ms();
+    nev_at_stop = life_nevents;
     for (i = 0; i < N; ++i) {
         errno = EDOM;
         CHECK(mln_fork_stop(ev, fs[i], DEADLINE) == 0);
@@ -92,8 +98,8 @@ static void all_done(mln_event_t *ev, void *data)
     struct life_kids kids;
     int i, live, zombies;
     (void)data;
-    for (i = 0; i < life_nevents; ++i)
-        CHECK(life_events[i].e.type != M_IPC_CHILD_STARTED || life_events[i].at_ms < t_stop);
+    for (i = nev_at_stop; i < life_nevents; ++i)
+        CHECK(life_events[i].e.type != M_IPC_CHILD_STARTED);
     life_kids_collect(ev, &kids);
     CHECK(kids.n == 0);
     child_processes(&live, &zombies);

@@ -3,19 +3,25 @@
  * workers) and counts what it returned (saving errno). Once both workers started (events)
  * and said hello, the master forks a plain process that sends it 1000 SIGUSR1 (a burst:
  * the first one stops everything, the others arrive while the workers exit and the events
- * are delivered) and then exits, closing a pipe the master's loop watches. Checks:
+ * are delivered), then writes one byte to a pipe the master's loop watches (not just an
+ * end of file: Melon's loop never reports a bare EPOLLHUP) and exits. Checks:
  * - the first call returned 0 (errno untouched); every call returned 0 or -1 ESRCH;
  * - both workers: EXITED how STOPPED, exited 1, status 0, restart_in_ms -1, after the
  *   first stop; no STARTED after it;
  * - once the burst ended and both exited, 1 s later: no new event, the list is empty, the
- *   master has no child process and no zombie (nothing restarted). */
+ *   master has no child process and no zombie (nothing restarted).
+ * The burster yields after each kill, so that the signals land all over the master's work.
+ * Today (about 1 run in 4, both builds): a stop from a handler that interrupted the library
+ * is parked in one of 16 slots until the loop runs; with 16 waiting, further calls return
+ * -1 EAGAIN, although the stop of everything they ask for is already pending. */
 #include "life.h"
+#include <sched.h>
 
 #define N 2
 #define BURST 1000
 
 static mln_event_t *loop_ev;
-static volatile sig_atomic_t calls, ok, esrch, bad, errno_changed;
+static volatile sig_atomic_t calls, ok, esrch, bad, bad_rc, bad_errno, errno_changed;
 static volatile long t_first_stop;
 static int started, exited, burst_over, finished, burst_pipe[2];
 static pid_t burster;
@@ -32,6 +38,8 @@ static void on_usr1(int sig)
     } else if (r == -1 && errno == ESRCH) {
         ++esrch;
     } else {
+        bad_rc = r;
+        bad_errno = errno;
         ++bad;
     }
     ++calls;
@@ -45,6 +53,8 @@ static void all_done(mln_event_t *ev, void *data)
     (void)data;
     fprintf(stderr, "master: %d stop calls from the handler: %d returned 0, %d ESRCH, %d other\n",
             (int)calls, (int)ok, (int)esrch, (int)bad);
+    if (bad) fprintf(stderr, "master: the last other: returned %d, errno %d (%s)\n", (int)bad_rc,
+                     (int)bad_errno, strerror((int)bad_errno));
     CHECK(calls >= 1 && ok >= 1 && bad == 0 && !errno_changed);
     CHECK(life_nevents == 2 * N);
     life_kids_collect(ev, &kids);
@@ -68,7 +78,7 @@ static void burst_ended(mln_event_t *ev, int fd, void *data)
     ssize_t n = read(fd, b, sizeof(b));
     (void)data;
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-    CHECK(n == 0); /* the burster writes nothing: end of file once it exited */
+    CHECK(n == 1 && b[0] == 'd'); /* every signal of the burst was sent before */
     CHECK(mln_event_fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, NULL, NULL) == 0);
     close(fd);
     burst_over = 1;
@@ -87,7 +97,8 @@ static void start_burst(mln_event_t *ev)
         close(burst_pipe[0]);
         for (i = 0; i < BURST; ++i)
             if (kill(master, SIGUSR1) != 0) _exit(1);
-        _exit(0);
+            else sched_yield(); /* spreads the burst over the master's work */
+        _exit(write(burst_pipe[1], "d", 1) == 1 ? 0 : 1);
     }
     close(burst_pipe[1]);
     CHECK(fcntl(burst_pipe[0], F_SETFL, O_NONBLOCK) == 0);

@@ -10,10 +10,9 @@
  *   first stop; no STARTED after it;
  * - once the burst ended and both exited, 1 s later: no new event, the list is empty, the
  *   master has no child process and no zombie (nothing restarted).
- * The burster yields after each kill, so that the signals land all over the master's work.
- * Today (about 1 run in 4, both builds): a stop from a handler that interrupted the library
- * is parked in one of 16 slots until the loop runs; with 16 waiting, further calls return
- * -1 EAGAIN, although the stop of everything they ask for is already pending. */
+ * The burster yields after each kill, so that the signals land all over the master's work
+ * (a stop from a handler that interrupted the library is parked until the loop runs: one
+ * parked stop of everything must cover the rest of the burst, never EAGAIN). */
 #include "life.h"
 #include <sched.h>
 

@@ -162,7 +162,9 @@ unsafe fn run_fd_timeouts(ev: *mut mln_event_t) -> Result<(), Leave> {
     }
 }
 
-/// The events buffer of the wait in progress (see `wait`); never read.
+/// The events buffer of the wait in progress (see `wait`); never read (`#[used]` keeps the
+/// compiler from dropping a global that is only written).
+#[used]
 static WAITING_WITH: AtomicPtr<EpollEvent> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Step 6: block until the next deadline or an event, then queue what fired. The wait

@@ -396,6 +396,60 @@ static inline int life_register_common(void)
     return 0;
 }
 
+/* Worker events (mln_ipc_child_event_handler_set), as the lifecycle-control tests record
+ * them: life_event_record(f, e) (in the master's child-event handler) copies the event,
+ * the record's pid read through `f` (-1 for NULL) and the time, prints it on stderr, and
+ * returns the copy; life_events_dump() prints them all (on a failure). */
+struct life_event { mln_ipc_child_event_t e; mln_fork_t *f; pid_t f_pid; long at_ms; };
+#define LIFE_MAX_EVENTS 128
+LIFE_UNUSED static struct life_event life_events[LIFE_MAX_EVENTS];
+LIFE_UNUSED static int life_nevents;
+
+static inline const char *life_event_name(int type)
+{
+    return type == M_IPC_CHILD_STARTED ? "STARTED" : type == M_IPC_CHILD_EXITED ? "EXITED"
+         : type == M_IPC_CHILD_GAVE_UP ? "GAVE_UP" : type == M_IPC_ROLLING_DONE ? "ROLLING_DONE"
+         : "?";
+}
+
+static inline const char *life_end_name(int how)
+{
+    return how == M_IPC_END_CRASHED ? "CRASHED" : how == M_IPC_END_STOPPED ? "STOPPED"
+         : how == M_IPC_END_TERMINATED ? "TERMINATED" : how == M_IPC_END_KILLED ? "KILLED" : "?";
+}
+
+static inline void life_event_print(const struct life_event *x)
+{
+    const mln_ipc_child_event_t *e = &x->e;
+    fprintf(stderr, "master: event at %ld ms: %s slot %u pid %d (f %p pid %d) how %s exited %d "
+            "status %d restarts %u restart_in_ms %lld frames_lost %llu\n", x->at_ms,
+            life_event_name((int)e->type), (unsigned)e->slot, (int)e->pid, (void *)x->f,
+            (int)x->f_pid, e->type == M_IPC_CHILD_EXITED ? life_end_name((int)e->how) : "-",
+            e->exited, e->status, (unsigned)e->restarts, (long long)e->restart_in_ms,
+            (unsigned long long)e->frames_lost);
+}
+
+static inline void life_events_dump(void)
+{
+    int i;
+    for (i = 0; i < life_nevents; ++i) life_event_print(&life_events[i]);
+}
+
+static inline const struct life_event *life_event_record(mln_fork_t *f, const mln_ipc_child_event_t *e)
+{
+    struct life_event *x;
+    CHECK(getpid() == life_master);
+    CHECK(e != NULL);
+    CHECK(life_nevents < LIFE_MAX_EVENTS);
+    x = &life_events[life_nevents++];
+    x->e = *e;
+    x->f = f;
+    x->f_pid = f != NULL ? f->pid : -1;
+    x->at_ms = now_ms();
+    life_event_print(x);
+    return x;
+}
+
 static inline void life_stop(mln_event_t *ev)
 {
     mln_event_break_set(ev);

@@ -922,8 +922,9 @@ void mln_ipc_child_event_handler_set(mln_ipc_child_event_handler h, void *data);
  * May be called from a signal handler (it allocates nothing and takes no lock); when
  * that handler interrupted the library, it returns 0 and the stop takes effect from the
  * loop. Returns 0, or -1 with errno EINVAL (`ev` NULL), ESRCH (`f` is not a live child,
- * or is already stopping), EAGAIN (from a signal handler: 16 stops already wait for the
- * loop).
+ * or is already stopping), EAGAIN (from a signal handler that interrupted the library,
+ * when the stops of 16 other children already wait for the loop; a stop of every child,
+ * or of a child whose stop waits already, is never refused).
  */
 int mln_fork_stop(mln_event_t *ev, mln_fork_t *f, mln_u32_t deadline_ms);
 

@@ -195,7 +195,8 @@ void mln_ipc_child_event_handler_set(mln_ipc_child_event_handler h, void *data);
  * 0 and its own queue is written. At `deadline_ms` SIGTERM, a second later SIGKILL. May be
  * called from a signal handler. Returns 0, or -1 with errno EINVAL (`ev` NULL), ESRCH (`f`
  * is not a live child, or is already stopping), EAGAIN (from a signal handler that
- * interrupted the library: 16 stops already wait for the loop).
+ * interrupted the library, when the stops of 16 other children already wait; a stop of
+ * every child is never refused).
  */
 int mln_fork_stop(mln_event_t *ev, mln_fork_t *f, mln_u32_t deadline_ms);
 

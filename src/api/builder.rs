@@ -2,7 +2,8 @@
 //! [`Builder::run`] starts anything.
 
 use super::handlers::{MasterFn, MasterWritableFn, WorkerFn, WorkerWritableFn};
-use super::{run, Error, Master, Message, RunSummary, Worker, WorkerId, DRAIN_LIMIT};
+use super::lifecycle::{EventFn, QuitFn};
+use super::{run, Error, Master, Message, RunSummary, Worker, WorkerEvent, WorkerId, DRAIN_LIMIT};
 use crate::log;
 use std::ffi::CString;
 use std::fmt;
@@ -37,6 +38,10 @@ pub struct Builder {
     pub(super) queue_limit: Option<usize>,
     pub(super) stop_timeout: Duration,
     pub(super) allow_threads: bool,
+    pub(super) on_event: Option<Box<EventFn>>,
+    pub(super) on_quit: Option<Box<QuitFn>>,
+    pub(super) restart_policy: Option<(u32, Duration)>,
+    pub(super) stop_on_signals: Option<Duration>,
     pub(super) error: Option<Error>,
 }
 
@@ -84,6 +89,10 @@ impl Builder {
             queue_limit: None,
             stop_timeout: DRAIN_LIMIT,
             allow_threads: false,
+            on_event: None,
+            on_quit: None,
+            restart_policy: None,
+            stop_on_signals: None,
             error: None,
         }
     }
@@ -242,6 +251,47 @@ impl Builder {
     /// What could not be written is dropped and counted ([`RunSummary::undelivered`]).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
+        self
+    }
+
+    /// Called in the master, on its loop, for every event of its workers' lives, in order
+    /// (see [`WorkerEvent`]): started (also the first workers, once the loop runs), exited
+    /// (how and with which status, whether and when it restarts, what was lost), given
+    /// up by the restart policy, and the end of a rolling restart.
+    pub fn on_worker_event(mut self, f: impl FnMut(&mut Master, &WorkerEvent) + 'static) -> Self {
+        self.on_event = Some(Box::new(f));
+        self
+    }
+
+    /// Called in a worker when its master stops it gracefully ([`Master::stop_worker`], a
+    /// rolling restart, the stop on signals), after every message the master sent before
+    /// the stop. When it returns, the worker stops as [`Worker::stop`] does: what it queued
+    /// is written and it exits with status 0. Without it, the worker just stops so.
+    pub fn on_quit(mut self, f: impl FnMut(&mut Worker) + 'static) -> Self {
+        self.on_quit = Some(Box::new(f));
+        self
+    }
+
+    /// Gives a worker index up when it already had `intensity` restarts within `period`
+    /// and dies again: [`WorkerEvent::GaveUp`], never restarted. `intensity` 0 never gives
+    /// up (the default). A non-zero `intensity` needs a `period` of at least a
+    /// millisecond (saturated at about 49 days).
+    pub fn restart_policy(mut self, intensity: u32, period: Duration) -> Self {
+        if intensity > 0 && period < Duration::from_millis(1) {
+            return self.fail(Error::InvalidArgument(
+                "restart_policy: a non-zero intensity needs a period of at least 1 ms",
+            ));
+        }
+        self.restart_policy = Some((intensity, period));
+        self
+    }
+
+    /// On SIGTERM or SIGINT the master stops every worker gracefully (as
+    /// [`Master::stop_worker`] with `deadline`; nobody is restarted any more) and stops
+    /// itself once the last one has ended: `run` then returns, with every end in
+    /// [`RunSummary::ends`]. Workers get the default dispositions back.
+    pub fn stop_on_signals(mut self, deadline: Duration) -> Self {
+        self.stop_on_signals = Some(deadline);
         self
     }
 

@@ -2,6 +2,7 @@
 
 use super::error::{check_len, send_error};
 use super::identity::{self, WorkerId};
+use super::lifecycle::{self, RollingRestart};
 use super::stats::Stats;
 use super::timers::{self, TimerId};
 use super::{Error, Message};
@@ -115,6 +116,47 @@ impl Master {
     /// [`RunSummary`](super::RunSummary)) and returns.
     pub fn stop(&mut self) {
         timers::stop(self.ev)
+    }
+
+    /// Stops worker `id` gracefully: from now on it is gone to this API (sends to it are
+    /// [`Error::PeerGone`], [`Master::workers`] and [`Master::worker`] do not list it) and it
+    /// is never restarted; what was queued to it is written, then its
+    /// [`Builder::on_quit`](super::Builder::on_quit) runs and it exits with status 0 once
+    /// its own queue is written; the messages it sends meanwhile still reach the master's
+    /// handlers. At `deadline` it gets SIGTERM, a second later SIGKILL. Its end is a
+    /// [`WorkerEvent::Exited`](super::WorkerEvent::Exited) (how [`End::Stopped`](super::End),
+    /// `Terminated` or `Killed`). [`Error::PeerGone`] if it is gone or already stopping.
+    pub fn stop_worker(&mut self, id: WorkerId, deadline: Duration) -> Result<(), Error> {
+        let f = identity::fork_of(id).ok_or(Error::PeerGone)?;
+        process::stop(self.ev, f, lifecycle::millis(deadline)).map_err(|_| Error::PeerGone)
+    }
+
+    /// Replaces every worker (not the spawned programs), `r.batch` at a time: each
+    /// replacement is forked from the master as it is now (after the current handler
+    /// returns), keeps its predecessor's index, and once its loop runs (its
+    /// [`Builder::on_worker_start`](super::Builder::on_worker_start) returned) its
+    /// predecessor is stopped as [`Master::stop_worker`] does with `r.deadline`. A
+    /// replacement not ready within `r.ready_timeout` aborts the run (the replacements not
+    /// ready are killed; the old workers not replaced go on). Ends with one
+    /// [`WorkerEvent::RollingDone`](super::WorkerEvent::RollingDone), after the `Exited` of
+    /// every old worker it stopped. [`Error::Busy`] while one runs;
+    /// [`Error::InvalidArgument`] for a zero `batch` or `ready_timeout`.
+    pub fn rolling_restart(&mut self, r: RollingRestart) -> Result<(), Error> {
+        if r.batch == 0 || r.ready_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "rolling_restart: batch and ready_timeout must be more than zero",
+            ));
+        }
+        process::rolling_restart(
+            self.ev,
+            r.batch,
+            lifecycle::millis(r.ready_timeout).max(1),
+            lifecycle::millis(r.deadline),
+        )
+        .map_err(|e| match e {
+            libc::EBUSY => Error::Busy,
+            e => Error::Io(std::io::Error::from_raw_os_error(e)),
+        })
     }
 
     /// The master's event loop as Melon's `mln_event_t *`, for the C API

@@ -39,6 +39,9 @@ pub enum Error {
     /// [`Builder::run`](super::Builder::run) was already called in this process (by any
     /// thread; or this process is a worker).
     AlreadyStarted,
+    /// A rolling restart is already under way
+    /// ([`Master::rolling_restart`](super::Master::rolling_restart)).
+    Busy,
     /// Other threads are running, so forking is unsafe; see
     /// [`Builder::allow_threads`](super::Builder::allow_threads).
     ThreadsRunning {
@@ -60,6 +63,7 @@ impl fmt::Display for Error {
             Error::PeerGone => f.write_str("the peer process is gone"),
             Error::QueueFull => f.write_str("the peer's send queue is full"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::Busy => f.write_str("a rolling restart is already under way"),
             Error::AlreadyStarted => f.write_str("Builder::run was already called in this process"),
             Error::ThreadsRunning { threads } => write!(
                 f,

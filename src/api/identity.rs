@@ -26,6 +26,10 @@ pub struct WorkerId {
 }
 
 impl WorkerId {
+    pub(super) fn new(index: usize, pid: u32) -> WorkerId {
+        WorkerId { index, pid }
+    }
+
     /// The stable index (see the type's documentation).
     pub fn index(&self) -> usize {
         self.index
@@ -68,11 +72,16 @@ impl Table {
                 index: c.slot as usize,
                 pid: c.pid as u32,
             };
+            // A child being stopped is gone to the program (not listed, no sends), but
+            // the messages it still sends are its own.
+            self.by_fork.insert(c.fork as usize, id);
+            if c.stopping {
+                continue;
+            }
             if self.by_index.len() <= id.index {
                 self.by_index.resize(id.index + 1, None);
             }
             self.by_index[id.index] = Some(Live { id, fork: c.fork });
-            self.by_fork.insert(c.fork as usize, id);
         }
     }
 }
@@ -92,7 +101,8 @@ fn with_table<R>(f: impl FnOnce(&Table) -> R) -> R {
     })
 }
 
-/// The record of live child `w` (the same process: index and pid match).
+/// The record of live child `w` (the same process: index and pid match), not being
+/// stopped.
 pub(super) fn fork_of(w: WorkerId) -> Option<*mut mln_fork_t> {
     with_table(|t| match t.by_index.get(w.index) {
         Some(Some(l)) if l.id == w => Some(l.fork),

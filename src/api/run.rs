@@ -11,6 +11,7 @@
 
 use super::builder::{Builder, WorkerStartFn};
 use super::handlers::{self, guarded};
+use super::lifecycle::{self, End, WorkerEnd};
 use super::{identity, timers, Error, Master, RunSummary, Worker, WorkerId};
 use crate::abi::{mln_event_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
 use crate::log;
@@ -47,6 +48,10 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         queue_limit,
         stop_timeout,
         allow_threads,
+        on_event,
+        on_quit,
+        restart_policy,
+        stop_on_signals,
         error,
     } = b;
     if let Some(e) = error {
@@ -85,6 +90,10 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     }
     // The Rust API's sends are never paced: a full queue is `QueueFull`, never a wait.
     process::set_pacing(false);
+    if let Some((n, period)) = restart_policy {
+        process::set_restart_policy(n, lifecycle::millis(period).max(u32::from(n > 0)));
+    }
+    lifecycle::install(on_event, on_quit);
     if process::prepare_keep_sigchld() < 0 {
         return Err(Error::Io(io::Error::last_os_error()));
     }
@@ -107,6 +116,13 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         return Err(abort_start(io::Error::other("cannot create an event loop")));
     }
     process::master_events_set(ev);
+    if let Some(deadline) = stop_on_signals {
+        if let Err(e) = lifecycle::stop_on_signals(ev, deadline) {
+            // SAFETY: not dispatched yet; nothing else refers to it.
+            unsafe { ev_loop::free(ev) };
+            return Err(abort_start(e));
+        }
+    }
     if let Some(f) = master_start {
         guarded(format_args!("on_master_start"), || f(&mut Master::new(ev)));
     }
@@ -192,10 +208,23 @@ fn stop_children(timeout: Duration) -> RunSummary {
         })
         .collect();
     undelivered.sort();
+    for &(pid, status) in &s.statuses {
+        if let Some(&id) = ids.iter().find(|w| w.pid() == pid as u32) {
+            let how = if s.killed.contains(&pid) {
+                End::Killed
+            } else {
+                End::Stopped
+            };
+            lifecycle::record_end(WorkerEnd::new(id, how, lifecycle::status_from_raw(status)));
+        }
+    }
+    let (ends, ends_dropped) = lifecycle::take_ends();
     let summary = RunSummary {
         undelivered,
         exited: by_pid(&s.exited),
         killed: by_pid(&s.killed),
+        ends,
+        ends_dropped,
     };
     if !summary.is_clean() {
         log::warn(format_args!(
@@ -223,6 +252,8 @@ fn into_worker(master_ev: *mut mln_event_t) {
 
 /// A worker's life after the fork; never returns.
 fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
+    lifecycle::reset_signals();
+    let _ = lifecycle::take_ends();
     let ev = ev_loop::new();
     if ev.is_null() {
         log::error(format_args!("worker: cannot create an event loop"));

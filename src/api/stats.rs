@@ -1,7 +1,7 @@
 //! What the API reports: the counters of a connection ([`Stats`]) and the end of a
 //! master's run ([`RunSummary`]).
 
-use super::WorkerId;
+use super::{WorkerEnd, WorkerId};
 use crate::abi::mln_ipc_stats_t;
 
 /// Counters of one connection (a child's channel in the master, the master connection
@@ -72,6 +72,11 @@ pub struct RunSummary {
     /// The children still running at the stop timeout (busy in a handler, say), killed
     /// with SIGKILL.
     pub killed: Vec<WorkerId>,
+    /// Every worker process's end during the run and at its stop, in the order they
+    /// ended: index and pid, how, exit status. At most the last 4,096 are kept.
+    pub ends: Vec<WorkerEnd>,
+    /// Ends older than those kept in `ends`.
+    pub ends_dropped: u64,
 }
 
 impl RunSummary {

@@ -39,8 +39,9 @@ pub unsafe extern "C" fn mln_ipc_child_event_handler_set(
 /// May be called from a signal handler (it allocates nothing and takes no lock); when
 /// that handler interrupted the library, it returns 0 and the stop takes effect from the
 /// loop. Returns 0, or -1 with errno EINVAL (`ev` NULL), ESRCH (`f` is not a live child,
-/// or is already stopping), EAGAIN (from a signal handler: 16 stops already wait for the
-/// loop).
+/// or is already stopping), EAGAIN (from a signal handler that interrupted the library,
+/// when the stops of 16 other children already wait for the loop; a stop of every child,
+/// or of a child whose stop waits already, is never refused).
 #[no_mangle]
 pub unsafe extern "C" fn mln_fork_stop(
     ev: *mut mln_event_t,

@@ -72,7 +72,7 @@ pub(crate) fn set_quit_handler(h: mln_ipc_quit_handler, data: *mut c_void) {
 pub(crate) fn deliver_events(ev: *mut mln_event_t) {
     loop {
         let next = PROC.try_with(|p| {
-            if p.delivering || p.is_worker && p.head.is_null() {
+            if p.delivering || p.dispatch_stopped {
                 return None;
             }
             let e = p.events.pop_front()?;
@@ -187,9 +187,27 @@ const FREE_STOP: ParkedStop = ParkedStop {
     deadline_ms: AtomicU32::new(0),
 };
 static PARKED: [ParkedStop; PARKED_STOPS] = [FREE_STOP; PARKED_STOPS];
+/// The parked stop of every child (one is enough).
+static PARKED_ALL: ParkedStop = FREE_STOP;
 
 fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Result<(), i32> {
-    for s in &PARKED {
+    // A stop of everything already waiting covers this one (a handler that stops on every
+    // SIGTERM of a burst asks the same again and again).
+    if PARKED_ALL.state.load(Ordering::Acquire) != 0 {
+        return Ok(());
+    }
+    let slots: &[ParkedStop] = if f.is_null() {
+        core::slice::from_ref(&PARKED_ALL)
+    } else {
+        if PARKED.iter().any(|s| {
+            s.state.load(Ordering::Acquire) == 2 && s.f.load(Ordering::Relaxed) == f
+        }) {
+            // The same child's stop waits already.
+            return Ok(());
+        }
+        &PARKED
+    };
+    for s in slots {
         if s.state
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
@@ -202,13 +220,17 @@ fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Resu
             return Ok(());
         }
     }
+    if f.is_null() {
+        // Being filled by a handler this one interrupted: that one will be carried out.
+        return Ok(());
+    }
     Err(libc::EAGAIN)
 }
 
 /// Carries out the stops parked by signal handlers (loop context, inside a borrow); the
 /// deadline counts from now.
 fn drain_parked_stops(p: &mut Proc) {
-    for s in &PARKED {
+    for s in PARKED.iter().chain(core::iter::once(&PARKED_ALL)) {
         if s.state.load(Ordering::Acquire) != 2 {
             continue;
         }

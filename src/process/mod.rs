@@ -171,6 +171,13 @@ pub(crate) fn master_connection() -> *mut mln_tcp_conn_t {
     PROC.with(|p| core::ptr::addr_of_mut!(p.master().conn))
 }
 
+/// Whether this process has children that are live, whose end is not handled yet, or
+/// whose events are not delivered yet.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn has_children() -> bool {
+    PROC.with(|p| !p.head.is_null() || !p.dying.is_empty() || !p.events.is_empty())
+}
+
 /// `mln_fork_socketpair_close_handler`: a no-op for anything but a live child.
 pub(crate) fn close_by_request(ev: *mut mln_event_t, f: *mut mln_fork_t) {
     let Some(c) = PROC.with(|p| {

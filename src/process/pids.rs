@@ -243,8 +243,6 @@ pub(crate) enum Status {
 impl Status {
     /// The wait status as `waitpid` gives it (`std::process::ExitStatus::from_raw`); `None`
     /// when unknown.
-    #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
-    #[allow(dead_code)]
     pub(crate) fn raw(self) -> Option<i32> {
         match self {
             Status::Exited(code) => Some((code & 0xff) << 8),

@@ -3,7 +3,7 @@
 //! gone. Also the live children as the Rust API sees them.
 #![cfg_attr(not(feature = "standalone"), allow(dead_code))]
 
-use super::pids::{reap, Pidfd};
+use super::pids::{reap, Pidfd, Status};
 use super::state::{Chan, PROC};
 use super::supervise::KILL_WAIT;
 use crate::abi::*;
@@ -26,6 +26,9 @@ pub(crate) struct ChildInfo {
     pub fork: *mut mln_fork_t,
     /// An exec'd program (not a plain worker).
     pub program: bool,
+    /// Being stopped gracefully: not listed to the program any more, but its frames
+    /// still arrive.
+    pub stopping: bool,
 }
 
 /// The live children, oldest first.
@@ -34,7 +37,9 @@ pub(crate) fn children() -> Vec<ChildInfo> {
         p.children()
             .into_iter()
             .filter_map(|c| {
-                let plan = &p.live_of(c)?.plan;
+                let live = p.live_of(c)?;
+                let stopping = live.chan.stopping;
+                let plan = &live.plan;
                 let (slot, program) = (plan.slot, plan.args.is_some());
                 // SAFETY: a live record.
                 let (id, pid) = unsafe { ((*c).id, (*c).f.pid) };
@@ -44,6 +49,7 @@ pub(crate) fn children() -> Vec<ChildInfo> {
                     pid,
                     fork: c.cast(),
                     program,
+                    stopping,
                 })
             })
             .collect()
@@ -61,6 +67,9 @@ pub(crate) struct Shutdown {
     pub exited: Vec<i32>,
     /// Children (live at the call; by pid) still running at the end of the wait, killed.
     pub killed: Vec<i32>,
+    /// How each child live at the call ended (pid, wait status as `waitpid` gives it, if
+    /// known).
+    pub statuses: Vec<(i32, Option<i32>)>,
 }
 
 /// Drops pending restarts, queues the frames parked by signal handlers, writes what every
@@ -133,10 +142,11 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     }
     let end = deadline.max(Instant::now() + grace);
     for (pid, ticks) in pids {
-        let killed = match Pidfd::open(pid, ticks) {
+        let (killed, status) = match Pidfd::open(pid, ticks) {
             Some(fd) => wait_gone(pid, &fd, end),
-            None => false,
+            None => (false, None),
         };
+        out.statuses.push((pid, status.and_then(|s| s.raw())));
         if killed {
             out.killed.push(pid);
         } else {
@@ -144,21 +154,21 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
         }
     }
     for (pid, fd) in dying {
-        wait_gone(pid, &fd, end);
+        let _ = wait_gone(pid, &fd, end);
     }
     out
 }
 
 /// Waits until the process of `fd` exits, at most until `end`, and kills it then; reaps
-/// it (no zombie left behind when SIGCHLD is not ignored). Whether it had to be killed.
-fn wait_gone(pid: i32, fd: &Pidfd, end: Instant) -> bool {
+/// it (no zombie left behind when SIGCHLD is not ignored). Whether it had to be killed,
+/// and how it ended if that can be known.
+fn wait_gone(pid: i32, fd: &Pidfd, end: Instant) -> (bool, Option<Status>) {
     let killed = !fd.wait(end.saturating_duration_since(Instant::now()));
     if killed {
         fd.kill();
         fd.wait(KILL_WAIT);
     }
-    reap(pid);
-    killed
+    (killed, reap(pid))
 }
 
 /// Writes what `chan` has queued (blocking until `deadline` at the latest), removes it from

@@ -19,12 +19,8 @@
  *   generation 3) answer;
  * - a graceful stop of everything ends them (STOPPED); 4 + 2 + 1 + 4 processes in all.
  * Every process reports failures (life.h).
- * Known core defect (intermittent, so no CTEST_XFAIL marker): ROLLING_DONE -1 can come
- * before the second killed replacement's EXITED ("n_killed == 2" fails; 1 run in 5 to 10
- * natively, about half in the melon build, nearly always under valgrind): lifecycle::abort
- * adds each replacement to `waiting` only just before closing it, so when the first one's
- * end is handled at once `waiting` is empty and rolling_finish runs before the second is
- * added. */
+ * ROLLING_DONE -1 must come after the EXITED of both killed replacements (the end of the
+ * first can be handled at once, before the second is closed). */
 #include "life.h"
 
 #define N 4

@@ -199,9 +199,10 @@ fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Resu
     let slots: &[ParkedStop] = if f.is_null() {
         core::slice::from_ref(&PARKED_ALL)
     } else {
-        if PARKED.iter().any(|s| {
-            s.state.load(Ordering::Acquire) == 2 && s.f.load(Ordering::Relaxed) == f
-        }) {
+        if PARKED
+            .iter()
+            .any(|s| s.state.load(Ordering::Acquire) == 2 && s.f.load(Ordering::Relaxed) == f)
+        {
             // The same child's stop waits already.
             return Ok(());
         }
@@ -452,7 +453,16 @@ pub(crate) fn rolling_step(ev: *mut mln_event_t) {
     let Some(forks) = batch else { return };
     for (plan, _old, _old_id) in forks {
         let slot = plan.slot;
-        PROC.with(|p| p.announce_ready = true);
+        let go = PROC.with(|p| {
+            // A stop of everything (a signal handler) or an abort since the batch began:
+            // no more forks.
+            let go = !p.stop_all && p.rolling.as_ref().is_some_and(|r| r.outcome.is_none());
+            p.announce_ready = go;
+            go
+        });
+        if !go {
+            break;
+        }
         let r = fork::start(ev, plan);
         if let Ok(fork::Forked::Child) = r {
             // We are the replacement, inside the master's loop: leave it, as a restarted
@@ -521,12 +531,17 @@ fn abort(p: &mut Proc, late: bool) {
             "a replacement ended before it was ready"
         }
     ));
-    for x in pending {
-        // SAFETY: records stay allocated while listed as live.
-        let same = p.find(x.new.cast()).is_some() && unsafe { (*x.new).id } == x.new_id;
-        if !same {
-            continue;
-        }
+    // Every replacement still live is waited for before any is closed: the end of the
+    // first one may be handled at once, and must not find the run's list already empty.
+    // SAFETY: records stay allocated while listed as live.
+    let live: Vec<Replacement> = pending
+        .into_iter()
+        .filter(|x| p.find(x.new.cast()).is_some() && unsafe { (*x.new).id } == x.new_id)
+        .collect();
+    if let Some(r) = p.rolling.as_mut() {
+        r.waiting.extend(live.iter().map(|x| x.new_id));
+    }
+    for x in live {
         // SAFETY: a live record.
         let pid = unsafe { (*x.new).f.pid };
         let Some(live) = p.live_of(x.new) else {
@@ -536,9 +551,6 @@ fn abort(p: &mut Proc, late: bool) {
         let ticks = live.start_ticks;
         if let Some(fd) = Pidfd::open(pid, ticks) {
             fd.kill();
-        }
-        if let Some(r) = p.rolling.as_mut() {
-            r.waiting.push(x.new_id);
         }
         close_in(p, ev, x.new, "rolling restart aborted: killed");
     }

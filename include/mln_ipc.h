@@ -63,7 +63,8 @@ enum mln_event_type {
 
 /* Extension (not in Melon): the kind of a child event (mln_ipc_child_event_t.type). */
 typedef enum {
-    /* The fork handshake is done: f is the new record, sends to it work. */
+    /* The fork handshake is done: f is the new record, sends to it work (a child stopped
+     * before this event is delivered still gets it; sends to it fail then). */
     M_IPC_CHILD_STARTED = 1,
     /* The process is gone: f is its record, readable during the call. */
     M_IPC_CHILD_EXITED,

@@ -108,7 +108,8 @@ int mln_ipc_stats_get(mln_fork_t *f, mln_ipc_stats_t *out);
  * Lifecycle control. Extension (not in Melon): the kind of a child event.
  */
 typedef enum {
-    /* The fork handshake is done: f is the new record, sends to it work. */
+    /* The fork handshake is done: f is the new record, sends to it work (a child stopped
+     * before this event is delivered still gets it; sends to it fail then). */
     M_IPC_CHILD_STARTED = 1,
     /* The process is gone: f is its record, readable during the call. */
     M_IPC_CHILD_EXITED,

@@ -311,7 +311,8 @@ pub struct mln_ipc_stats_t {
 /// Extension (not in Melon): the kind of a child event (`mln_ipc_child_event_t::type`).
 /// A C enum in the header (`after_includes` of cbindgen.toml).
 pub type mln_ipc_child_event_type_t = u32;
-/// The fork handshake is done: `f` is the new record, sends to it work.
+/// The fork handshake is done: `f` is the new record, sends to it work (a child stopped
+/// before this event is delivered still gets it; sends to it fail then).
 pub const M_IPC_CHILD_STARTED: mln_ipc_child_event_type_t = 1;
 /// The process is gone: `f` is its record (readable during the call).
 pub const M_IPC_CHILD_EXITED: mln_ipc_child_event_type_t = 2;

@@ -151,6 +151,16 @@ pub(crate) unsafe extern "C" fn stop_deadline(_ev: *mut mln_event_t, data: *mut 
     catch("stop_deadline", || supervise::stop_deadline(data.cast()))
 }
 
+/// A child being stopped exited (its pidfd): what it sent is delivered, then, if a process
+/// it forked still holds its end of the channel (no end of stream came), it is closed.
+pub(crate) unsafe extern "C" fn stop_exited(ev: *mut mln_event_t, _fd: c_int, data: *mut c_void) {
+    loop_turned();
+    catch("stop_exited", || {
+        on_child_readable(ev, data);
+        supervise::stop_exited(ev, data.cast());
+    })
+}
+
 /// In a worker: its loop runs (a rolling replacement's ready).
 pub(crate) unsafe extern "C" fn ready_fired(_ev: *mut mln_event_t, _data: *mut c_void) {
     catch("ready", lifecycle::ready_fired)

@@ -165,6 +165,7 @@ fn mark_stop(p: &mut Proc, ev: *mut mln_event_t, c: *mut Child, deadline: Instan
         timer: null_mut(),
         termed: false,
         killed: false,
+        exit_fd: None,
     });
     true
 }
@@ -316,11 +317,28 @@ pub(crate) fn arm_stops(p: &mut Proc) {
                 Peer::Child(c)
             ));
         }
-        if let Some(st) = p.live_of(c).and_then(|l| l.stop.as_mut()) {
-            st.timer = t;
-        }
         // SAFETY: a live record.
         let pid = unsafe { (*c).f.pid };
+        let ticks = p.live_of(c).and_then(|l| l.start_ticks);
+        let exit_fd = Pidfd::open(pid, ticks).filter(|f| {
+            f.raw().is_some_and(|fd| {
+                // SAFETY: a live loop; the callback looks `c` up first.
+                unsafe {
+                    reactor::fd_set(
+                        ev,
+                        fd,
+                        M_EV_RECV,
+                        M_EV_UNLIMITED,
+                        c.cast(),
+                        Some(ENTRIES.stop_exited),
+                    ) == 0
+                }
+            })
+        });
+        if let Some(st) = p.live_of(c).and_then(|l| l.stop.as_mut()) {
+            st.timer = t;
+            st.exit_fd = exit_fd;
+        }
         log::info(format_args!(
             "child {pid}: graceful stop, deadline in {} ms",
             left.as_millis()

@@ -82,6 +82,7 @@ pub(crate) static ENTRIES: Entries = Entries {
     rolling_step: callbacks::rolling_step,
     stop_deadline: callbacks::stop_deadline,
     ready_fired: callbacks::ready_fired,
+    stop_exited: callbacks::stop_exited,
     #[cfg(feature = "standalone")]
     before_wait: callbacks::before_wait,
     #[cfg(feature = "standalone")]

@@ -254,6 +254,10 @@ pub(crate) struct Stop {
     pub termed: bool,
     /// SIGKILL was sent.
     pub killed: bool,
+    /// Readable once the process exits, watched on the stop's loop: a worker that exited
+    /// while a process it forked still holds its end of the channel (no end of stream)
+    /// is seen gone at once, not at the deadline.
+    pub exit_fd: Option<super::pids::Pidfd>,
 }
 
 impl Live {
@@ -269,6 +273,15 @@ impl Live {
             // SAFETY: the stop timer is pending on that loop (live: forgotten when freed,
             // and then the timer went with it).
             unsafe { crate::reactor::timer_cancel(ev, t) };
+        }
+        let exit_fd = self.stop.as_mut().and_then(|s| s.exit_fd.take());
+        if let Some(fd) = exit_fd.as_ref().and_then(|f| f.raw()) {
+            if !ev.is_null() {
+                // SAFETY: registered on that loop (live, as above).
+                unsafe {
+                    crate::reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None)
+                };
+            }
         }
     }
 
@@ -421,6 +434,7 @@ pub(crate) struct Entries {
     pub rolling_step: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
     pub stop_deadline: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
     pub ready_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub stop_exited: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
     #[cfg(feature = "standalone")]
     pub before_wait: fn(*mut mln_event_t),
     #[cfg(feature = "standalone")]

@@ -204,6 +204,21 @@ pub(crate) fn handshake_done(p: &mut Proc, c: *mut super::state::Child) {
     p.push_started(c);
 }
 
+/// A child being stopped exited and its pass delivered what it sent: if its channel is
+/// still open (a process it forked holds the other end), it is closed now.
+pub(crate) fn stop_exited(ev: *mut mln_event_t, c: *mut super::state::Child) {
+    PROC.with(|p| {
+        if p.find(c.cast()).is_some() {
+            close_in(
+                p,
+                ev,
+                c,
+                "exited; a process it started still holds its end of the channel",
+            );
+        }
+    })
+}
+
 /// A graceful stop's deadline timer of live child `c` fired: SIGTERM, and a second later
 /// SIGKILL; if its channel still has not closed [`KILL_WAIT`] after that (a descendant
 /// holds its end), it is closed.
@@ -227,8 +242,26 @@ pub(crate) fn stop_deadline(c: *mut super::state::Child) {
             (None, None)
         };
         if let Some(sig) = sig {
-            if let Some(fd) = Pidfd::open(pid, ticks) {
-                fd.signal(sig);
+            match Pidfd::open(pid, ticks) {
+                Some(fd) if !fd.exited() => fd.signal(sig),
+                _ => {
+                    // It exited by itself (without a pidfd to tell us sooner), and a
+                    // process it forked holds its channel: no signal for it.
+                    // The signal just marked as sent was not.
+                    if let Some(st) = p.live_of(c).and_then(|l| l.stop.as_mut()) {
+                        if sig == libc::SIGTERM {
+                            st.termed = false;
+                        } else {
+                            st.killed = false;
+                        }
+                    }
+                    return close_in(
+                        p,
+                        ev,
+                        c,
+                        "exited; a process it started still holds its end of the channel",
+                    );
+                }
             }
         }
         match next {
@@ -566,12 +599,15 @@ fn gone(p: &mut Proc, ev: *mut mln_event_t, end: Ending, status: Status, plan: O
 }
 
 /// `M_IPC_END_*` for a child that ended with `status` after what `end` says was done to it.
+/// Our own signals first; a child asked to stop that was killed by a signal we did not
+/// send crashed all the same.
 fn how_ended(end: &Ending, status: Status) -> mln_ipc_end_t {
+    let signaled = matches!(status, Status::Signaled(..));
     if end.killed && !matches!(status, Status::Exited(_)) {
         M_IPC_END_KILLED
     } else if end.termed {
         M_IPC_END_TERMINATED
-    } else if end.asked {
+    } else if end.asked && !signaled {
         M_IPC_END_STOPPED
     } else {
         M_IPC_END_CRASHED

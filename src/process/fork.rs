@@ -381,7 +381,7 @@ pub(crate) fn restart(ev: *mut mln_event_t) -> io::Result<Forked> {
 /// `mln_fork`: the standalone build starts `mln_fork_worker_num_set` workers.
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn fork_workers() -> io::Result<Forked> {
-    let n = super::state::worker_num();
+    let n = super::settings::worker_num();
     for _ in 0..n {
         if let Forked::Child = restart(null_mut())? {
             return Ok(Forked::Child);

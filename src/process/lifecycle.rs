@@ -26,11 +26,12 @@
 //! one starts. A replacement that dies or is not ready in time aborts the run: the
 //! replacements not ready are killed, the old workers not replaced go on.
 
+use super::ending::{rolling_finish, rolling_poke};
 use super::flush::{flush_dirty, send_control};
 use super::peer::{Phase, QUIT_TYPE, READY_TYPE};
 use super::pids::Pidfd;
 use super::state::{bump_generation, Child, Peer, Proc, Replacement, Rolling, Stop, PROC};
-use super::supervise::{close_in, rolling_finish, rolling_poke};
+use super::supervise::close_in;
 use super::{fork, ENTRIES};
 use crate::abi::*;
 use crate::log;
@@ -512,7 +513,7 @@ pub(crate) fn rolling_step(ev: *mut mln_event_t) {
                     log::error(format_args!(
                         "rolling restart: cannot start the replacement of slot {slot}: {e}"
                     ));
-                    super::supervise::rolling_failed(p);
+                    super::ending::rolling_failed(p);
                 }
             }
         });

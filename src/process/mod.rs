@@ -13,10 +13,13 @@
 //!   ready (extensions);
 //! * `shutdown`: the orderly end (the Rust API's `run`, the standalone framework);
 //! * `supervise`: deaths, making sure a child is gone, restarts with backoff, the
-//!   handshake's deadline and completion;
+//!   handshake's deadline and completion, a stop's deadline;
+//! * `ending`: how a child ended, the restart policy, a rolling restart's ends;
 //! * `fork`: socketpair, fork, handshake, the child's clean-up, exec;
 //! * `events`: registration with loops, `mln_fork_iterate`;
 //! * `flush`: the send path (queue, flush, SEND interest, pacing), writable callbacks;
+//! * `settings`: the extensions' process-wide settings; `global`: the scoped cell the
+//!   state lives in;
 //! * `state`: the global state ([`state::PROC`], one scoped borrow at a time), child
 //!   records and identity, settings, what a forked child keeps of its parent;
 //! * `peer`: a peer's life, the one state machine every part reads; `pids`: children as
@@ -24,9 +27,11 @@
 //!   (bottom).
 
 mod callbacks;
+mod ending;
 mod events;
 mod flush;
 mod fork;
+mod global;
 mod handlers;
 mod lifecycle;
 #[cfg(not(feature = "standalone"))]
@@ -34,6 +39,7 @@ pub(crate) mod melon_conf;
 mod peer;
 mod pids;
 mod recv;
+mod settings;
 mod shutdown;
 mod state;
 mod supervise;
@@ -44,6 +50,7 @@ use core::ffi::{c_int, c_void};
 use std::io;
 
 pub(crate) use callbacks::{on_child_readable, on_master_readable};
+pub(crate) use ending::set_restart_policy;
 pub(crate) use events::{iterate, master_events_set, worker_events_set};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use flush::set_pacing;
@@ -57,18 +64,43 @@ pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use settings::set_worker_num;
+pub(crate) use settings::{max_message, queue_limit, set_max_message, set_queue_limit};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use shutdown::{children, shutdown};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::children_generation;
-pub(crate) use state::{max_message, queue_limit, set_max_message, set_queue_limit};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use state::{set_worker_num, ExecArgs};
-pub(crate) use supervise::set_restart_policy;
+pub(crate) use state::ExecArgs;
 
-use state::{Entries, Peer, PROC};
+use state::{Peer, PROC};
 
-/// The loop entry points as the layers below `callbacks` register them (see
-/// `state::Entries`): the one place that ties them to `callbacks`.
+/// The core's loop entry points (`callbacks`), as the layers below it register them on
+/// loops. The table is filled where the modules are put together (`process/mod.rs`), so
+/// no file below `callbacks` names it (the calls go one way: loop callbacks on top, state
+/// at the bottom).
+pub(crate) struct Entries {
+    pub child_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub master_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub send_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub wake_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub exit_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    pub restart_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub exit_timeout: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub exit_poll: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub handshake_expired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub rolling_step: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub stop_deadline: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub ready_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
+    pub stop_exited: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
+    #[cfg(feature = "standalone")]
+    pub before_wait: fn(*mut mln_event_t),
+    #[cfg(feature = "standalone")]
+    pub loop_freed: fn(*mut mln_event_t),
+}
+
+/// The loop entry points as the layers below `callbacks` register them (see [`Entries`]):
+/// the one place that ties them to `callbacks`.
 pub(crate) static ENTRIES: Entries = Entries {
     child_readable: callbacks::child_readable,
     master_readable: callbacks::master_readable,

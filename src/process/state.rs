@@ -21,88 +21,21 @@
 //! records before its memory goes back to the allocator, so a stale pointer is recognised
 //! (not in the live set) instead of naming the replacement.
 
+use super::global::Global;
 use super::handlers::Cache;
 use super::peer::Phase;
 use crate::abi::*;
 use crate::channel::Channel;
-use core::cell::UnsafeCell;
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_void};
 use core::ptr::null_mut;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Dead records kept before their memory is released (about 160 bytes each).
 pub(crate) const GRAVEYARD: usize = 4096;
-
-// ---------------------------------------------------------------------------------------
-// The scoped cell
-// ---------------------------------------------------------------------------------------
-
-/// A global that lends `&mut T` to one closure at a time (see the module docs).
-pub(crate) struct Global<T> {
-    busy: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is only reached through `with`/`try_with`, which never hand out two
-// `&mut T` at once. Cross-thread use is excluded by the module contract (loop thread
-// only); the flag is for the same thread's signal handlers and for re-entrance.
-unsafe impl<T> Sync for Global<T> {}
-
-impl<T> Global<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        Global {
-            busy: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// Lends the value to `f`, or returns `None` when it is lent already (a signal handler
-    /// interrupted a borrow on this thread).
-    #[inline]
-    pub(crate) fn try_with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        // Relaxed loads and stores are plain moves: the flag only has to be seen by code
-        // running on this thread (a signal handler interrupts between two instructions,
-        // and observes everything program-ordered before the interruption); the compiler
-        // fences keep the compiler from moving accesses to the value across the flag.
-        if self.busy.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.busy.store(true, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        struct Release<'a>(&'a AtomicBool);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                compiler_fence(Ordering::SeqCst);
-                self.0.store(false, Ordering::Relaxed);
-            }
-        }
-        let _release = Release(&self.busy);
-        // SAFETY: the flag was clear and is now set until `_release` drops, so this is the
-        // only `&mut T` in existence (see the `Sync` contract).
-        Some(f(unsafe { &mut *self.value.get() }))
-    }
-
-    /// Lends the value to `f`. A second borrow while one is live is a bug in the library
-    /// (or a signal handler calling a function that is not allowed there): it panics, and
-    /// the panic boundary of the face turns that into the function's error value.
-    #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        match self.try_with(f) {
-            Some(r) => r,
-            None => busy_panic(),
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn busy_panic() -> ! {
-    panic!("melon-ipc process state re-entered (a call that is not allowed in a signal handler?)")
-}
 
 // ---------------------------------------------------------------------------------------
 // Records
@@ -415,30 +348,6 @@ pub(crate) fn label(pid: i32, plan: &Plan) -> String {
         Some(a) => format!("child {pid} (program '{}')", a.name()),
         None => format!("child {pid} (worker {})", plan.slot),
     }
-}
-
-/// The core's loop entry points (`callbacks`), as the layers below it register them on
-/// loops. The table is filled where the modules are put together (`process/mod.rs`), so
-/// no file below `callbacks` names it (the calls go one way: loop callbacks on top, state
-/// at the bottom).
-pub(crate) struct Entries {
-    pub child_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    pub master_readable: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    pub send_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    pub wake_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    pub exit_ready: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    pub restart_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub exit_timeout: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub exit_poll: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub handshake_expired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub rolling_step: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub stop_deadline: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub ready_fired: unsafe extern "C" fn(*mut mln_event_t, *mut c_void),
-    pub stop_exited: unsafe extern "C" fn(*mut mln_event_t, c_int, *mut c_void),
-    #[cfg(feature = "standalone")]
-    pub before_wait: fn(*mut mln_event_t),
-    #[cfg(feature = "standalone")]
-    pub loop_freed: fn(*mut mln_event_t),
 }
 
 /// A closed child whose process has not been seen gone yet (see `supervise`).
@@ -865,66 +774,4 @@ pub(crate) fn with_published<R>(f: impl FnOnce(&[*mut Child]) -> R) -> R {
 
 pub(crate) static PROC: Global<Proc> = Global::new(Proc::new());
 
-// ---------------------------------------------------------------------------------------
-// Settings (extensions)
-// ---------------------------------------------------------------------------------------
-
-static MAX_MESSAGE: AtomicUsize = AtomicUsize::new(crate::wire::DEFAULT_MAX_MESSAGE);
-/// Default per-peer queue limit: 256 MiB.
-pub(crate) const DEFAULT_QUEUE_LIMIT: usize = 256 << 20;
-static QUEUE_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_QUEUE_LIMIT);
-#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
-static WORKER_NUM: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-
-/// `mln_ipc_max_message_set`: the largest `length` field (type + payload) accepted and
-/// sent. At least 4 and at most `u32::MAX`; not above a non-zero queue limit.
-pub(crate) fn set_max_message(max: usize) -> bool {
-    if !(crate::wire::TYPE_LEN..=u32::MAX as usize).contains(&max) {
-        return false;
-    }
-    // The pair (maximum, limit) changes under one lock, so two threads setting one each
-    // cannot both pass their check against the other's old value.
-    let _pair = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
-    let limit = QUEUE_LIMIT.load(Ordering::Relaxed);
-    if limit != 0 && max > limit {
-        return false;
-    }
-    MAX_MESSAGE.store(max, Ordering::Relaxed);
-    true
-}
-
-/// Taken by the two setters of the (maximum message, queue limit) pair; readers read the
-/// atomics. Never taken on the send path, nor by a signal handler's call (the setters are
-/// not for signal handlers).
-static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-#[inline]
-pub(crate) fn max_message() -> usize {
-    MAX_MESSAGE.load(Ordering::Relaxed)
-}
-
-/// `mln_ipc_queue_limit_set`: 0 = unlimited; otherwise at least the maximum message size
-/// (an empty queue always takes one frame, so a maximal frame is never refused for good).
-pub(crate) fn set_queue_limit(bytes: usize) -> bool {
-    let _pair = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
-    if bytes != 0 && bytes < max_message() {
-        return false;
-    }
-    QUEUE_LIMIT.store(bytes, Ordering::Relaxed);
-    true
-}
-
-#[inline]
-pub(crate) fn queue_limit() -> usize {
-    QUEUE_LIMIT.load(Ordering::Relaxed)
-}
-
-#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
-pub(crate) fn set_worker_num(n: u32) {
-    WORKER_NUM.store(n, Ordering::Relaxed);
-}
-
-#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
-pub(crate) fn worker_num() -> u32 {
-    WORKER_NUM.load(Ordering::Relaxed)
-}
+pub(crate) use super::settings::{max_message, queue_limit};

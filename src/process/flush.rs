@@ -46,6 +46,7 @@
 //!   (Melon accepts them until the death is handled, and loses them.)
 
 use super::peer::Phase;
+use super::settings::fds_limit;
 use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
 use super::ENTRIES;
 use crate::abi::*;
@@ -54,6 +55,7 @@ use crate::log;
 use crate::reactor;
 use crate::wire;
 use core::ffi::c_void;
+use std::os::fd::FromRawFd;
 use core::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -114,8 +116,12 @@ pub(crate) enum SendError {
     /// No memory (ENOMEM).
     NoMemory,
     /// A signal handler interrupted the library and every parking slot is taken, or the
-    /// frame is too large for one (EAGAIN).
+    /// frame is too large for one, or it carries descriptors (EAGAIN).
     Busy,
+    /// A descriptor to send is not open (EBADF).
+    BadFd,
+    /// A system call failed (its errno: EMFILE duplicating a descriptor, ...).
+    Os(i32),
 }
 
 /// Whom a send is for, as the caller named it.
@@ -166,6 +172,73 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     }) {
         Some(r) => r,
         None => park(t, ty, payload),
+    }
+}
+
+/// `mln_ipc_*_send_fds_prepare`: a frame with descriptors (1..=253, duplicated here,
+/// close-on-exec; the caller keeps its own). From a signal handler that interrupted the
+/// library: EAGAIN (a parked frame cannot hold descriptors).
+pub(crate) fn send_fds(
+    ev: *mut mln_event_t,
+    t: Target,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
+        return Err(SendError::TooLarge);
+    }
+    let _ = ev;
+    if reactor::busy_here() {
+        return Err(SendError::Busy);
+    }
+    let mut dups = Vec::new();
+    dups.try_reserve_exact(fds.len())
+        .map_err(|_| SendError::NoMemory)?;
+    for &fd in fds {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor number: no memory is passed; a number
+        // that is not open is EBADF.
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if d < 0 {
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EBADF);
+            return Err(if e == libc::EBADF {
+                SendError::BadFd
+            } else {
+                SendError::Os(e)
+            });
+        }
+        // SAFETY: a fresh descriptor we own.
+        dups.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
+    }
+    match PROC.try_with(|p| {
+        if crate::sigsafe::parked() {
+            drain_parked(p);
+        }
+        let (peer, ch) = resolve(p, t, false)?;
+        // SAFETY: as in `send_in`.
+        let ch = unsafe { &mut *ch };
+        if !ch.phase.accepts_sends() {
+            return Err(SendError::NoPeer);
+        }
+        ch.ch.tx.set_limit(queue_limit());
+        ch.ch.tx
+            .push_fds(ty, payload, dups, fds_limit())
+            .map_err(|r| {
+                if r == Refused::QueueFull {
+                    ch.refused = true;
+                }
+                refused(r)
+            })
+            .inspect_err(|e| {
+                if matches!(e, SendError::QueueFull) {
+                    mark_dirty(p, peer);
+                }
+            })?;
+        queued(p, peer, ch, wire::HEADER_LEN + payload.len())
+    }) {
+        Some(r) => r,
+        // The descriptors duplicated above close with `dups` (moved into the closure).
+        None => Err(SendError::Busy),
     }
 }
 
@@ -302,20 +375,26 @@ fn send_in(
             return Err(refused(r));
         }
     }
-    // Queued. Keep the socket busy during a burst; a channel no loop watches is written
-    // at once.
+    queued(p, peer, ch, wire::HEADER_LEN + payload.len())
+}
+
+/// A frame of `total` wire bytes was queued to `peer`: keep the socket busy during a
+/// burst (a channel no loop watches is written at once), pace, and schedule a flush.
+#[inline]
+fn queued(p: &mut Proc, peer: Peer, ch: &mut Chan, total: usize) -> Result<(), SendError> {
+    let fd = ch.ch.raw();
     if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
             // This frame is queued behind bytes the peer will never read: refused (the
             // program is told), so not counted among the frames lost at the close.
             broken(ch, peer, &e);
-            ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
+            ch.ch.tx.disown_last(total);
             return Err(SendError::NoPeer);
         }
         if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled && PACING.load(Ordering::Relaxed) {
             pace(ch, peer, fd);
             if ch.phase.ended() {
-                ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
+                ch.ch.tx.disown_last(total);
                 return Err(SendError::NoPeer);
             }
         }
@@ -549,7 +628,11 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
         recheck_overfull(p);
     }
     let Some(ch) = p.chan(peer) else { return };
-    if ch.refused && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2) {
+    let fl = fds_limit();
+    if ch.refused
+        && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2)
+        && (fl == 0 || ch.ch.tx.queued_fds() <= fl / 2)
+    {
         ch.refused = false;
         log::debug(format_args!(
             "{peer} drained to {} bytes: writable callback due",

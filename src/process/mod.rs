@@ -29,6 +29,7 @@
 mod callbacks;
 mod ending;
 mod events;
+pub(crate) mod fds;
 mod flush;
 mod fork;
 mod global;

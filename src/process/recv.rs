@@ -13,7 +13,7 @@ use super::peer::{Phase, QUIT_TYPE, READY_TYPE};
 use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
-use crate::channel::{IoResult, Next, Pin, Read};
+use crate::channel::{FrameFds, IoResult, Next, Pin, Read};
 use crate::registry::Side;
 use core::ffi::c_void;
 use std::io;
@@ -46,6 +46,7 @@ enum Step {
         ptr: *mut u8,
         len: usize,
         pin: Pin,
+        fds: Option<FrameFds>,
     },
     Skipped,
     More,
@@ -235,10 +236,14 @@ fn deliver(
                 ptr,
                 len,
                 pin,
+                fds,
             } => {
+                super::fds::enter(fds);
                 // SAFETY: a handler from the tables with its own data slot; the payload
                 // stays pinned (valid) until `unpin` below.
                 unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
+                // What the handler did not take is closed (in a new child too: its copies).
+                super::fds::leave();
                 let after = PROC.with(|p| {
                     // The handler returned (in this process, parent or new child).
                     p.callbacks = p.callbacks.saturating_sub(1);
@@ -279,7 +284,13 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
         return Step::Stopped;
     }
     match ch.ch.rx.next() {
-        Next::Frame { ty, ptr, len, pin } => {
+        Next::Frame {
+            ty,
+            ptr,
+            len,
+            pin,
+            fds,
+        } => {
             if ty == READY_TYPE && side == Side::Master || ty == QUIT_TYPE && side == Side::Worker {
                 // The library's own frames: not the program's, not counted.
                 ch.ch.rx.unpin(pin);
@@ -304,6 +315,7 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
                         ptr,
                         len,
                         pin,
+                        fds,
                     }
                 }
                 None => {

@@ -774,4 +774,3 @@ pub(crate) fn with_published<R>(f: impl FnOnce(&[*mut Child]) -> R) -> R {
 
 pub(crate) static PROC: Global<Proc> = Global::new(Proc::new());
 
-pub(crate) use super::settings::{max_message, queue_limit};

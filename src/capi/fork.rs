@@ -343,7 +343,7 @@ fn io_fail(e: &std::io::Error) -> c_int {
 
 /// The payload as a slice, or the errno for a NULL buffer with a length (EINVAL) or a
 /// length that cannot be sent (EMSGSIZE, checked before the buffer is touched, D4).
-unsafe fn payload<'a>(buf: *mut c_void, len: usize) -> Result<&'a [u8], c_int> {
+pub(crate) unsafe fn payload<'a>(buf: *mut c_void, len: usize) -> Result<&'a [u8], c_int> {
     if len > process::max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(libc::EMSGSIZE);
     }
@@ -357,7 +357,7 @@ unsafe fn payload<'a>(buf: *mut c_void, len: usize) -> Result<&'a [u8], c_int> {
     Ok(unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) })
 }
 
-fn result(r: Result<(), SendError>) -> c_int {
+pub(crate) fn result(r: Result<(), SendError>) -> c_int {
     match r {
         Ok(()) => 0,
         Err(e) => {
@@ -366,6 +366,8 @@ fn result(r: Result<(), SendError>) -> c_int {
                 SendError::NoPeer => libc::ESRCH,
                 SendError::QueueFull | SendError::Busy => libc::EAGAIN,
                 SendError::NoMemory => libc::ENOMEM,
+                SendError::BadFd => libc::EBADF,
+                SendError::Os(e) => e,
             };
             set_errno(errno);
             -1

@@ -156,9 +156,7 @@ pub(crate) fn recv_fds(fd: RawFd, buf: &mut [u8]) -> (IoResult, Option<FdBatch>)
         // Each retry starts with the whole control buffer again.
         msg.msg_controllen = core::mem::size_of::<CmsgBuf>() as _;
         // SAFETY: as above.
-        unsafe {
-            libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC)
-        }
+        unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) }
     });
     if !matches!(r, IoResult::Done(_)) {
         return (r, None);

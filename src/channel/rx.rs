@@ -12,10 +12,10 @@
 //! has nothing more and the buffer is empty.
 
 use super::{recv_fds, FdBatch, IoResult, FDS_TYPE};
-use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use crate::wire::{Decoder, Step};
+use std::collections::VecDeque;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::fd::RawFd;
 
 /// Size of the receive buffer; one `recv` reads up to the free space in it.

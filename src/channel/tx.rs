@@ -411,7 +411,9 @@ impl Tx {
             return Err(Refused::QueueFull);
         }
         self.admit(ctl + total)?;
-        self.fd_batches.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+        self.fd_batches
+            .try_reserve(1)
+            .map_err(|_| Refused::NoMemory)?;
         let at = self.pushed;
         {
             let c = self.small_chunk(ctl)?;
@@ -658,6 +660,7 @@ mod tests {
                         ptr,
                         len: l,
                         pin,
+                        ..
                     } => {
                         // SAFETY: the frame is pinned until `unpin`.
                         let p = unsafe { core::slice::from_raw_parts(ptr, l) };

@@ -47,7 +47,8 @@
 
 use super::peer::Phase;
 use super::settings::fds_limit;
-use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
+use super::settings::{max_message, queue_limit};
+use super::state::{Chan, Peer, Proc, PROC};
 use super::ENTRIES;
 use crate::abi::*;
 use crate::channel::{Flushed, Refused};
@@ -55,8 +56,8 @@ use crate::log;
 use crate::reactor;
 use crate::wire;
 use core::ffi::c_void;
-use std::os::fd::FromRawFd;
 use core::ptr::null_mut;
+use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -175,10 +176,31 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     }
 }
 
+/// `mln_ipc_master_send_fds_prepare`.
+pub(crate) fn send_fds_to_child(
+    ev: *mut mln_event_t,
+    f: *const mln_fork_t,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    send_fds(ev, Target::Child(f), ty, payload, fds)
+}
+
+/// `mln_ipc_worker_send_fds_prepare`.
+pub(crate) fn send_fds_to_master(
+    ev: *mut mln_event_t,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    send_fds(ev, Target::Master, ty, payload, fds)
+}
+
 /// `mln_ipc_*_send_fds_prepare`: a frame with descriptors (1..=253, duplicated here,
 /// close-on-exec; the caller keeps its own). From a signal handler that interrupted the
 /// library: EAGAIN (a parked frame cannot hold descriptors).
-pub(crate) fn send_fds(
+fn send_fds(
     ev: *mut mln_event_t,
     t: Target,
     ty: u32,
@@ -200,7 +222,9 @@ pub(crate) fn send_fds(
         // that is not open is EBADF.
         let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         if d < 0 {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EBADF);
+            let e = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EBADF);
             return Err(if e == libc::EBADF {
                 SendError::BadFd
             } else {
@@ -221,7 +245,8 @@ pub(crate) fn send_fds(
             return Err(SendError::NoPeer);
         }
         ch.ch.tx.set_limit(queue_limit());
-        ch.ch.tx
+        ch.ch
+            .tx
             .push_fds(ty, payload, dups, fds_limit())
             .map_err(|r| {
                 if r == Refused::QueueFull {

@@ -16,7 +16,8 @@
  * - a frame with a descriptor whose type has no handler (each direction): the descriptor
  *   is closed (the sender's pipe sees end of file);
  * - the master's descriptors (/proc/self/fd): in the handler, the received ones are there;
- *   after it, exactly the untaken one fewer; at the end, as before the test;
+ *   after it (in the handler of the worker's next frame), exactly the untaken one fewer;
+ *   at the end, as before the test;
  * - the stats count descriptors on both sides (fds_sent, fds_received). */
 #define _GNU_SOURCE
 #include "fds.h"
@@ -33,6 +34,7 @@
 #define T_DONE 8106   /* worker -> master: its stats */
 #define T_CHECK2 8107 /* master -> worker */
 #define T_DONE2 8108  /* worker -> master */
+#define T_SYNC 8109   /* worker -> master, right after T_BACK: T_BACK's handler returned */
 
 static const char from_master[] = "from master", from_worker[] = "from worker";
 static const char worker_memfd[] = "worker memfd", ack[] = "ack from worker";
@@ -94,6 +96,7 @@ static void worker_give(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
     fds[2] = p3[1];
     CHECK(mln_ipc_worker_send_fds_prepare(ev, T_BACK, "back", 4, fds, 3) == 0);
     close(fds[0]); close(fds[1]); close(fds[2]);
+    CHECK(mln_ipc_worker_send_prepare(ev, T_SYNC, NULL, 0) == 0);
 }
 
 static void worker_check(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
@@ -130,7 +133,7 @@ static void master_back(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
 {
     int x, y;
     char *map;
-    (void)udata_ptr;
+    (void)ev; (void)f_ptr; (void)udata_ptr;
     CHECK(len == 4 && memcmp(buf, "back", 4) == 0);
     m_in_handler = count_fds();
     CHECK(mln_ipc_fds_count() == 3);
@@ -158,6 +161,14 @@ static void master_back(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
     pipe_expect(p1[0], from_worker, sizeof(from_worker));
     pipe_expect_eof(p1[0]);
     CHECK(strcmp(map1 + 100, ack) == 0);
+}
+
+static void master_sync(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
+{
+    (void)buf; (void)len; (void)udata_ptr;
+    no_fds_here();
+    /* T_BACK's handler has returned: its untaken descriptor is closed. */
+    CHECK(count_fds() == m_in_handler - 3);
     CHECK(mln_ipc_master_send_prepare(ev, T_CHECK, NULL, 0, f_ptr) == 0);
 }
 
@@ -176,7 +187,7 @@ static void master_done(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
     CHECK(ws.fds_received == 3 && ws.fds_lost == 0);
     ms = stats_of(f_ptr);
     CHECK(ms.fds_sent == 3 && ms.fds_received == 4 && ms.fds_lost == 0);
-    CHECK(ms.frames_sent == 3 && ms.frames_received == 3); /* announcements not counted */
+    CHECK(ms.frames_sent == 3 && ms.frames_received == 4); /* announcements not counted */
     CHECK(mln_ipc_master_send_prepare(ev, T_CHECK2, NULL, 0, f_ptr) == 0);
 }
 
@@ -235,6 +246,7 @@ static int global_init(void)
     if (!mln_ipc_handler_register(T_CHECK2, NULL, worker_check2, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_BACK, master_back, NULL, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_DONE, master_done, NULL, NULL, NULL)) return -1;
+    if (!mln_ipc_handler_register(T_SYNC, master_sync, NULL, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_DONE2, master_done2, NULL, NULL, NULL)) return -1;
     return 0;
 }

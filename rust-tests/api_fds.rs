@@ -10,7 +10,7 @@
 
 mod common;
 
-use mln_ipc::api::{Builder, Error, Master, Worker, WorkerId};
+use mln_ipc::api::{Builder, End, Error, Master, Worker, WorkerEvent, WorkerId};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::stat::fstat;
 use std::cell::{Cell, RefCell};
@@ -87,6 +87,21 @@ fn same_file(a: &OwnedFd, b: &OwnedFd) -> bool {
     x.st_dev == y.st_dev && x.st_ino == y.st_ino
 }
 
+/// One worker; a worker that crashes (a failed assertion aborts it) fails the scenario at
+/// once, instead of being restarted until the watchdog.
+fn one_worker() -> Builder {
+    Builder::new()
+        .workers(1)
+        .on_worker_event(|_: &mut Master, e: &WorkerEvent| {
+            if let WorkerEvent::Exited {
+                how: End::Crashed, ..
+            } = e
+            {
+                panic!("worker crashed: {e:?}");
+            }
+        })
+}
+
 #[derive(Default)]
 struct MasterSide {
     give: Option<OwnedFd>,
@@ -105,8 +120,7 @@ fn both_ways() {
     let ws = Rc::new(RefCell::new(WorkerSide::default()));
     let (m1, m2, m3) = (ms.clone(), ms.clone(), ms.clone());
     let (w1, w2) = (ws.clone(), ws.clone());
-    Builder::new()
-        .workers(1)
+    one_worker()
         .on_worker_start(|w: &mut Worker| {
             assert!(w.take_fds().is_empty()); // not in a handler
             w.send(HELLO, []).expect("hello")
@@ -179,8 +193,7 @@ fn both_ways() {
 fn limits() {
     let keep = Rc::new(RefCell::new(None::<OwnedFd>));
     let k1 = keep.clone();
-    Builder::new()
-        .workers(1)
+    one_worker()
         .on_worker_start(|w: &mut Worker| w.send(HELLO, []).expect("hello"))
         .on_master(HELLO, move |m: &mut Master, from: WorkerId, _: &[u8]| {
             let (r, w) = pipe();
@@ -244,8 +257,7 @@ fn queue_full_at_fds_limit() {
     let (p1, p2) = (pipes.clone(), pipes.clone());
     let writable = Rc::new(Cell::new(0u32));
     let wr = writable.clone();
-    Builder::new()
-        .workers(1)
+    one_worker()
         .on_worker_start(|w: &mut Worker| w.send(HELLO, []).expect("hello"))
         .on_worker(HOLD, move |_: &mut Worker, _: &[u8]| {
             let mut b = [0u8; 1];

@@ -1,7 +1,8 @@
 /* Descriptors through the channel (issue 23): a receiver at its descriptor limit
  * (RLIMIT_NOFILE), one worker.
  * - The worker lowers its RLIMIT_NOFILE (setrlimit) and fills its table (dup until EMFILE),
- *   then frees exactly FREE slots and says so.
+ *   then frees exactly FREE slots. A send of 5 descriptors from there is EMFILE (no room
+ *   for the library's copies), queues nothing and leaves no copy open. It says it is full.
  * - The master sends a frame with 5 descriptors (pipes' write ends; it keeps the read ends),
  *   then a frame without. The worker gets the first with mln_ipc_fds_truncated() == 1 and
  *   exactly FREE descriptors, the sender's fds[0] and fds[1] (it writes into them; the
@@ -50,6 +51,17 @@ static void worker_fill(mln_event_t *ev)
     CHECK(nfill > FREE);
     for (i = 0; i < FREE; ++i) close(fill[--nfill]);
     fprintf(stderr, "worker: table full below %d, %d slot(s) free\n", LIMIT, FREE);
+    /* A sender at its limit: no room for the copies of 5: EMFILE, nothing queued, the
+     * copies made before it ran out closed. */
+    {
+        int five[NA] = {fill[0], fill[0], fill[0], fill[0], fill[0]}, n0 = count_fds(), r;
+        mln_ipc_stats_t s0 = stats_of(NULL), s1;
+        errno = 0;
+        r = mln_ipc_worker_send_fds_prepare(ev, T_FULL, NULL, 0, five, NA);
+        CHECK(r == -1 && errno == EMFILE);
+        s1 = stats_of(NULL);
+        CHECK(memcmp(&s0, &s1, sizeof(s0)) == 0 && count_fds() == n0);
+    }
     CHECK(mln_ipc_worker_send_prepare(ev, T_FULL, NULL, 0) == 0);
 }
 

@@ -141,7 +141,7 @@ doc:
 
 example:
 	$(CARGO) run --release --example ping_pong
-	timeout -k 5 90 $(CARGO) run --release --example accept_handoff -- --self-test
+	$(CARGO) run --release --example accept_handoff -- --self-test
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings

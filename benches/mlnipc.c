@@ -40,6 +40,7 @@
 #pragma weak mln_ipc_master_send_fds_prepare
 #pragma weak mln_ipc_fd_take
 #pragma weak mln_ipc_fds_count
+#pragma weak mln_ipc_fds_limit_set
 #endif
 #include <fcntl.h>
 #include "bench.h"
@@ -48,6 +49,9 @@
 #define WATCH_MS 100 /* how often the master checks that its workers are alive */
 #define CB_LIMIT ((mln_size_t)4 << 20)   /* cw2m: the queue limit */
 #define CB_MAX_MSG ((mln_size_t)1 << 20) /* cw2m: the maximum message (at most the limit) */
+/* fdm2w: the descriptors queued per peer. Not the default (1,024): under the common
+ * `ulimit -n 1024` the master's duplicates would fill its table first (EMFILE). */
+#define FDS_LIMIT 256
 
 enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M, K_FDM2W };
 static enum kind kind;
@@ -160,9 +164,8 @@ static void writable(mln_event_t *ev, mln_fork_t *f, void *data)
 }
 
 /* fdm2w: the master sends one descriptor per frame (the library duplicates it; ours stays
- * open) until a send is refused with EAGAIN (the descriptor limit, 1,024 queued by
- * default) or all are sent; the writable callback resumes. Any other failure fails the
- * row. */
+ * open) until a send is refused with EAGAIN (the descriptor limit, FDS_LIMIT queued) or all
+ * are sent; the writable callback resumes. Any other failure fails the row. */
 static int fd_to_send = -1;
 
 static void fds_until_refused(mln_event_t *ev, struct stream *s)
@@ -459,11 +462,13 @@ static int global_init(void)
     if (kind == K_FDM2W) {
 #ifdef BENCH_MELON
         if (mln_ipc_master_send_fds_prepare == NULL || mln_ipc_fd_take == NULL
-            || mln_ipc_fds_count == NULL || mln_ipc_writable_handler_set == NULL) {
+            || mln_ipc_fds_count == NULL || mln_ipc_fds_limit_set == NULL
+            || mln_ipc_writable_handler_set == NULL) {
             fprintf(stderr, "ipc_bench: fdm2w: this IPC cannot pass descriptors (Melon's own)\n");
             return -1;
         }
 #endif
+        if (mln_ipc_fds_limit_set(FDS_LIMIT) != 0) return -1;
         mln_ipc_writable_handler_set(fd_writable, NULL);
     }
     for (i = 0; i < sizeof(h) / sizeof(h[0]); ++i)

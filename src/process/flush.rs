@@ -214,27 +214,29 @@ fn send_fds(
     if reactor::busy_here() {
         return Err(SendError::Busy);
     }
-    let mut dups = Vec::new();
-    dups.try_reserve_exact(fds.len())
-        .map_err(|_| SendError::NoMemory)?;
-    for &fd in fds {
-        // SAFETY: F_DUPFD_CLOEXEC on a descriptor number: no memory is passed; a number
-        // that is not open is EBADF.
-        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-        if d < 0 {
-            let e = std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EBADF);
-            return Err(if e == libc::EBADF {
-                SendError::BadFd
-            } else {
-                SendError::Os(e)
-            });
-        }
-        // SAFETY: a fresh descriptor we own.
-        dups.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
-    }
+    // Everything inside the borrow: a signal handler that interrupted the library (maybe
+    // inside `malloc`) gets EAGAIN before anything is allocated.
     match PROC.try_with(|p| {
+        let mut dups = Vec::new();
+        dups.try_reserve_exact(fds.len())
+            .map_err(|_| SendError::NoMemory)?;
+        for &fd in fds {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor number: no memory is passed; a number
+            // that is not open is EBADF.
+            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if d < 0 {
+                let e = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EBADF);
+                return Err(if e == libc::EBADF {
+                    SendError::BadFd
+                } else {
+                    SendError::Os(e)
+                });
+            }
+            // SAFETY: a fresh descriptor we own.
+            dups.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
+        }
         if crate::sigsafe::parked() {
             drain_parked(p);
         }
@@ -262,7 +264,6 @@ fn send_fds(
         queued(p, peer, ch, wire::HEADER_LEN + payload.len())
     }) {
         Some(r) => r,
-        // The descriptors duplicated above close with `dups` (moved into the closure).
         None => Err(SendError::Busy),
     }
 }

@@ -217,6 +217,14 @@ fn send_fds(
     // Everything inside the borrow: a signal handler that interrupted the library (maybe
     // inside `malloc`) gets EAGAIN before anything is allocated.
     match PROC.try_with(|p| {
+        // Every descriptor is checked before any is duplicated: a copy could otherwise take
+        // the number of a closed one later in the array, which would then look open.
+        for &fd in fds {
+            // SAFETY: F_GETFD on a descriptor number: no memory is passed.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(SendError::BadFd);
+            }
+        }
         let mut dups = Vec::new();
         dups.try_reserve_exact(fds.len())
             .map_err(|_| SendError::NoMemory)?;

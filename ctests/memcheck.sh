@@ -23,6 +23,12 @@
 #
 # Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here),
 # MEMCHECK_JOBS (tests run at once; default: the number of processors).
+# MEMCHECK_FDS=1: also --track-fds=yes. Valgrind then lists every descriptor a process has
+# open at exit; a listed descriptor counts as a report (a leak) when it came from recvmsg
+# (received through a channel) or from fcntl/dup (a copy, as the library makes of the
+# descriptors it sends). Others are not reports: the library's own (loop, wake-up eventfd,
+# channel: a worker exits with them open), Melon's log, what valgrind's parent passed down,
+# and the tests' own (a test that forks after making a pipe leaves copies in its children).
 # CTEST_BUILD=melon (`make memcheck-melon`): the melon build, as run.sh does it; tests
 # marked CTEST_STANDALONE_ONLY or CTEST_MELON_XFAIL are skipped and logs go to
 # $TARGET_DIR/melon/memcheck/<test>/. Against Melon 270f2c8 nothing in libmelon needed a
@@ -54,7 +60,7 @@ fi
 
 # One test under memcheck; prints its result line (PASS / FAIL / SKIP, then details).
 one() {
-    local name=$1 logs out rc reports why m f
+    local name=$1 logs out rc reports why m f leaks=""
     if grep -q 'CTEST_XFAIL:' "ctests/$name.c"; then
         why=$(sed -n 's/.*CTEST_XFAIL: *\(.*\)/\1/p' "ctests/$name.c" | head -n 1 | sed 's| *\*/$||')
         echo "SKIP $name (known failure: $why; CTEST_XFAIL in ctests/$name.c)"
@@ -76,9 +82,16 @@ one() {
     export CTEST_WRAP="$VALGRIND -q --vgdb=no --trace-children=yes --error-exitcode=99 \
 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 --suppressions=$root/ctests/valgrind.supp --log-file=$root/$logs/%p.log"
+    [ -n "${MEMCHECK_FDS:-}" ] && CTEST_WRAP="$CTEST_WRAP --track-fds=yes"
     out=$(./ctests/run.sh "$name" 2>&1)
     rc=$?
-    reports=$(cat "$logs"/*.log 2>/dev/null | grep -c '^==[0-9]*==')
+    if [ -n "${MEMCHECK_FDS:-}" ]; then
+        leaks=$(fd_leaks "$logs"/*.log)
+        reports=$(fd_listing_out "$logs"/*.log | grep -c '^==[0-9]*==')
+        reports=$((reports + $(grep -c '== Open ' <<<"$leaks")))
+    else
+        reports=$(cat "$logs"/*.log 2>/dev/null | grep -c '^==[0-9]*==')
+    fi
     if [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ]; then
         echo "PASS $name"
         return
@@ -89,12 +102,36 @@ one() {
     else
         echo "FAIL $name (memcheck: $reports report line(s))"
     fi
+    if [ -n "$leaks" ]; then
+        echo "    --- descriptors leaked (open at exit, received or copied):"
+        head -n 120 <<<"$leaks" | sed 's/^/    /'
+    fi
     for f in "$logs"/*.log; do
-        if grep -q '^==[0-9]*==' "$f"; then
+        if fd_listing_out "$f" | grep -q '^==[0-9]*=='; then
             echo "    --- $f"
-            head -n 60 "$f" | sed 's/^/    /'
+            fd_listing_out "$f" | head -n 60 | sed 's/^/    /'
         fi
     done
+}
+
+# The logs without valgrind's listing of the descriptors open at exit (--track-fds): its
+# header, each "Open ..." entry down to the blank "==pid== " line that ends it, blank lines.
+fd_listing_out() {
+    awk '/^==[0-9]+== FILE DESCRIPTORS: / { next }
+         /^==[0-9]+== Open / { entry = 1; next }
+         /^==[0-9]+== $/ { entry = 0; next }
+         !entry { print }' "$@" 2>/dev/null
+}
+
+# The entries of that listing that are leaks (see MEMCHECK_FDS above): those whose first
+# stack frame is recvmsg, fcntl or dup*, printed whole, a blank line after each.
+fd_leaks() {
+    awk '/^==[0-9]+== Open / { entry = $0; first = ""; next }
+         entry != "" && /^==[0-9]+== $/ {
+             if (first ~ /: (__)?(recvmsg|__recvmsg_syscall|__libc_recvmsg|fcntl|fcntl64|__libc_fcntl64|dup|dup2|dup3) /)
+                 print entry "\n" body "\n"
+             entry = ""; body = ""; next }
+         entry != "" { if (first == "") first = $0; body = body (body == "" ? "" : "\n") $0 }' "$@" 2>/dev/null
 }
 
 # MEMCHECK_JOBS tests at a time (default: the number of processors); each result is

@@ -203,17 +203,7 @@ typedef void (*ev_tm_handler)(mln_event_t *ev, void *data);
  */
 typedef void (*dispatch_callback)(mln_event_t *ev, void *data);
 
-/**
- * A message handler: `(ev, f_ptr, buf, len, udata_ptr)`.
- *
- * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
- * (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
- * only during the call, is not NUL-terminated, has no particular alignment (read
- * multi-byte values with `memcpy`) and is non-NULL even when `len` is 0.
- * `udata_ptr` points at this process's data slot for the type: it starts as the
- * registered data, and what the handler stores there is seen by the next message.
- */
-typedef void (*ipc_handler)(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr);
+typedef size_t mln_size_t;
 
 typedef char *mln_s8ptr_t;
 
@@ -235,8 +225,6 @@ typedef struct mln_tcp_conn_t {
     int sockfd;
     mln_u32_t nonblock;
 } mln_tcp_conn_t;
-
-typedef size_t mln_size_t;
 
 /**
  * One child process as seen by the master (`struct mln_fork_s`, 144 bytes).
@@ -270,6 +258,18 @@ typedef struct mln_fork_s {
  * `mln_fork_t`.
  */
 typedef struct mln_fork_s mln_fork_t;
+
+/**
+ * A message handler: `(ev, f_ptr, buf, len, udata_ptr)`.
+ *
+ * `f_ptr` is the sending child's `mln_fork_t *` in the master, and the master connection
+ * (`mln_fork_master_connection_get()`) in a worker. `buf` points at the payload, is valid
+ * only during the call, is not NUL-terminated, has no particular alignment (read
+ * multi-byte values with `memcpy`) and is non-NULL even when `len` is 0.
+ * `udata_ptr` points at this process's data slot for the type: it starts as the
+ * registered data, and what the handler stores there is seen by the next message.
+ */
+typedef void (*ipc_handler)(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr);
 
 /**
  * Called by `mln_fork_iterate` for each child; a negative return stops the walk.
@@ -367,6 +367,19 @@ typedef struct mln_ipc_stats_t {
      * program that set no writable handler; README "Backpressure").
      */
     mln_u64_t paced_ns;
+    /**
+     * Descriptors handed to the socket (`mln_ipc_*_send_fds_prepare`).
+     */
+    mln_u64_t fds_sent;
+    /**
+     * Descriptors received with frames.
+     */
+    mln_u64_t fds_received;
+    /**
+     * Descriptors queued to this worker slot's earlier processes that died before they
+     * were written (closed, not leaked); carried over to the replacement as `restarts`.
+     */
+    mln_u64_t fds_lost;
 } mln_ipc_stats_t;
 
 typedef int64_t mln_s64_t;
@@ -613,6 +626,63 @@ void mln_event_fd_timeout_handler_set(mln_event_t *ev,
 void mln_event_callback_set(mln_event_t *ev, dispatch_callback dc, void *dc_data);
 
 /**
+ * Extension (not in Melon): as `mln_ipc_master_send_prepare`, plus `nfds` descriptors
+ * (0 <= nfds <= 253) that arrive with this frame and no other. The library duplicates
+ * them at once (close-on-exec): the caller keeps and closes its own. Returns 0, or -1 with
+ * errno as `mln_ipc_master_send_prepare`, or EINVAL (`fds` NULL with `nfds` > 0, `nfds` >
+ * 253), EBADF (a descriptor in the array is not open), EMFILE (no descriptor left for the
+ * duplicates), EAGAIN (also: the peer's descriptor limit, `mln_ipc_fds_limit_set`; or
+ * called from a signal handler that interrupted the library); nothing is queued then.
+ */
+int mln_ipc_master_send_fds_prepare(mln_event_t *ev,
+                                    mln_u32_t type,
+                                    void *buf,
+                                    mln_size_t len,
+                                    const int *fds,
+                                    mln_u32_t nfds,
+                                    mln_fork_t *f_child);
+
+/**
+ * Extension (not in Melon): as `mln_ipc_worker_send_prepare`, with descriptors as
+ * `mln_ipc_master_send_fds_prepare`.
+ */
+int mln_ipc_worker_send_fds_prepare(mln_event_t *ev,
+                                    mln_u32_t type,
+                                    void *buf,
+                                    mln_size_t len,
+                                    const int *fds,
+                                    mln_u32_t nfds);
+
+/**
+ * Extension (not in Melon): inside a handler, how many descriptors came with the frame
+ * being handled (taking some does not change it); 0 outside a handler.
+ */
+mln_u32_t mln_ipc_fds_count(void);
+
+/**
+ * Extension (not in Melon): inside a handler, the descriptor that was the sender's
+ * `fds[i]`, received close-on-exec; the caller owns it from now on (those not taken are
+ * closed when the handler returns). -1 with ENOENT if there is no such descriptor, it was
+ * taken already, or no handler runs.
+ */
+int mln_ipc_fd_take(mln_u32_t i);
+
+/**
+ * Extension (not in Melon): inside a handler, 1 if the kernel dropped some of the frame's
+ * descriptors (this process was at its descriptor limit: fewer came than were sent), 0
+ * otherwise (and outside a handler).
+ */
+int mln_ipc_fds_truncated(void);
+
+/**
+ * Extension (not in Melon): per peer, the most descriptors queued and not yet written;
+ * default 1,024, 0 = unlimited. A send whose descriptors would go beyond it returns -1
+ * with EAGAIN, except that a peer with none queued always takes one frame's; the writable
+ * handler fires once the peer is down to half of it. Returns 0. Thread-safe.
+ */
+int mln_ipc_fds_limit_set(mln_u32_t n);
+
+/**
  * Prepares this process for forking: ignores SIGCHLD (children are reaped automatically;
  * the library's plain workers are forked so that it still learns how they ended) and
  * SIGPIPE, creates the master connection record, and installs the registry into the
@@ -762,7 +832,7 @@ void mln_fork_socketpair_close_handler(mln_event_t *ev, mln_fork_t *f, int fd);
  * loop the child is registered on.
  *
  * Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
- * 0), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
+ * 0, `type` 1021..=1023: the library's own frames, in the range Melon reserves), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
  * whose socket already failed on a write, i.e. it died and its end is not handled yet),
  * EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
  * EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is

@@ -4,7 +4,9 @@
  *   mln_ipc_max_message_set, mln_ipc_queue_limit_set, mln_ipc_writable_handler,
  *   mln_ipc_writable_handler_set, mln_ipc_stats_t, mln_ipc_stats_get, and lifecycle control:
  *   mln_ipc_child_event_t and its handler, mln_fork_stop, mln_ipc_worker_quit_handler_set,
- *   mln_fork_rolling_restart, mln_fork_restart_policy_set.
+ *   mln_fork_rolling_restart, mln_fork_restart_policy_set; descriptors through the channel:
+ *   mln_ipc_master_send_fds_prepare, mln_ipc_worker_send_fds_prepare, mln_ipc_fds_count,
+ *   mln_ipc_fd_take, mln_ipc_fds_truncated, mln_ipc_fds_limit_set.
  *
  * Include it after Melon's headers (or on its own: it includes mln_fork.h and mln_event.h
  * for mln_fork_t, mln_event_t, mln_size_t and mln_u64_t). Written by hand; the declarations
@@ -66,7 +68,7 @@ void mln_ipc_writable_handler_set(mln_ipc_writable_handler h, void *data);
 
 /*
  * Extension (not in Melon): counters of one connection, filled by `mln_ipc_stats_get`
- * (80 bytes, ten 64-bit counters).
+ * (104 bytes, thirteen 64-bit counters).
  */
 typedef struct mln_ipc_stats_t {
     /* Frames completely written to the socket, and their payload bytes. */
@@ -87,15 +89,23 @@ typedef struct mln_ipc_stats_t {
     /* Nanoseconds sends to this peer spent waiting for it to read (pacing: only in a
      * program that set no writable handler). */
     mln_u64_t paced_ns;
+    /* Descriptors handed to the socket (mln_ipc_*_send_fds_prepare). */
+    mln_u64_t fds_sent;
+    /* Descriptors received with frames. */
+    mln_u64_t fds_received;
+    /* Descriptors queued to this worker slot's earlier processes that died before they
+     * were written (closed, not leaked); carried over to the replacement as `restarts`. */
+    mln_u64_t fds_lost;
 } mln_ipc_stats_t;
 
 /* The layout of src/abi.rs (assert_layout!(mln_ipc_stats_t, size 80, ...)); a C99 and C++
  * static assertion: the array size is negative if the layout differs. */
-typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 80
+typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 104
     && offsetof(mln_ipc_stats_t, frames_sent) == 0
     && offsetof(mln_ipc_stats_t, sends_refused) == 56
     && offsetof(mln_ipc_stats_t, restarts) == 64
-    && offsetof(mln_ipc_stats_t, paced_ns) == 72) ? 1 : -1];
+    && offsetof(mln_ipc_stats_t, paced_ns) == 72
+    && offsetof(mln_ipc_stats_t, fds_lost) == 96) ? 1 : -1];
 
 /*
  * Extension (not in Melon): fills `*out` with the counters of child `f`, or, with `f`
@@ -230,6 +240,33 @@ int mln_fork_rolling_restart(mln_event_t *ev, mln_u32_t batch, mln_u32_t ready_t
  * or -1 with errno EINVAL (`intensity` > 0 with `period_ms` 0). Thread-safe.
  */
 int mln_fork_restart_policy_set(mln_u32_t intensity, mln_u32_t period_ms);
+
+/*
+ * Descriptors through the channel. Extension (not in Melon): as the send_prepare
+ * functions, plus `nfds` descriptors (0 <= nfds <= 253) that arrive with this frame and no
+ * other. The library duplicates them at once (close-on-exec): the caller keeps and closes
+ * its own. -1 with EINVAL (`fds` NULL with `nfds` > 0, `nfds` > 253), EBADF (one is not
+ * open), EMFILE, EAGAIN (also the peer's descriptor limit, or from a signal handler that
+ * interrupted the library), or the send_prepare errno values; nothing is queued then.
+ */
+int mln_ipc_master_send_fds_prepare(mln_event_t *ev, mln_u32_t type, void *buf, mln_size_t len,
+                                    const int *fds, mln_u32_t nfds, mln_fork_t *f_child);
+int mln_ipc_worker_send_fds_prepare(mln_event_t *ev, mln_u32_t type, void *buf, mln_size_t len,
+                                    const int *fds, mln_u32_t nfds);
+
+/* Inside a handler, about the frame being handled (outside a handler: 0, -1 + ENOENT, 0):
+ * how many descriptors came with it (taking some does not change it); the one that was the
+ * sender's fds[i], now the caller's (-1 + ENOENT if absent or taken; those not taken are
+ * closed when the handler returns); 1 if the kernel dropped some (this process was at its
+ * descriptor limit). */
+mln_u32_t mln_ipc_fds_count(void);
+int mln_ipc_fd_take(mln_u32_t i);
+int mln_ipc_fds_truncated(void);
+
+/* Per peer, the most descriptors queued and not yet written; default 1,024, 0 = unlimited.
+ * Beyond it a send returns -1 with EAGAIN (a peer with none queued always takes one
+ * frame's); the writable handler fires once the peer is down to half of it. Returns 0. */
+int mln_ipc_fds_limit_set(mln_u32_t n);
 
 #ifdef __cplusplus
 }

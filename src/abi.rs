@@ -303,6 +303,13 @@ pub struct mln_ipc_stats_t {
     /// Nanoseconds sends to this peer spent waiting for it to read (pacing: only in a
     /// program that set no writable handler; README "Backpressure").
     pub paced_ns: mln_u64_t,
+    /// Descriptors handed to the socket (`mln_ipc_*_send_fds_prepare`).
+    pub fds_sent: mln_u64_t,
+    /// Descriptors received with frames.
+    pub fds_received: mln_u64_t,
+    /// Descriptors queued to this worker slot's earlier processes that died before they
+    /// were written (closed, not leaked); carried over to the replacement as `restarts`.
+    pub fds_lost: mln_u64_t,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -426,7 +433,8 @@ assert_layout!(mln_ipc_cb_t, size 56, align 8,
 assert_layout!(mln_framework_attr, size 48, align 8,
     argc @ 0, argv @ 8, global_init @ 16, main_thread @ 24, master_process @ 32,
     worker_process @ 40);
-assert_layout!(mln_ipc_stats_t, size 80, align 8, frames_sent @ 0, restarts @ 64, paced_ns @ 72);
+assert_layout!(mln_ipc_stats_t, size 104, align 8, frames_sent @ 0, restarts @ 64, paced_ns @ 72,
+    fds_sent @ 80, fds_received @ 88, fds_lost @ 96);
 assert_layout!(mln_ipc_child_event_t, size 48, align 8,
     r#type @ 0, slot @ 4, pid @ 8, how @ 12, exited @ 16, status @ 20, restarts @ 24,
     restart_in_ms @ 32, frames_lost @ 40);

@@ -1,6 +1,6 @@
 //! The contexts handed to user code: [`Master`] and [`Worker`].
 
-use super::error::{check_len, send_error};
+use super::error::{check_fds, check_len, send_error};
 use super::identity::{self, WorkerId};
 use super::lifecycle::{self, RollingRestart};
 use super::stats::Stats;
@@ -10,6 +10,7 @@ use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process;
 use core::marker::PhantomData;
 use core::ptr::null;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 /// The master's side of the conversation, given to master handlers, master timers,
@@ -55,6 +56,41 @@ impl Master {
         check_len(payload.len())?;
         let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
         process::send_to_child(self.ev, f, ty, payload).map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// [`Master::send_to`] with descriptors: they arrive with this message and no other
+    /// (the worker's handler gets them from [`Worker::take_fds`]), at most 253. They are
+    /// moved: closed here once handed to the socket (or if the send is refused, or `to`
+    /// dies first). [`Error::QueueFull`] also when `to`'s descriptor limit (1,024 queued)
+    /// is reached; [`Error::InvalidArgument`] above 253.
+    pub fn send_with_fds(
+        &mut self,
+        to: WorkerId,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        check_fds(fds.len())?;
+        let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
+        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
+        // The core duplicates them; ours close when `fds` goes.
+        process::send_fds_to_child(self.ev, f, ty, payload, &raw)
+            .map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// In a master handler: the descriptors that came with the message being handled, in
+    /// the sender's order, now the caller's (those not taken are closed when the handler
+    /// returns); empty outside a handler or when none came.
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        process::fds::take_all()
+    }
+
+    /// In a master handler: whether some descriptors of the message being handled were
+    /// dropped by the kernel (this process was at its descriptor limit).
+    pub fn fds_truncated(&self) -> bool {
+        process::fds::truncated()
     }
 
     /// Queues a message of type `ty` for every live child, in index order; returns how
@@ -198,6 +234,32 @@ impl Worker {
         let payload = payload.as_ref();
         check_len(payload.len())?;
         process::send_to_master(self.ev, ty, payload).map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// [`Worker::send`] with descriptors, as [`Master::send_with_fds`].
+    pub fn send_with_fds(
+        &mut self,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        check_fds(fds.len())?;
+        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
+        process::send_fds_to_master(self.ev, ty, payload, &raw)
+            .map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// In a worker handler: the descriptors that came with the message being handled, as
+    /// [`Master::take_fds`].
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        process::fds::take_all()
+    }
+
+    /// In a worker handler: as [`Master::fds_truncated`].
+    pub fn fds_truncated(&self) -> bool {
+        process::fds::truncated()
     }
 
     /// [`Worker::send`] for a typed message.

@@ -98,11 +98,26 @@ pub(super) fn send_error(e: SendError, len: usize) -> Error {
         SendError::NoPeer => Error::PeerGone,
         SendError::QueueFull | SendError::Busy => Error::QueueFull,
         SendError::NoMemory => Error::Io(io::Error::from(io::ErrorKind::OutOfMemory)),
+        SendError::BadFd => Error::Io(io::Error::from_raw_os_error(libc::EBADF)),
+        SendError::Os(e) => Error::Io(io::Error::from_raw_os_error(e)),
+        SendError::Reserved => Error::InvalidArgument(
+            "message types 1021..=1023 are the library's own (Melon reserves 0..=1024)",
+        ),
     }
 }
 
 fn max_payload() -> usize {
     process::max_message().saturating_sub(wire::TYPE_LEN)
+}
+
+/// At most 253 descriptors per message (the kernel's SCM_MAX_FD).
+pub(super) fn check_fds(n: usize) -> Result<(), Error> {
+    if n > 253 {
+        return Err(Error::InvalidArgument(
+            "send_with_fds: at most 253 descriptors per message",
+        ));
+    }
+    Ok(())
 }
 
 /// `MessageTooLarge` for a payload of `len` bytes, before anything is looked up.

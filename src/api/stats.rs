@@ -32,6 +32,12 @@ pub struct Stats {
     /// API: its sends never wait (a full queue is [`Error::QueueFull`](super::Error::QueueFull));
     /// only a C program that set no writable handler is paced.
     pub paced_ns: u64,
+    /// Descriptors handed to the socket.
+    pub fds_sent: u64,
+    /// Descriptors received with messages.
+    pub fds_received: u64,
+    /// Descriptors queued to this index's earlier processes that died first (closed).
+    pub fds_lost: u64,
 }
 
 impl From<mln_ipc_stats_t> for Stats {
@@ -47,6 +53,9 @@ impl From<mln_ipc_stats_t> for Stats {
             sends_refused: s.sends_refused,
             restarts: s.restarts,
             paced_ns: s.paced_ns,
+            fds_sent: s.fds_sent,
+            fds_received: s.fds_received,
+            fds_lost: s.fds_lost,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! delegates to the core; no logic lives here.
 
 pub mod event;
+pub mod fds;
 pub mod fork;
 pub mod framework;
 pub mod ipc;

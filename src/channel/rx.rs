@@ -11,9 +11,11 @@
 //! by the peer (spec D3); a buffer grown for a large frame is given back once the socket
 //! has nothing more and the buffer is empty.
 
-use super::{recv_into, IoResult};
+use super::{recv_fds, FdBatch, IoResult, FDS_TYPE};
 use crate::wire::{Decoder, Step};
+use std::collections::VecDeque;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::fd::RawFd;
 
 /// Size of the receive buffer; one `recv` reads up to the free space in it.
@@ -39,12 +41,14 @@ pub(crate) struct Pin(u32);
 /// The next complete frame, if any.
 #[derive(Debug)]
 pub(crate) enum Next {
-    /// A frame; `ptr..ptr+len` is its payload, valid until `unpin(pin)`.
+    /// A frame; `ptr..ptr+len` is its payload, valid until `unpin(pin)`; `fds`: the
+    /// descriptors that came with it, if it was announced with some.
     Frame {
         ty: u32,
         ptr: *mut u8,
         len: usize,
         pin: Pin,
+        fds: Option<FrameFds>,
     },
     /// No complete frame in the buffer.
     More,
@@ -60,6 +64,19 @@ struct Retired {
     gen: u32,
     pins: u32,
 }
+
+/// The descriptors of one frame.
+#[derive(Debug, Default)]
+pub(crate) struct FrameFds {
+    pub fds: Vec<OwnedFd>,
+    /// Fewer than announced came (the receiver was at its descriptor limit).
+    pub truncated: bool,
+}
+
+/// Batches received and not yet claimed by an announcing frame beyond which the peer is
+/// breaking the protocol (a well-behaved peer's batch is claimed by the read that brings
+/// it, or the next one).
+const UNCLAIMED_MAX: usize = 4;
 
 pub(crate) struct Rx {
     buf: Vec<u8>,
@@ -77,6 +94,16 @@ pub(crate) struct Rx {
     retired: Vec<Retired>,
     /// The last read filled all the space offered (more may be waiting).
     full_read: bool,
+    /// The last read brought descriptors.
+    fds_read: bool,
+    /// Descriptor batches received, in order, not yet claimed by an announcing frame.
+    batches: VecDeque<FdBatch>,
+    /// The descriptors announced for the next frame.
+    pending: Option<FrameFds>,
+    /// Descriptors received so far.
+    fds_received: u64,
+    /// Announced descriptors that did not come (truncated batches).
+    fds_missing: u64,
 }
 
 impl Rx {
@@ -91,11 +118,22 @@ impl Rx {
             gen: 0,
             retired: Vec::new(),
             full_read: false,
+            fds_read: false,
+            batches: VecDeque::new(),
+            pending: None,
+            fds_received: 0,
+            fds_missing: 0,
         }
     }
 
     pub(crate) fn set_max(&mut self, max: usize) {
         self.dec.set_max(max);
+    }
+
+    /// Whether the last read brought descriptors (and so stopped at them, whatever the
+    /// space).
+    pub(crate) fn last_read_stopped_at_fds(&self) -> bool {
+        self.fds_read
     }
 
     /// Whether the last read filled the space it was offered.
@@ -148,15 +186,36 @@ impl Rx {
         }
     }
 
-    /// One `recv` into the free space.
+    /// Descriptors received so far, and announced ones that never came.
+    pub(crate) fn fd_counts(&self) -> (u64, u64) {
+        (self.fds_received, self.fds_missing)
+    }
+
+    /// One `recvmsg` into the free space; descriptors that come with it wait for the frame
+    /// that announces them.
     pub(crate) fn read(&mut self, fd: RawFd) -> Read {
         self.make_room();
         let space = self.buf.len() - self.end;
-        match recv_into(fd, &mut self.buf[self.end..]) {
+        let (r, batch) = recv_fds(fd, &mut self.buf[self.end..]);
+        let had_fds = batch.is_some();
+        self.fds_read = had_fds;
+        if let Some(b) = batch {
+            self.fds_received += b.fds.len() as u64;
+            self.batches.push_back(b);
+            if self.batches.len() > UNCLAIMED_MAX {
+                return Read::Error(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "protocol error: descriptors that no frame announces",
+                ));
+            }
+        }
+        match r {
             IoResult::Done(0) => Read::Eof,
             IoResult::Done(n) => {
                 self.end += n;
-                self.full_read = n == space;
+                // A read that brought descriptors stops at them (the kernel never joins
+                // two batches): more may be waiting behind.
+                self.full_read = n == space || had_fds;
                 Read::Data(n)
             }
             IoResult::WouldBlock => {
@@ -182,36 +241,66 @@ impl Rx {
 
     /// The next complete frame in the buffer. A frame pins the buffer until `unpin`.
     pub(crate) fn next(&mut self) -> Next {
-        if self.start == self.end {
-            return Next::More;
-        }
-        let input = &mut self.buf[self.start..self.end];
-        match self.dec.next(input) {
-            Step::Frame {
-                ty,
-                payload,
-                consumed,
-            } => {
-                let len = payload.len();
-                let off = consumed - len;
-                let ptr = input[off..].as_mut_ptr();
-                self.start += consumed;
-                self.need = 0;
-                self.pins += 1;
-                Next::Frame {
+        loop {
+            if self.start == self.end {
+                return Next::More;
+            }
+            let input = &mut self.buf[self.start..self.end];
+            return match self.dec.next(input) {
+                Step::Frame {
                     ty,
-                    ptr,
-                    len,
-                    pin: Pin(self.gen),
+                    payload,
+                    consumed,
+                } => {
+                    if ty == FDS_TYPE {
+                        // Announces the descriptors of the next frame: the channel's own.
+                        let count = payload
+                            .first_chunk::<4>()
+                            .map_or(0, |c| u32::from_ne_bytes(*c) as usize);
+                        self.start += consumed;
+                        self.need = 0;
+                        self.claim(count);
+                        continue;
+                    }
+                    let len = payload.len();
+                    let off = consumed - len;
+                    let ptr = input[off..].as_mut_ptr();
+                    self.start += consumed;
+                    self.need = 0;
+                    self.pins += 1;
+                    Next::Frame {
+                        ty,
+                        ptr,
+                        len,
+                        pin: Pin(self.gen),
+                        fds: self.pending.take(),
+                    }
                 }
-            }
-            Step::More { consumed, need } => {
-                self.start += consumed;
-                self.need = need;
-                Next::More
-            }
-            Step::TooLong { length } => Next::TooLong(length),
+                Step::More { consumed, need } => {
+                    self.start += consumed;
+                    self.need = need;
+                    Next::More
+                }
+                Step::TooLong { length } => Next::TooLong(length),
+            };
         }
+    }
+
+    /// An announcing frame of `count` descriptors: the oldest batch received is theirs
+    /// (batches and announcements come in the same order). Fewer than announced (the
+    /// kernel dropped some, or a peer announced what it did not send): truncated; more:
+    /// the extra ones are closed.
+    fn claim(&mut self, count: usize) {
+        let b = self.batches.pop_front().unwrap_or(FdBatch {
+            fds: Vec::new(),
+            truncated: true,
+        });
+        let mut fds = b.fds;
+        let truncated = b.truncated || fds.len() < count;
+        self.fds_missing += count.saturating_sub(fds.len()) as u64;
+        fds.truncate(count);
+        // A second announcement before a frame (a hostile peer): the first one's go.
+        self.pending = Some(FrameFds { fds, truncated });
     }
 
     /// Whether `next` would hand out a frame (or report a length that ends the stream)

@@ -17,12 +17,14 @@
 //!   the socket. `queued_bytes` counts wire bytes (headers included) not yet written; the
 //!   per-peer limit applies to it.
 
+mod fds;
+
 use super::{send_iov, IoResult};
 use crate::wire;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 /// Size of a queue chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -110,6 +112,8 @@ pub(crate) struct TxStats {
     pub bytes_sent: u64,
     pub queue_peak_bytes: u64,
     pub sends_refused: u64,
+    /// Descriptors handed to the socket.
+    pub fds_sent: u64,
 }
 
 struct Chunk {
@@ -155,6 +159,14 @@ pub(crate) struct Tx {
     since_attempt: usize,
     limit: usize,
     stats: TxStats,
+    /// Descriptors to send, each batch with the stream offset of its frame's first byte
+    /// (the announcing frame, see [`super::FDS_TYPE`]): a `sendmsg` that starts there
+    /// carries them, and no `sendmsg` crosses into the next batch's frame.
+    fd_batches: VecDeque<(u64, Vec<OwnedFd>)>,
+    queued_fds: usize,
+    /// Stream offsets: bytes put in the queue (or written directly) so far, and written.
+    pushed: u64,
+    written: u64,
 }
 
 impl Tx {
@@ -202,6 +214,11 @@ impl Tx {
         self.stats
     }
 
+    /// A send refused above this queue (for lack of descriptors) counts here too.
+    pub(crate) fn count_refused(&mut self) {
+        self.stats.sends_refused += 1;
+    }
+
     fn admit(&mut self, total: usize) -> Result<(), Refused> {
         // An empty queue always takes one frame: the limit is at least the maximum
         // message size, so no frame that may be sent at all is refused for good.
@@ -216,6 +233,7 @@ impl Tx {
     }
 
     fn account(&mut self, bytes: usize, frames: usize) {
+        self.pushed += bytes as u64;
         self.queued_bytes += bytes;
         self.queued_frames += frames;
         self.since_attempt += bytes;
@@ -354,6 +372,8 @@ impl Tx {
             IoResult::Failed(e) => return Ok(Flushed::Error(e)),
         };
         self.since_attempt = 0;
+        self.pushed += n as u64;
+        self.written += n as u64;
         if n == total {
             self.stats.frames_sent += 1;
             self.stats.bytes_sent += payload.len() as u64;
@@ -371,6 +391,9 @@ impl Tx {
     /// Writes as much of the queue as the socket takes.
     pub(crate) fn write(&mut self, fd: RawFd) -> Flushed {
         self.since_attempt = 0;
+        if !self.fd_batches.is_empty() {
+            return self.write_with_fds(fd);
+        }
         loop {
             let want = match self.chunks.len() {
                 0 => return Flushed::Drained,
@@ -421,6 +444,7 @@ impl Tx {
     /// Marks `n` more bytes as written: counts the frames they complete, releases the
     /// chunks they finish.
     fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
         self.queued_bytes -= n;
         while n > 0 {
             let c = self
@@ -484,8 +508,13 @@ fn count_completed(c: &mut Chunk) -> (usize, u64) {
         if end > c.sent {
             break;
         }
-        frames += 1;
-        payload += (length - wire::TYPE_LEN) as u64;
+        let mut t = [0u8; wire::TYPE_LEN];
+        t.copy_from_slice(&c.buf[c.scan + wire::LEN_LEN..c.scan + wire::HEADER_LEN]);
+        if u32::from_ne_bytes(t) != super::FDS_TYPE {
+            // (The announcing frames of descriptors are the channel's own: not counted.)
+            frames += 1;
+            payload += (length - wire::TYPE_LEN) as u64;
+        }
         c.scan = end;
     }
     (frames, payload)
@@ -514,6 +543,7 @@ mod tests {
                         ptr,
                         len: l,
                         pin,
+                        ..
                     } => {
                         // SAFETY: the frame is pinned until `unpin`.
                         let p = unsafe { core::slice::from_raw_parts(ptr, l) };

@@ -46,7 +46,9 @@
 //!   (Melon accepts them until the death is handled, and loses them.)
 
 use super::peer::Phase;
-use super::state::{max_message, queue_limit, Chan, Peer, Proc, PROC};
+use super::settings::fds_limit;
+use super::settings::{max_message, queue_limit};
+use super::state::{Chan, Peer, Proc, PROC};
 use super::ENTRIES;
 use crate::abi::*;
 use crate::channel::{Flushed, Refused};
@@ -55,6 +57,7 @@ use crate::reactor;
 use crate::wire;
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -114,8 +117,22 @@ pub(crate) enum SendError {
     /// No memory (ENOMEM).
     NoMemory,
     /// A signal handler interrupted the library and every parking slot is taken, or the
-    /// frame is too large for one (EAGAIN).
+    /// frame is too large for one, or it carries descriptors (EAGAIN).
     Busy,
+    /// A descriptor to send is not open (EBADF).
+    BadFd,
+    /// A system call failed (its errno: EMFILE duplicating a descriptor, ...).
+    Os(i32),
+    /// A type the library keeps for its own frames (1021..=1023, in Melon's reserved
+    /// range): EINVAL.
+    Reserved,
+}
+
+/// Whether `ty` is a type of the library's own frames (`peer::QUIT_TYPE`,
+/// `peer::READY_TYPE`, `channel::FDS_TYPE`), which a program may not send.
+#[inline]
+fn reserved(ty: u32) -> bool {
+    (1021..=1023).contains(&ty)
 }
 
 /// Whom a send is for, as the caller named it.
@@ -150,6 +167,9 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
     }
+    if reserved(ty) {
+        return Err(SendError::Reserved);
+    }
     // `ev` is never dereferenced (it may be a loop the program freed since). A signal
     // handler that interrupted the bookkeeping of a loop of this thread (possibly inside
     // `malloc`) parks the frame, without allocating, as when the signal interrupted the
@@ -166,6 +186,132 @@ fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), 
     }) {
         Some(r) => r,
         None => park(t, ty, payload),
+    }
+}
+
+/// `mln_ipc_master_send_fds_prepare`.
+pub(crate) fn send_fds_to_child(
+    ev: *mut mln_event_t,
+    f: *const mln_fork_t,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    send_fds(ev, Target::Child(f), ty, payload, fds)
+}
+
+/// `mln_ipc_worker_send_fds_prepare`.
+pub(crate) fn send_fds_to_master(
+    ev: *mut mln_event_t,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    send_fds(ev, Target::Master, ty, payload, fds)
+}
+
+/// `mln_ipc_*_send_fds_prepare`: a frame with descriptors (1..=253, duplicated here,
+/// close-on-exec; the caller keeps its own). From a signal handler that interrupted the
+/// library: EAGAIN (a parked frame cannot hold descriptors).
+fn send_fds(
+    ev: *mut mln_event_t,
+    t: Target,
+    ty: u32,
+    payload: &[u8],
+    fds: &[i32],
+) -> Result<(), SendError> {
+    if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
+        return Err(SendError::TooLarge);
+    }
+    if reserved(ty) {
+        return Err(SendError::Reserved);
+    }
+    let _ = ev;
+    if reactor::busy_here() {
+        return Err(SendError::Busy);
+    }
+    // Everything inside the borrow: a signal handler that interrupted the library (maybe
+    // inside `malloc`) gets EAGAIN before anything is allocated.
+    match PROC.try_with(|p| {
+        let mut dups: Vec<std::os::fd::OwnedFd> = Vec::new();
+        dups.try_reserve_exact(fds.len())
+            .map_err(|_| SendError::NoMemory)?;
+        for &fd in fds {
+            // A copy made for an earlier entry took this number: it was not open.
+            if dups.iter().any(|d| d.as_raw_fd() == fd) {
+                return Err(SendError::BadFd);
+            }
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor number: no memory is passed; a number
+            // that is not open is EBADF.
+            let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if d < 0 {
+                let e = std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EBADF);
+                return Err(match e {
+                    libc::EBADF => SendError::BadFd,
+                    // Out of descriptors while this peer holds some of ours (a peer that
+                    // stopped reading): backpressure, with the writable callback once it
+                    // drains, not an error.
+                    libc::EMFILE if peer_holds_fds(p, t) => {
+                        note_refused(p, t);
+                        SendError::QueueFull
+                    }
+                    e => SendError::Os(e),
+                });
+            }
+            // SAFETY: a fresh descriptor we own.
+            dups.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
+        }
+        if crate::sigsafe::parked() {
+            drain_parked(p);
+        }
+        let (peer, ch) = resolve(p, t, false)?;
+        // SAFETY: as in `send_in`.
+        let ch = unsafe { &mut *ch };
+        if !ch.phase.accepts_sends() {
+            return Err(SendError::NoPeer);
+        }
+        ch.ch.tx.set_limit(queue_limit());
+        ch.ch
+            .tx
+            .push_fds(ty, payload, dups, fds_limit())
+            .map_err(|r| {
+                if r == Refused::QueueFull {
+                    ch.refused = true;
+                }
+                refused(r)
+            })
+            .inspect_err(|e| {
+                if matches!(e, SendError::QueueFull) {
+                    mark_dirty(p, peer);
+                }
+            })?;
+        queued(p, peer, ch, wire::HEADER_LEN + payload.len())
+    }) {
+        Some(r) => r,
+        None => Err(SendError::Busy),
+    }
+}
+
+/// Whether the peer `t` names has descriptors of ours queued.
+fn peer_holds_fds(p: &mut Proc, t: Target) -> bool {
+    resolve(p, t, false).is_ok_and(|(_, ch)| {
+        // SAFETY: the channel of a live peer, reached inside the borrow.
+        unsafe { (*ch).ch.tx.queued_fds() > 0 }
+    })
+}
+
+/// A send to `t` was refused for lack of room: its writable callback is due once it
+/// drains.
+fn note_refused(p: &mut Proc, t: Target) {
+    if let Ok((peer, ch)) = resolve(p, t, false) {
+        // SAFETY: as above.
+        unsafe {
+            (*ch).refused = true;
+            (*ch).ch.tx.count_refused();
+        }
+        mark_dirty(p, peer);
     }
 }
 
@@ -302,20 +448,26 @@ fn send_in(
             return Err(refused(r));
         }
     }
-    // Queued. Keep the socket busy during a burst; a channel no loop watches is written
-    // at once.
+    queued(p, peer, ch, wire::HEADER_LEN + payload.len())
+}
+
+/// A frame of `total` wire bytes was queued to `peer`: keep the socket busy during a
+/// burst (a channel no loop watches is written at once), pace, and schedule a flush.
+#[inline]
+fn queued(p: &mut Proc, peer: Peer, ch: &mut Chan, total: usize) -> Result<(), SendError> {
+    let fd = ch.ch.raw();
     if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
             // This frame is queued behind bytes the peer will never read: refused (the
             // program is told), so not counted among the frames lost at the close.
             broken(ch, peer, &e);
-            ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
+            ch.ch.tx.disown_last(total);
             return Err(SendError::NoPeer);
         }
         if ch.ch.tx.queued_bytes() >= PACE_HIGH && !ch.stalled && PACING.load(Ordering::Relaxed) {
             pace(ch, peer, fd);
             if ch.phase.ended() {
-                ch.ch.tx.disown_last(wire::HEADER_LEN + payload.len());
+                ch.ch.tx.disown_last(total);
                 return Err(SendError::NoPeer);
             }
         }
@@ -549,7 +701,11 @@ pub(crate) fn flush(p: &mut Proc, peer: Peer) {
         recheck_overfull(p);
     }
     let Some(ch) = p.chan(peer) else { return };
-    if ch.refused && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2) {
+    let fl = fds_limit();
+    if ch.refused
+        && (limit == 0 || ch.ch.tx.queued_bytes() <= limit / 2)
+        && (fl == 0 || ch.ch.tx.queued_fds() <= fl / 2)
+    {
         ch.refused = false;
         log::debug(format_args!(
             "{peer} drained to {} bytes: writable callback due",

@@ -51,6 +51,7 @@ pub(crate) fn new_plan(
         quick_deaths: 0,
         restarts: 0,
         recent: Default::default(),
+        fds_lost: 0,
     }
 }
 
@@ -368,7 +369,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
 /// point) in `Proc::inherited`.
 fn keep_buffers(p: &mut Proc, chan: Chan) {
     let (rx, tx) = chan.ch.into_buffers();
-    p.inherited.push(Inherited::Buffers(rx, tx));
+    p.inherited.push(Inherited::Buffers(Box::new((rx, tx))));
 }
 
 /// `mln_fork_restart`: a supervised plain worker. 1 parent, 0 child, -1 error.

@@ -29,6 +29,7 @@
 mod callbacks;
 mod ending;
 mod events;
+pub(crate) mod fds;
 mod flush;
 mod fork;
 mod global;
@@ -55,7 +56,9 @@ pub(crate) use events::{iterate, master_events_set, worker_events_set};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use flush::set_pacing;
 pub(crate) use flush::set_writable_handler;
-pub(crate) use flush::{send_to_child, send_to_master, SendError};
+pub(crate) use flush::{
+    send_fds_to_child, send_fds_to_master, send_to_child, send_to_master, SendError,
+};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
@@ -63,6 +66,7 @@ pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, For
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
+pub(crate) use settings::set_fds_limit;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use settings::set_worker_num;
 pub(crate) use settings::{max_message, queue_limit, set_max_message, set_queue_limit};
@@ -229,15 +233,15 @@ pub(crate) fn close_by_request(ev: *mut mln_event_t, f: *mut mln_fork_t) {
 /// worker.
 pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
     PROC.with(|p| {
-        let (peer, restarts) = if f.is_null() {
+        let (peer, restarts, fds_lost) = if f.is_null() {
             if !p.is_worker {
                 return None;
             }
-            (Peer::Master, 0)
+            (Peer::Master, 0, 0)
         } else {
             let c = p.find_open(f)?;
-            let restarts = p.live_of(c)?.plan.restarts;
-            (Peer::Child(c), restarts)
+            let plan = &p.live_of(c)?.plan;
+            (Peer::Child(c), plan.restarts, plan.fds_lost)
         };
         let ch = p.chan(peer)?;
         let tx = ch.ch.tx.stats();
@@ -252,6 +256,9 @@ pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
             sends_refused: tx.sends_refused,
             restarts,
             paced_ns: ch.paced_ns,
+            fds_sent: tx.fds_sent,
+            fds_received: ch.ch.rx.fd_counts().0,
+            fds_lost,
         })
     })
 }

@@ -13,7 +13,7 @@ use super::peer::{Phase, QUIT_TYPE, READY_TYPE};
 use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
-use crate::channel::{IoResult, Next, Pin, Read};
+use crate::channel::{FrameFds, IoResult, Next, Pin, Read};
 use crate::registry::Side;
 use core::ffi::c_void;
 use std::io;
@@ -21,6 +21,11 @@ use std::io;
 /// At most this many reads per readiness notification, so one busy peer cannot starve
 /// the others sharing the loop.
 const MAX_READS_PER_EVENT: usize = 8;
+/// A read that stopped at descriptors (the kernel ends a read at each batch) costs this
+/// fraction of a read of the budget above: a peer that sends a frame with descriptors
+/// each is read up to 64 frames per notification, not 8 (a `epoll_wait` per 8 frames cost
+/// descriptor passing an eighth of its rate), and still cannot starve the others.
+const FD_READS_PER_READ: usize = 8;
 
 /// How a pass ended.
 enum End {
@@ -46,6 +51,7 @@ enum Step {
         ptr: *mut u8,
         len: usize,
         pin: Pin,
+        fds: Option<FrameFds>,
     },
     Skipped,
     More,
@@ -189,14 +195,17 @@ fn pass(ev: *mut mln_event_t, peer: Peer, ch: *mut Chan, epoch: u64) -> End {
     if let Some(end) = deliver(ev, ch, epoch, side, f_ptr) {
         return end;
     }
-    for _ in 0..MAX_READS_PER_EVENT {
+    let mut budget = MAX_READS_PER_EVENT * FD_READS_PER_READ;
+    while budget > 0 {
         // SAFETY (every dereference of `ch`): inside a borrow of the process state, with
         // the epoch unchanged (no fork since the pass began), the channel is allocated.
-        let r = PROC.with(|_| unsafe {
+        let (r, at_fds) = PROC.with(|_| unsafe {
             let c = &mut *ch;
             let fd = c.ch.raw();
-            c.ch.rx.read(fd)
+            let r = c.ch.rx.read(fd);
+            (r, c.ch.rx.last_read_stopped_at_fds())
         });
+        budget = budget.saturating_sub(if at_fds { 1 } else { FD_READS_PER_READ });
         let eof = match r {
             Read::Data(_) => false,
             Read::WouldBlock => return End::Drained,
@@ -235,10 +244,14 @@ fn deliver(
                 ptr,
                 len,
                 pin,
+                fds,
             } => {
+                super::fds::enter(fds);
                 // SAFETY: a handler from the tables with its own data slot; the payload
                 // stays pinned (valid) until `unpin` below.
                 unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
+                // What the handler did not take is closed (in a new child too: its copies).
+                super::fds::leave();
                 let after = PROC.with(|p| {
                     // The handler returned (in this process, parent or new child).
                     p.callbacks = p.callbacks.saturating_sub(1);
@@ -279,7 +292,13 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
         return Step::Stopped;
     }
     match ch.ch.rx.next() {
-        Next::Frame { ty, ptr, len, pin } => {
+        Next::Frame {
+            ty,
+            ptr,
+            len,
+            pin,
+            fds,
+        } => {
             if ty == READY_TYPE && side == Side::Master || ty == QUIT_TYPE && side == Side::Worker {
                 // The library's own frames: not the program's, not counted.
                 ch.ch.rx.unpin(pin);
@@ -304,6 +323,7 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
                         ptr,
                         len,
                         pin,
+                        fds,
                     }
                 }
                 None => {

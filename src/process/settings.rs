@@ -63,3 +63,17 @@ pub(crate) fn set_worker_num(n: u32) {
 pub(crate) fn worker_num() -> u32 {
     WORKER_NUM.load(Ordering::Relaxed)
 }
+
+/// Default per-peer limit of descriptors queued and not yet written.
+pub(crate) const DEFAULT_FDS_LIMIT: usize = 1024;
+static FDS_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_FDS_LIMIT);
+
+/// `mln_ipc_fds_limit_set`: 0 = unlimited.
+pub(crate) fn set_fds_limit(n: usize) {
+    FDS_LIMIT.store(n, Ordering::Relaxed);
+}
+
+#[inline]
+pub(crate) fn fds_limit() -> usize {
+    FDS_LIMIT.load(Ordering::Relaxed)
+}

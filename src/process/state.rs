@@ -137,6 +137,8 @@ pub(crate) struct Plan {
     pub restarts: u64,
     /// When the slot's recent restarts happened, within the restart policy's period.
     pub recent: VecDeque<Instant>,
+    /// Descriptors queued to the slot's dead processes and closed unsent.
+    pub fds_lost: u64,
 }
 
 impl Plan {
@@ -149,6 +151,7 @@ impl Plan {
             quick_deaths: self.quick_deaths,
             restarts: self.restarts,
             recent: self.recent.clone(),
+            fds_lost: self.fds_lost,
         }
     }
 }
@@ -474,7 +477,7 @@ pub(crate) enum Inherited {
     /// The plan of a record, which its `f->args` points into.
     Plan(Plan),
     /// A channel's buffers, where a handler's `buf` points.
-    Buffers(crate::channel::Rx, crate::channel::Tx),
+    Buffers(Box<(crate::channel::Rx, crate::channel::Tx)>),
 }
 
 impl Proc {
@@ -773,5 +776,3 @@ pub(crate) fn with_published<R>(f: impl FnOnce(&[*mut Child]) -> R) -> R {
 }
 
 pub(crate) static PROC: Global<Proc> = Global::new(Proc::new());
-
-pub(crate) use super::settings::{max_message, queue_limit};

@@ -136,6 +136,13 @@ pub(crate) fn close_in(
     }
     let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
     let lost = chan.ch.tx.queued_frames();
+    let fds_lost = chan.ch.tx.queued_fds() as u64;
+    if fds_lost > 0 {
+        log::warn(format_args!(
+            "{}: {fds_lost} descriptor(s) queued to it closed unsent",
+            Peer::Child(c)
+        ));
+    }
     let who = label(pid, &live.plan);
     p.pin(c);
     let stop = live.stop.as_ref();
@@ -157,6 +164,7 @@ pub(crate) fn close_in(
     // The descriptor closes here.
     drop(chan);
     let mut plan = live.plan;
+    plan.fds_lost += fds_lost;
     let restart = if supervised {
         // A child that never completed its handshake died quickly, however long it took;
         // one the program closed did not die: its replacement keeps the count as it was.

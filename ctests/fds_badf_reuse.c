@@ -1,6 +1,8 @@
 /* Descriptors through the channel (issue 23): a descriptor in the array that is not open
  * is EBADF, also when its number is the lowest free one, after a valid descriptor.
- * CTEST_XFAIL: core defect: send_fds duplicates the array in order (F_DUPFD_CLOEXEC, lowest free number) and checks each entry only when it duplicates it, so the copy of fds[0] takes the closed number of fds[1], which is then "open": the send succeeds and fds[1] arrives as a second copy of fds[0]
+ *
+ * (Before c88f0d5 the copy of fds[0] took the closed number of fds[1], which then looked
+ * open: the send succeeded and fds[1] arrived as a second copy of fds[0].)
  *
  * The stale number of a descriptor the program closed by mistake is typically the lowest
  * free one. The master sends [memfd A, closed number] to the worker: the send must fail

@@ -15,6 +15,8 @@
 #   make demo           build and run examples/demo.c
 #   make example-rolling  build examples/rolling_reload.c and run its self-test (SIGHUP:
 #                       rolling restart, SIGTERM: graceful stop; part of `make test`)
+#   make example-handoff  build examples/accept_handoff.c and run its self-test (accepted
+#                       TCP connections handed to workers round-robin; part of `make test`)
 #   make header         copy the freshly generated header to include/mln_ipc.h
 #   make check-header   fail if include/mln_ipc.h differs from a fresh generation
 #   make check-libs     fail if LIBS below differs from rustc's --print native-static-libs
@@ -104,7 +106,7 @@ FUZZ_TIME ?= 60
 FUZZ_FALLBACK_CASES ?= 20000
 FUZZ_TARGETS := decoder capi_calls
 
-.PHONY: all build test ctest memcheck memcheck-quick fuzz miri demo example-rolling header check-header check-libs install \
+.PHONY: all build test ctest memcheck memcheck-quick fuzz miri demo example-rolling example-handoff header check-header check-libs install \
     install-melon check-install check-install-melon bench bench-build bench-melon clean melon \
     check-melon-symbols melon-example ctest-melon memcheck-melon ctest-melon-if-installed
 
@@ -118,7 +120,7 @@ build:
 # $TEST_STAGE_SKIP, see `miri`) or failed. It stops at the first failed stage unless
 # TEST_KEEP_GOING=1. To add a stage: define its target and add its name here.
 TEST_STAGES := build cargo-test doc-test doc example clippy clippy-melon fmt-check \
-    check-header check-libs check-melon-symbols bench-build miri examples-c example-rolling check-install ctest \
+    check-header check-libs check-melon-symbols bench-build miri examples-c example-rolling example-handoff check-install ctest \
     memcheck ctest-melon-if-installed check-install-melon
 
 # MLN_IPC_CTESTS_SEPARATE: the C tests run in the ctest stage, so `cargo test` (the
@@ -139,6 +141,7 @@ doc:
 
 example:
 	$(CARGO) run --release --example ping_pong
+	$(CARGO) run --release --example accept_handoff -- --self-test
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
@@ -207,6 +210,14 @@ example-rolling: build
 	@mkdir -p $(TARGET_DIR)/examples
 	$(CC) $(CTEST_CFLAGS) examples/rolling_reload.c $(LIB_A) $(LIBS) -o $(TARGET_DIR)/examples/rolling_reload
 	timeout -k 5 90 $(TARGET_DIR)/examples/rolling_reload --self-test
+
+# Descriptor passing: the master accepts TCP connections on 127.0.0.1 and hands each to a
+# worker in turn; a client process checks every answer and a connection served during the
+# graceful stop, and it exits 0 if all went as it should.
+example-handoff: build
+	@mkdir -p $(TARGET_DIR)/examples
+	$(CC) $(CTEST_CFLAGS) examples/accept_handoff.c $(LIB_A) $(LIBS) -o $(TARGET_DIR)/examples/accept_handoff
+	timeout -k 5 90 $(TARGET_DIR)/examples/accept_handoff --self-test
 
 header: build
 	@test -s $(GEN_HEADER) || { echo "error: $(GEN_HEADER) was not generated (see the cargo warnings above)"; exit 1; }

@@ -46,8 +46,11 @@ void check_msg(const unsigned char *p, size_t len, long seq, long count);
 
 /* raw.c: one raw measurement (stream, or ping-pong); prints the result line. */
 int run_raw(int pingpong);
-/* mlnipc.c: one melon-ipc measurement of KIND (w2m, m2w, pp, fanout, bw2m, bm2w); prints
- * the result line. Returns 2 for an unknown kind. */
+/* raw.c: descriptors, one per frame, with sendmsg/recvmsg (SCM_RIGHTS); prints the result
+ * line. */
+int run_raw_fds(void);
+/* mlnipc.c: one melon-ipc measurement of KIND (w2m, m2w, pp, fanout, bw2m, bm2w, cw2m,
+ * fdm2w); prints the result line. Returns 2 for an unknown kind. */
 int run_melon(const char *kind);
 
 #endif

@@ -19,7 +19,12 @@
  *   fanout   melon-ipc streaming, master to 4 workers (COUNT messages in total);
  *   cw2m     melon-ipc, worker to master, as fast as the writable callback lets it: queue
  *            limit 4 MiB, the worker sends until a send is refused (EAGAIN) and resumes in
- *            the callback; no window, no acknowledgements.
+ *            the callback; no window, no acknowledgements;
+ *   rawfd    descriptors: one frame per blocking sendmsg with one descriptor attached
+ *            (SCM_RIGHTS), one recvmsg per frame, the descriptor closed (raw.c);
+ *   fdm2w    melon-ipc, master to worker, one descriptor per frame
+ *            (mln_ipc_master_send_fds_prepare) as fast as the descriptor limit lets it (the
+ *            writable callback resumes); the worker takes each one and closes it.
  * A measurement prints one line: ns=... msgs=... bytes=... rss_send=KiB rss_recv=KiB (and
  * refused=N when a burst's send_prepare returned -1, which fails the row).
  *
@@ -94,6 +99,8 @@ static struct figure figs[] = {
     FIG("bm2w256k", NULL, "bm2w", 262144, 2000, "raw256k"),
     FIG("bm2w1m", NULL, "bm2w", 1048576, 500, "raw1m"),
     FIG("cw2m16k", "w2m writable-cb 16 KiB", "cw2m", 16384, 20000, "raw16k"),
+    FIG("rawfd", "raw descriptors 1/frame", "rawfd", 16, 400000, NULL),
+    FIG("m2wfd", "m2w descriptors 1/frame", "fdm2w", 16, 400000, "rawfd"),
 };
 #define N_FIGS (sizeof(figs) / sizeof(figs[0]))
 
@@ -351,8 +358,9 @@ static void print_row(struct figure *f)
     kv_add("%s_rss_send_mib=%.1f %s_rss_recv_mib=%.1f ", f->name, rs.max, f->name, rr.max);
 }
 
-/* The targets (issues 6 and 9, and the backpressure issue), on medians; RSS on the largest
- * of the repetitions. T_FIG_RATIO_MIN compares with figure `ref` instead of the raw one. */
+/* The targets (issues 6 and 9, the backpressure issue, issue 23's descriptors), on medians;
+ * RSS on the largest of the repetitions. T_FIG_RATIO_MIN compares with figure `ref`
+ * instead of the raw one. */
 enum tkind { T_RATIO_MIN, T_RTT_MAX, T_FIG_RATIO_MIN, T_RSS_RECV_MIB, T_RSS_SEND_SHARE,
              T_RSS_SEND_MIB };
 static const struct target {
@@ -384,6 +392,7 @@ static const struct target {
     {"cw2m16k", "writable-callback stream >= 90% of w2m16k MB/s", 0.90, T_FIG_RATIO_MIN,
      "w2m16k"},
     {"cw2m16k", "writable-callback: sender peak RSS < limit + 16 MiB", 4 + 16, T_RSS_SEND_MIB, NULL},
+    {"m2wfd", "descriptors m2w, 1 per frame >= 70% of raw/s", 0.70, T_RATIO_MIN, NULL},
 };
 
 /* The median MB/s of figure f over that of figure ref, or 0. */
@@ -524,11 +533,12 @@ int main(int argc, char **argv)
         if (strcmp(k, "raw") == 0) return run_raw(0);
         if (strcmp(k, "rawpp") == 0) return run_raw(1);
         if (strcmp(k, "rawepp") == 0) return run_raw(2);
+        if (strcmp(k, "rawfd") == 0) return run_raw_fds();
         return run_melon(k);
     }
     if (argc != 1) {
-        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|rawepp|w2m|m2w|bw2m|bm2w|cw2m|pp|fanout SIZE "
-                "COUNT]\n");
+        fprintf(stderr, "usage: ipc_bench [one raw|rawpp|rawepp|rawfd|w2m|m2w|bw2m|bm2w|cw2m|fdm2w|pp|"
+                "fanout SIZE COUNT]\n");
         return 2;
     }
     return run_all();

@@ -7,14 +7,17 @@
  * returns, as Melon programs do); pp, ping-pong; fanout, the master streams to 4 workers;
  * cw2m, a worker streams to the master as fast as the writable callback lets it (queue
  * limit CB_LIMIT: it sends until a send is refused with EAGAIN and resumes from the refused
- * message when mln_ipc_writable_handler_set's handler says the queue drained).
+ * message when mln_ipc_writable_handler_set's handler says the queue drained); fdm2w, the
+ * master hands descriptors to the worker, one per frame (mln_ipc_master_send_fds_prepare),
+ * as fast as the descriptor limit lets it (it sends until a send is refused with EAGAIN and
+ * resumes in the writable callback), and the worker takes each one and closes it.
  *
  * Built with -DBENCH_MELON against Melon's headers it is a Melon framework program: the
  * IPC is whatever the link line brings (Melon's own with libmelon alone, melon-ipc's melon
  * build with libmln_ipc.a before libmelon); the worker count then comes from a
  * configuration file written here (benches/README.md, "Against Melon"). The extensions cw2m
- * needs come from include/mln_ipc_ext.h there, declared weak: linked with Melon's own IPC,
- * which lacks them, cw2m fails with a message and the other kinds run. */
+ * and fdm2w need come from include/mln_ipc_ext.h there, declared weak: linked with Melon's
+ * own IPC, which lacks them, those fail with a message and the other kinds run. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -34,15 +37,23 @@
 #pragma weak mln_ipc_max_message_set
 #pragma weak mln_ipc_queue_limit_set
 #pragma weak mln_ipc_writable_handler_set
+#pragma weak mln_ipc_master_send_fds_prepare
+#pragma weak mln_ipc_fd_take
+#pragma weak mln_ipc_fds_count
+#pragma weak mln_ipc_fds_limit_set
 #endif
+#include <fcntl.h>
 #include "bench.h"
 
 #define WINDOW_BYTES (1u << 20)
 #define WATCH_MS 100 /* how often the master checks that its workers are alive */
 #define CB_LIMIT ((mln_size_t)4 << 20)   /* cw2m: the queue limit */
 #define CB_MAX_MSG ((mln_size_t)1 << 20) /* cw2m: the maximum message (at most the limit) */
+/* fdm2w: the descriptors queued per peer. Not the default (1,024): under the common
+ * `ulimit -n 1024` the master's duplicates would fill its table first (EMFILE). */
+#define FDS_LIMIT 256
 
-enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M };
+enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M, K_FDM2W };
 static enum kind kind;
 static const char *kind_name;
 static long long t_start;
@@ -150,6 +161,38 @@ static void writable(mln_event_t *ev, mln_fork_t *f, void *data)
     if (f != NULL || !cb_waiting) fail("writable callback without a refusal, or in the master");
     cb_waiting = 0;
     stream_until_refused(ev, &wstream);
+}
+
+/* fdm2w: the master sends one descriptor per frame (the library duplicates it; ours stays
+ * open) until a send is refused with EAGAIN (the descriptor limit, FDS_LIMIT queued) or all
+ * are sent; the writable callback resumes. Any other failure fails the row. */
+static int fd_to_send = -1;
+
+static void fds_until_refused(mln_event_t *ev, struct stream *s)
+{
+    while (s->sent < s->count) {
+        set_seq(msg, (uint32_t)s->sent);
+        if (mln_ipc_master_send_fds_prepare(ev, T_DATA, msg, msg_size, &fd_to_send, 1, s->f)
+            != 0) {
+            if (errno != EAGAIN) {
+                fprintf(stderr, "ipc_bench: fdm2w: send_fds_prepare failed for message %ld: %s\n",
+                        s->sent, strerror(errno));
+                stop_workers();
+                exit(EXIT_REFUSED);
+            }
+            cb_waiting = 1;
+            return;
+        }
+        ++s->sent;
+    }
+}
+
+static void fd_writable(mln_event_t *ev, mln_fork_t *f, void *data)
+{
+    (void)data;
+    if (f != streams[0].f || !cb_waiting) fail("writable callback without a refusal");
+    cb_waiting = 0;
+    fds_until_refused(ev, &streams[0]);
 }
 
 /* Receiving side: check, count, acknowledge (windowed streams); returns 1 on the last. */
@@ -271,6 +314,11 @@ static void w_go(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **
 static void w_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
 {
     (void)f_ptr; (void)u;
+    if (kind == K_FDM2W) { /* exactly one descriptor with each frame: take it, close it */
+        int fd = mln_ipc_fd_take(0);
+        if (mln_ipc_fds_count() != 1 || fd < 0) fail("not exactly one descriptor with the frame");
+        if (close(fd) != 0) fail("close (a received descriptor)");
+    }
     if (take_data(ev, &wstream, buf, len))
         if (mln_ipc_worker_send_prepare(ev, T_DONE, ctl, sizeof(ctl)) != 0) fail("send done");
 }
@@ -365,6 +413,12 @@ static void master_process(mln_event_t *ev)
         case K_FANOUT:
             fill_window(ev, s);
             break;
+        case K_FDM2W:
+            /* The descriptor handed over again and again (the master's own). */
+            if (fd_to_send < 0 && (fd_to_send = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+                die("open /dev/null");
+            fds_until_refused(ev, s);
+            break;
         case K_PP:
             set_seq(msg, 0);
             if (send_one(ev, s, T_PING, msg, msg_size) != 0) fail("send ping");
@@ -405,6 +459,18 @@ static int global_init(void)
             return -1;
         mln_ipc_writable_handler_set(writable, NULL);
     }
+    if (kind == K_FDM2W) {
+#ifdef BENCH_MELON
+        if (mln_ipc_master_send_fds_prepare == NULL || mln_ipc_fd_take == NULL
+            || mln_ipc_fds_count == NULL || mln_ipc_fds_limit_set == NULL
+            || mln_ipc_writable_handler_set == NULL) {
+            fprintf(stderr, "ipc_bench: fdm2w: this IPC cannot pass descriptors (Melon's own)\n");
+            return -1;
+        }
+#endif
+        if (mln_ipc_fds_limit_set(FDS_LIMIT) != 0) return -1;
+        mln_ipc_writable_handler_set(fd_writable, NULL);
+    }
     for (i = 0; i < sizeof(h) / sizeof(h[0]); ++i)
         if (mln_ipc_handler_register(h[i].type, h[i].m, h[i].w, NULL, NULL) == NULL) return -1;
     return 0;
@@ -421,7 +487,7 @@ int run_melon(const char *k)
 {
     static const struct { const char *name; enum kind kind; } kinds[] = {
         {"w2m", K_W2M}, {"m2w", K_M2W}, {"pp", K_PP}, {"fanout", K_FANOUT},
-        {"bw2m", K_BW2M}, {"bm2w", K_BM2W}, {"cw2m", K_CW2M},
+        {"bw2m", K_BW2M}, {"bm2w", K_BM2W}, {"cw2m", K_CW2M}, {"fdm2w", K_FDM2W},
     };
     static char arg0[] = "ipc_bench", *argv[] = {arg0, NULL};
     struct mln_framework_attr a;
@@ -437,7 +503,7 @@ int run_melon(const char *k)
     kind_name = kinds[i].name;
     if (kind == K_FANOUT && msg_count % FANOUT != 0) fail("fan-out count must divide by 4");
     per_worker = kind == K_FANOUT ? msg_count / FANOUT : msg_count;
-    if (kind == K_BW2M || kind == K_BM2W || kind == K_CW2M) {
+    if (kind == K_BW2M || kind == K_BM2W || kind == K_CW2M || kind == K_FDM2W) {
         window_msgs = msg_count;
         ack_every = 0;
     } else {

@@ -3,7 +3,8 @@
  * [u32 type][payload], melon-ipc's wire format) into a 64 KiB buffer and writes it whenever
  * it is full; the receiver parses frames out of 64 KiB reads. Ping-pong: one frame back and
  * forth with blocking write/read, or (rawepp) through epoll_wait and non-blocking reads,
- * the floor of any event-loop design. */
+ * the floor of any event-loop design. Descriptors (rawfd): one frame per blocking sendmsg
+ * with one descriptor attached (SCM_RIGHTS), one recvmsg per frame, the descriptor closed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -201,6 +202,126 @@ static void raw_pingpong_parent(int fd)
     }
     free(b);
     free(in);
+}
+
+/* ---- descriptors (rawfd): one per frame, SCM_RIGHTS ---- */
+
+/* The sender: each frame in one blocking sendmsg, with `send_fd` attached (the kernel
+ * installs a new descriptor for it in the receiver every time). */
+static void raw_fd_sender(int fd, int send_fd)
+{
+    unsigned char h[8];
+    union { struct cmsghdr c; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct iovec iov[2];
+    struct msghdr m;
+    struct cmsghdr *c;
+    char go;
+    long i;
+    read_all(fd, &go, 1);
+    frame_header(h, T_DATA, msg_size);
+    for (i = 0; i < msg_count; ++i) {
+        ssize_t w;
+        set_seq(msg, (uint32_t)i);
+        iov[0].iov_base = h;
+        iov[0].iov_len = 8;
+        iov[1].iov_base = msg;
+        iov[1].iov_len = msg_size;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = iov;
+        m.msg_iovlen = 2;
+        m.msg_control = ctl.b;
+        m.msg_controllen = sizeof(ctl.b);
+        c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &send_fd, sizeof(int));
+        while ((w = sendmsg(fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+        }
+        if (w < 0) die("sendmsg");
+        /* The descriptor went with the first byte: the rest, if any, without it. */
+        if ((size_t)w < 8 + msg_size) {
+            unsigned char *frame = malloc(8 + msg_size);
+            if (frame == NULL) die("malloc");
+            memcpy(frame, h, 8);
+            memcpy(frame + 8, msg, msg_size);
+            write_all(fd, frame + w, 8 + msg_size - (size_t)w);
+            free(frame);
+        }
+    }
+}
+
+/* The receiver: one blocking recvmsg per frame (close-on-exec, as melon-ipc receives);
+ * exactly one descriptor must come with each frame; it is closed at once. */
+static void raw_fd_receiver(int fd)
+{
+    size_t frame = 8 + msg_size;
+    unsigned char *buf = malloc(frame);
+    union { struct cmsghdr c; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+    long seq;
+    if (buf == NULL) die("malloc");
+    for (seq = 0; seq < msg_count; ++seq) {
+        struct iovec iov = {buf, frame};
+        struct msghdr m;
+        struct cmsghdr *c;
+        int got = -1, n = 0;
+        ssize_t r;
+        uint32_t len, type;
+        memset(&m, 0, sizeof(m));
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        m.msg_control = ctl.b;
+        m.msg_controllen = sizeof(ctl.b);
+        while ((r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+        }
+        if (r < 0) die("recvmsg");
+        if (r == 0) fail("unexpected end of stream");
+        if (m.msg_flags & MSG_CTRUNC) fail("descriptors dropped (MSG_CTRUNC)");
+        for (c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                n += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                memcpy(&got, CMSG_DATA(c), sizeof(int));
+            }
+        if (n != 1 || got < 0) fail("not exactly one descriptor with the frame");
+        if ((size_t)r < frame) read_all(fd, buf + r, frame - (size_t)r);
+        memcpy(&len, buf, 4);
+        memcpy(&type, buf + 4, 4);
+        if (type != T_DATA || len != 4 + msg_size) fail("frame header");
+        check_msg(buf + 8, msg_size, seq, msg_count);
+        if (close(got) != 0) die("close (a received descriptor)");
+    }
+    free(buf);
+}
+
+/* rawfd: msg_count descriptors, one per frame, from a child to this process. */
+int run_raw_fds(void)
+{
+    int sv[2], status;
+    pid_t pid;
+    long long t0, t1;
+    struct rusage ru;
+    long rss_recv;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) die("socketpair");
+    pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        int send_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (send_fd < 0) die("open /dev/null");
+        close(sv[0]);
+        raw_fd_sender(sv[1], send_fd);
+        _exit(0);
+    }
+    close(sv[1]);
+    t0 = now_ns();
+    write_all(sv[0], "g", 1);
+    raw_fd_receiver(sv[0]);
+    t1 = now_ns();
+    rss_recv = peak_rss_kib(getpid());
+    if (wait4(pid, &status, 0, &ru) < 0) die("wait4");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
+    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
+           (long long)msg_count * (long long)msg_size, ru.ru_maxrss, rss_recv);
+    return 0;
 }
 
 /* pingpong: 0 stream, 1 ping-pong with blocking read/write, 2 ping-pong through epoll. */

@@ -49,9 +49,10 @@
 #define WATCH_MS 100 /* how often the master checks that its workers are alive */
 #define CB_LIMIT ((mln_size_t)4 << 20)   /* cw2m: the queue limit */
 #define CB_MAX_MSG ((mln_size_t)1 << 20) /* cw2m: the maximum message (at most the limit) */
-/* fdm2w: the descriptors queued per peer. Not the default (1,024): under the common
- * `ulimit -n 1024` the master's duplicates would fill its table first (EMFILE). */
-#define FDS_LIMIT 256
+/* fdm2w: the descriptors queued per peer: the default (1,024). Under `ulimit -n 1024` the
+ * master runs out of descriptors first; that is backpressure too (EAGAIN, then the
+ * writable callback), as the limit is. */
+#define FDS_LIMIT 1024
 
 enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M, K_FDM2W };
 static enum kind kind;

@@ -1,9 +1,6 @@
 /* Descriptors through the channel (issue 23): a descriptor in the array that is not open
  * is EBADF, also when its number is the lowest free one, after a valid descriptor.
  *
- * (Before c88f0d5 the copy of fds[0] took the closed number of fds[1], which then looked
- * open: the send succeeded and fds[1] arrived as a second copy of fds[0].)
- *
  * The stale number of a descriptor the program closed by mistake is typically the lowest
  * free one. The master sends [memfd A, closed number] to the worker: the send must fail
  * with EBADF, queue nothing and leave no descriptor behind. Before that is checked, the

@@ -1,7 +1,8 @@
 /* Descriptors through the channel (issue 23): a program's frame of type 1023 (in the range
  * reserved for Melon, 0..1024, but accepted by the send functions) must not be taken for
- * the library's announcement of descriptors (type 1023 on the wire).
- * CTEST_XFAIL: core defect: the send functions accept type 1023 and the receiver takes the frame for the library's announcement of descriptors: it claims the descriptors of the next frame that has some (here T_A then arrives with none, marked truncated, and its descriptor is closed); the sender's stats never count it written (queued_frames stays 1)
+ * the library's announcement of descriptors (type 1023 on the wire). (Before 7544194 it was:
+ * it claimed the descriptors of the next frame that had some, which then arrived with none,
+ * marked truncated, and the sender's stats never counted it written.)
  *
  * The master sends, in one go: a plain frame of type 1023 whose payload reads as a count of
  * 1, then T_A with one descriptor, then T_B without. Either the send of type 1023 is

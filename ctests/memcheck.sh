@@ -23,7 +23,7 @@
 #
 # Environment: as ctests/run.sh; VALGRIND (valgrind), CTEST_TIMEOUT (300 s here),
 # MEMCHECK_JOBS (tests run at once; default: the number of processors).
-# MEMCHECK_FDS=1: also --track-fds=yes. Valgrind then lists every descriptor a process has
+# MEMCHECK_FDS=1: also --track-fds=yes (always for ctests/fds_*.c). Valgrind then lists every descriptor a process has
 # open at exit; a listed descriptor counts as a report (a leak) when it came from recvmsg
 # (received through a channel) or from fcntl/dup (a copy, as the library makes of the
 # descriptors it sends). Others are not reports: the library's own (loop, wake-up eventfd,
@@ -82,10 +82,13 @@ one() {
     export CTEST_WRAP="$VALGRIND -q --vgdb=no --trace-children=yes --error-exitcode=99 \
 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
 --suppressions=$root/ctests/valgrind.supp --log-file=$root/$logs/%p.log"
-    [ -n "${MEMCHECK_FDS:-}" ] && CTEST_WRAP="$CTEST_WRAP --track-fds=yes"
+    # The descriptor-passing tests always track descriptors (issue 23: none leaked anywhere).
+    local track=${MEMCHECK_FDS:-}
+    case "$name" in fds_*) track=1 ;; esac
+    [ -n "$track" ] && CTEST_WRAP="$CTEST_WRAP --track-fds=yes"
     out=$(./ctests/run.sh "$name" 2>&1)
     rc=$?
-    if [ -n "${MEMCHECK_FDS:-}" ]; then
+    if [ -n "$track" ]; then
         leaks=$(fd_leaks "$logs"/*.log)
         reports=$(fd_listing_out "$logs"/*.log | grep -c '^==[0-9]*==')
         reports=$((reports + $(grep -c '== Open ' <<<"$leaks")))

@@ -100,6 +100,9 @@ pub(super) fn send_error(e: SendError, len: usize) -> Error {
         SendError::NoMemory => Error::Io(io::Error::from(io::ErrorKind::OutOfMemory)),
         SendError::BadFd => Error::Io(io::Error::from_raw_os_error(libc::EBADF)),
         SendError::Os(e) => Error::Io(io::Error::from_raw_os_error(e)),
+        SendError::Reserved => Error::InvalidArgument(
+            "message types 1021..=1023 are the library's own (Melon reserves 0..=1024)",
+        ),
     }
 }
 

@@ -268,7 +268,7 @@ pub unsafe extern "C" fn mln_fork_socketpair_close_handler(
 /// loop the child is registered on.
 ///
 /// Returns 0, or -1 with errno: EINVAL (`ev` or `f_child` NULL, `buf` NULL with `len` >
-/// 0), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
+/// 0, `type` 1021..=1023: the library's own frames, in the range Melon reserves), ESRCH (`f_child` is not a live child: a stale pointer of a dead one, or a child
 /// whose socket already failed on a write, i.e. it died and its end is not handled yet),
 /// EMSGSIZE (above the maximum message size; always when `4 + len` does not fit 32 bits),
 /// EAGAIN (the child's queue is at its limit, see `mln_ipc_queue_limit_set`; nothing is
@@ -368,6 +368,7 @@ pub(crate) fn result(r: Result<(), SendError>) -> c_int {
                 SendError::NoMemory => libc::ENOMEM,
                 SendError::BadFd => libc::EBADF,
                 SendError::Os(e) => e,
+                SendError::Reserved => libc::EINVAL,
             };
             set_errno(errno);
             -1

@@ -106,7 +106,7 @@ pub(crate) fn send_iov_fds(fd: RawFd, iov: &[IoSlice<'_>], fds: &[RawFd]) -> IoR
         return send_iov(fd, iov);
     }
     debug_assert!(fds.len() <= MAX_FDS);
-    let mut cbuf: CmsgBuf = [0; 130];
+    let mut cbuf = core::mem::MaybeUninit::<CmsgBuf>::uninit();
     let bytes = core::mem::size_of_val(fds);
     // SAFETY: a zeroed msghdr is valid; the control buffer is aligned and large enough
     // for one cmsghdr of `fds.len()` descriptors (checked against CMSG_SPACE), which is
@@ -117,6 +117,8 @@ pub(crate) fn send_iov_fds(fd: RawFd, iov: &[IoSlice<'_>], fds: &[RawFd]) -> IoR
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = iov.as_ptr().cast_mut().cast();
         msg.msg_iovlen = iov.len() as _;
+        // Only the part the message uses is written (and zeroed first: padding included).
+        core::ptr::write_bytes(cbuf.as_mut_ptr().cast::<u8>(), 0, space);
         msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
@@ -140,7 +142,8 @@ pub(crate) struct FdBatch {
 /// bytes are received close-on-exec and returned (a batch only if any came or some were
 /// dropped).
 pub(crate) fn recv_fds(fd: RawFd, buf: &mut [u8]) -> (IoResult, Option<FdBatch>) {
-    let mut cbuf: CmsgBuf = [0; 130];
+    // Written by the kernel before it is read (`msg_controllen` says how much).
+    let mut cbuf = core::mem::MaybeUninit::<CmsgBuf>::uninit();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),

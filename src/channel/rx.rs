@@ -94,6 +94,8 @@ pub(crate) struct Rx {
     retired: Vec<Retired>,
     /// The last read filled all the space offered (more may be waiting).
     full_read: bool,
+    /// The last read brought descriptors.
+    fds_read: bool,
     /// Descriptor batches received, in order, not yet claimed by an announcing frame.
     batches: VecDeque<FdBatch>,
     /// The descriptors announced for the next frame.
@@ -116,6 +118,7 @@ impl Rx {
             gen: 0,
             retired: Vec::new(),
             full_read: false,
+            fds_read: false,
             batches: VecDeque::new(),
             pending: None,
             fds_received: 0,
@@ -125,6 +128,12 @@ impl Rx {
 
     pub(crate) fn set_max(&mut self, max: usize) {
         self.dec.set_max(max);
+    }
+
+    /// Whether the last read brought descriptors (and so stopped at them, whatever the
+    /// space).
+    pub(crate) fn last_read_stopped_at_fds(&self) -> bool {
+        self.fds_read
     }
 
     /// Whether the last read filled the space it was offered.
@@ -188,6 +197,8 @@ impl Rx {
         self.make_room();
         let space = self.buf.len() - self.end;
         let (r, batch) = recv_fds(fd, &mut self.buf[self.end..]);
+        let had_fds = batch.is_some();
+        self.fds_read = had_fds;
         if let Some(b) = batch {
             self.fds_received += b.fds.len() as u64;
             self.batches.push_back(b);
@@ -202,7 +213,9 @@ impl Rx {
             IoResult::Done(0) => Read::Eof,
             IoResult::Done(n) => {
                 self.end += n;
-                self.full_read = n == space;
+                // A read that brought descriptors stops at them (the kernel never joins
+                // two batches): more may be waiting behind.
+                self.full_read = n == space || had_fds;
                 Read::Data(n)
             }
             IoResult::WouldBlock => {

@@ -57,7 +57,7 @@ use crate::reactor;
 use crate::wire;
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -123,6 +123,16 @@ pub(crate) enum SendError {
     BadFd,
     /// A system call failed (its errno: EMFILE duplicating a descriptor, ...).
     Os(i32),
+    /// A type the library keeps for its own frames (1021..=1023, in Melon's reserved
+    /// range): EINVAL.
+    Reserved,
+}
+
+/// Whether `ty` is a type of the library's own frames (`peer::QUIT_TYPE`,
+/// `peer::READY_TYPE`, `channel::FDS_TYPE`), which a program may not send.
+#[inline]
+fn reserved(ty: u32) -> bool {
+    (1021..=1023).contains(&ty)
 }
 
 /// Whom a send is for, as the caller named it.
@@ -156,6 +166,9 @@ pub(crate) fn send_to_master(
 fn send(ev: *mut mln_event_t, t: Target, ty: u32, payload: &[u8]) -> Result<(), SendError> {
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
+    }
+    if reserved(ty) {
+        return Err(SendError::Reserved);
     }
     // `ev` is never dereferenced (it may be a loop the program freed since). A signal
     // handler that interrupted the bookkeeping of a loop of this thread (possibly inside
@@ -210,6 +223,9 @@ fn send_fds(
     if payload.len() > max_message().saturating_sub(wire::TYPE_LEN) {
         return Err(SendError::TooLarge);
     }
+    if reserved(ty) {
+        return Err(SendError::Reserved);
+    }
     let _ = ev;
     if reactor::busy_here() {
         return Err(SendError::Busy);
@@ -217,18 +233,14 @@ fn send_fds(
     // Everything inside the borrow: a signal handler that interrupted the library (maybe
     // inside `malloc`) gets EAGAIN before anything is allocated.
     match PROC.try_with(|p| {
-        // Every descriptor is checked before any is duplicated: a copy could otherwise take
-        // the number of a closed one later in the array, which would then look open.
-        for &fd in fds {
-            // SAFETY: F_GETFD on a descriptor number: no memory is passed.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                return Err(SendError::BadFd);
-            }
-        }
-        let mut dups = Vec::new();
+        let mut dups: Vec<std::os::fd::OwnedFd> = Vec::new();
         dups.try_reserve_exact(fds.len())
             .map_err(|_| SendError::NoMemory)?;
         for &fd in fds {
+            // A copy made for an earlier entry took this number: it was not open.
+            if dups.iter().any(|d| d.as_raw_fd() == fd) {
+                return Err(SendError::BadFd);
+            }
             // SAFETY: F_DUPFD_CLOEXEC on a descriptor number: no memory is passed; a number
             // that is not open is EBADF.
             let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
@@ -236,10 +248,16 @@ fn send_fds(
                 let e = std::io::Error::last_os_error()
                     .raw_os_error()
                     .unwrap_or(libc::EBADF);
-                return Err(if e == libc::EBADF {
-                    SendError::BadFd
-                } else {
-                    SendError::Os(e)
+                return Err(match e {
+                    libc::EBADF => SendError::BadFd,
+                    // Out of descriptors while this peer holds some of ours (a peer that
+                    // stopped reading): backpressure, with the writable callback once it
+                    // drains, not an error.
+                    libc::EMFILE if peer_holds_fds(p, t) => {
+                        note_refused(p, t);
+                        SendError::QueueFull
+                    }
+                    e => SendError::Os(e),
                 });
             }
             // SAFETY: a fresh descriptor we own.
@@ -273,6 +291,27 @@ fn send_fds(
     }) {
         Some(r) => r,
         None => Err(SendError::Busy),
+    }
+}
+
+/// Whether the peer `t` names has descriptors of ours queued.
+fn peer_holds_fds(p: &mut Proc, t: Target) -> bool {
+    resolve(p, t, false).is_ok_and(|(_, ch)| {
+        // SAFETY: the channel of a live peer, reached inside the borrow.
+        unsafe { (*ch).ch.tx.queued_fds() > 0 }
+    })
+}
+
+/// A send to `t` was refused for lack of room: its writable callback is due once it
+/// drains.
+fn note_refused(p: &mut Proc, t: Target) {
+    if let Ok((peer, ch)) = resolve(p, t, false) {
+        // SAFETY: as above.
+        unsafe {
+            (*ch).refused = true;
+            (*ch).ch.tx.count_refused();
+        }
+        mark_dirty(p, peer);
     }
 }
 

@@ -1,8 +1,8 @@
 /* Descriptors through the channel (issue 23): a program's frame of type 1023 (in the range
- * reserved for Melon, 0..1024, but accepted by the send functions) must not be taken for
- * the library's announcement of descriptors (type 1023 on the wire). (Before 7544194 it was:
- * it claimed the descriptors of the next frame that had some, which then arrived with none,
- * marked truncated, and the sender's stats never counted it written.)
+ * reserved for Melon, 0..1024) must not be taken for the library's announcement of
+ * descriptors (type 1023 on the wire). (Before 7544194 it was: it claimed the descriptors
+ * of the next frame that had some, which then arrived with none, marked truncated, and the
+ * sender's stats never counted it written.)
  *
  * The master sends, in one go: a plain frame of type 1023 whose payload reads as a count of
  * 1, then T_A with one descriptor, then T_B without. Either the send of type 1023 is

@@ -325,9 +325,47 @@ fn queue_full_at_fds_limit() {
     assert_eq!(writable.get(), 1);
 }
 
+/// `send_with_borrowed_fds`: the worker gets a copy and writes through it; the master's
+/// own write end stays open (no end of file until the master closes it too).
+fn borrowed() {
+    let (r, w) = pipe();
+    let w = Rc::new(w);
+    let (r, w1, w2) = (Rc::new(r), w.clone(), w);
+    let r1 = r.clone();
+    Builder::new()
+        .workers(1)
+        .on_worker(GIVE, |w: &mut Worker, _: &[u8]| {
+            let fds = w.take_fds();
+            assert_eq!(fds.len(), 1);
+            for fd in fds {
+                write_to(fd, b"copy");
+            }
+            w.send(DONE, []).expect("done");
+        })
+        .on_worker_event(move |m: &mut Master, e: &WorkerEvent| {
+            if let WorkerEvent::Started { id, .. } = e {
+                m.send_with_borrowed_fds(*id, GIVE, [], &[w1.as_fd()])
+                    .expect("send");
+            }
+        })
+        .on_master(DONE, move |m: &mut Master, _: WorkerId, _: &[u8]| {
+            assert_eq!(read_now(&r1, 4).as_deref(), Some(&b"copy"[..]));
+            // Ours is still open: nothing more, and no end of file.
+            assert_eq!(read_now(&r1, 1), None);
+            m.stop();
+        })
+        .run()
+        .expect("run");
+    // Still ours (the closure's clone lives as long as the process: handlers are never
+    // dropped), and still open.
+    assert!(fstat(w2.as_fd()).is_ok());
+    drop(r);
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("both_ways", both_ways),
+        ("borrowed", borrowed),
         ("limits", limits),
         ("queue_full_at_fds_limit", queue_full_at_fds_limit),
     ])

@@ -42,6 +42,7 @@ pub struct Builder {
     pub(super) on_quit: Option<Box<QuitFn>>,
     pub(super) restart_policy: Option<(u32, Duration)>,
     pub(super) stop_on_signals: Option<Duration>,
+    pub(super) fds_limit: Option<usize>,
     pub(super) error: Option<Error>,
 }
 
@@ -93,6 +94,7 @@ impl Builder {
             on_quit: None,
             restart_policy: None,
             stop_on_signals: None,
+            fds_limit: None,
             error: None,
         }
     }
@@ -240,6 +242,15 @@ impl Builder {
     /// whole process (C API included), as `mln_ipc_queue_limit_set`.
     pub fn queue_limit(mut self, bytes: usize) -> Self {
         self.queue_limit = Some(bytes);
+        self
+    }
+
+    /// The most descriptors queued and not yet written per peer (default 1,024; 0 =
+    /// unlimited); a send with descriptors beyond it is [`Error::QueueFull`] (a peer with
+    /// none queued always takes one message's). Applies to the whole process, as
+    /// `mln_ipc_fds_limit_set`.
+    pub fn fds_limit(mut self, n: usize) -> Self {
+        self.fds_limit = Some(n);
         self
     }
 

@@ -10,7 +10,7 @@ use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process;
 use core::marker::PhantomData;
 use core::ptr::null;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// The master's side of the conversation, given to master handlers, master timers,
@@ -76,6 +76,24 @@ impl Master {
         let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
         let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
         // The core duplicates them; ours close when `fds` goes.
+        process::send_fds_to_child(self.ev, f, ty, payload, &raw)
+            .map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// [`Master::send_with_fds`] with borrowed descriptors: the library duplicates them
+    /// (close-on-exec) and the caller keeps its own.
+    pub fn send_with_borrowed_fds(
+        &mut self,
+        to: WorkerId,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        check_fds(fds.len())?;
+        let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
+        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
         process::send_fds_to_child(self.ev, f, ty, payload, &raw)
             .map_err(|e| send_error(e, payload.len()))
     }
@@ -242,6 +260,22 @@ impl Worker {
         ty: u32,
         payload: impl AsRef<[u8]>,
         fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_len(payload.len())?;
+        check_fds(fds.len())?;
+        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
+        process::send_fds_to_master(self.ev, ty, payload, &raw)
+            .map_err(|e| send_error(e, payload.len()))
+    }
+
+    /// [`Worker::send_with_fds`] with borrowed descriptors, as
+    /// [`Master::send_with_borrowed_fds`].
+    pub fn send_with_borrowed_fds(
+        &mut self,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
         let payload = payload.as_ref();
         check_len(payload.len())?;

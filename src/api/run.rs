@@ -52,6 +52,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         on_quit,
         restart_policy,
         stop_on_signals,
+        fds_limit,
         error,
     } = b;
     if let Some(e) = error {
@@ -94,6 +95,9 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         process::set_restart_policy(n, lifecycle::millis(period).max(u32::from(n > 0)));
     }
     lifecycle::install(on_event, on_quit);
+    if let Some(n) = fds_limit {
+        process::set_fds_limit(n);
+    }
     if process::prepare_keep_sigchld() < 0 {
         return Err(Error::Io(io::Error::last_os_error()));
     }

@@ -1,7 +1,6 @@
 /* Descriptors through the channel (issue 23): a receiver at its descriptor limit logs it,
  * once per peer ("logged once per peer"). One worker, log level warn, this process's stderr
  * (inherited by the worker) pointed at a file.
- * CTEST_XFAIL: core defect: nothing is logged when the kernel drops descriptors (MSG_CTRUNC): the receiver's handler sees mln_ipc_fds_truncated() == 1, the log has no line
  *
  * The worker lowers its RLIMIT_NOFILE and fills its table but for 2 slots (as
  * fds_truncated; under valgrind the master also applies the limit with prlimit), then the

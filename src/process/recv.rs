@@ -14,6 +14,7 @@ use super::state::{Chan, Peer, Proc, PROC};
 use super::supervise::{close_child, master_gone};
 use crate::abi::*;
 use crate::channel::{FrameFds, IoResult, Next, Pin, Read};
+use crate::log;
 use crate::registry::Side;
 use core::ffi::c_void;
 use std::io;
@@ -307,6 +308,18 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
                 } else {
                     Step::Quit
                 };
+            }
+            if !ch.fds_dropped && fds.as_ref().is_some_and(|f| f.truncated) {
+                ch.fds_dropped = true;
+                let from = match side {
+                    Side::Master => "a child",
+                    Side::Worker => "the master",
+                };
+                log::warn(format_args!(
+                    "descriptors sent by {from} were dropped by the kernel: this process is at \
+                     its descriptor limit (RLIMIT_NOFILE); the frame is handled with fewer \
+                     (mln_ipc_fds_truncated); not logged again for this peer"
+                ));
             }
             ch.frames_received += 1;
             ch.bytes_received += len as u64;

@@ -71,6 +71,8 @@ pub(crate) struct Chan {
     /// goes on writing what was queued before and reading what the child still sends
     /// (see `peer`).
     pub stopping: bool,
+    /// The kernel dropped descriptors this peer sent (logged once per peer).
+    pub fds_dropped: bool,
     pub frames_received: u64,
     pub bytes_received: u64,
     /// Time sends to this peer spent waiting for it (pacing, `flush`).
@@ -92,6 +94,7 @@ impl Chan {
             refused: false,
             requested: false,
             stopping: false,
+            fds_dropped: false,
             frames_received: 0,
             bytes_received: 0,
             paced_ns: 0,

@@ -22,6 +22,9 @@
 #define T_END 9105     /* master -> worker */
 #define T_DONE 9106    /* worker -> master */
 #define LIMIT 256
+
+/* The master's copy of its stderr, restored at the end (workers close theirs). */
+static int saved = -1;
 #define FREE 2
 #define FRAMES 3
 
@@ -96,6 +99,7 @@ static void master_done(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, 
 
 static void worker_process(mln_event_t *ev)
 {
+    if (saved >= 0) close(saved);
     struct rlimit rl;
     CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
     rl.rlim_cur = LIMIT;
@@ -122,7 +126,8 @@ int main(int argc, char *argv[])
 {
     struct mln_framework_attr a = {argc, argv, global_init, NULL, NULL, worker_process};
     char path[] = "/tmp/fds_truncated_log.XXXXXX", log[16384], tag1[32], tag2[32], *line;
-    int fd = mkstemp(path), saved = dup(2), r, lines = 0;
+    int fd = mkstemp(path), r, lines = 0;
+    saved = dup(2);
     ssize_t n;
     CHECK(fd >= 0 && saved >= 0);
     unlink(path);

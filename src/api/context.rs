@@ -10,7 +10,7 @@ use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process;
 use core::marker::PhantomData;
 use core::ptr::null;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// The master's side of the conversation, given to master handlers, master timers,
@@ -70,14 +70,9 @@ impl Master {
         payload: impl AsRef<[u8]>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), Error> {
-        let payload = payload.as_ref();
-        check_len(payload.len())?;
-        check_fds(fds.len())?;
-        let f = identity::fork_of(to).ok_or(Error::PeerGone)?;
-        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
         // The core duplicates them; ours close when `fds` goes.
-        process::send_fds_to_child(self.ev, f, ty, payload, &raw)
-            .map_err(|e| send_error(e, payload.len()))
+        let b: Vec<BorrowedFd<'_>> = fds.iter().map(|d| d.as_fd()).collect();
+        self.send_with_borrowed_fds(to, ty, payload, &b)
     }
 
     /// [`Master::send_with_fds`] with borrowed descriptors: the library duplicates them
@@ -261,12 +256,9 @@ impl Worker {
         payload: impl AsRef<[u8]>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), Error> {
-        let payload = payload.as_ref();
-        check_len(payload.len())?;
-        check_fds(fds.len())?;
-        let raw: Vec<i32> = fds.iter().map(|d| d.as_raw_fd()).collect();
-        process::send_fds_to_master(self.ev, ty, payload, &raw)
-            .map_err(|e| send_error(e, payload.len()))
+        // The core duplicates them; ours close when `fds` goes.
+        let b: Vec<BorrowedFd<'_>> = fds.iter().map(|d| d.as_fd()).collect();
+        self.send_with_borrowed_fds(ty, payload, &b)
     }
 
     /// [`Worker::send_with_fds`] with borrowed descriptors, as

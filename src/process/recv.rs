@@ -76,12 +76,16 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
             return Err(None);
         }
         let epoch = p.epoch;
-        let mut ch = p.chan(peer).ok_or(None)?;
-        if ch.phase == Phase::Handshake {
+        if p.chan(peer).ok_or(None)?.phase == Phase::Handshake {
             // Once per child: its first byte, then the pass goes on with its frames.
             handshake(p, peer)?;
-            ch = p.chan(peer).ok_or(None)?;
         }
+        if !p.events.is_empty() && !p.delivering {
+            // Child events first (a STARTED, an EXITED of another child): the program
+            // hears that a child started before it handles its frames.
+            return Err(Some(String::new()));
+        }
+        let ch = p.chan(peer).ok_or(None)?;
         ch.busy += 1;
         ch.ch.rx.set_max(super::max_message());
         Ok((ch as *mut Chan, epoch))
@@ -89,6 +93,17 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     let (ch, epoch) = match start {
         Ok(s) => s,
         Err(None) => return,
+        Err(Some(why)) if why.is_empty() => {
+            super::lifecycle::deliver_events(ev);
+            // Then the pass, unless the events' handler closed this child, stopped the
+            // process or forked (the child's records are not ours then): looked up again.
+            if PROC.with(|p| p.events.is_empty() || p.delivering) {
+                return readable(ev, peer);
+            }
+            // Events still queued (their handler ran the loop, which delivers them after
+            // it returns): the frames wait for the next notification.
+            return;
+        }
         Err(Some(why)) => {
             if let Peer::Child(c) = peer {
                 close_child(ev, c, &why);
@@ -316,8 +331,9 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
                     Side::Worker => "the master",
                 };
                 log::warn(format_args!(
-                    "descriptors sent by {from} were dropped by the kernel: this process is at \
-                     its descriptor limit (RLIMIT_NOFILE); the frame is handled with fewer \
+                    "fewer descriptors came from {from} than it announced: the kernel dropped \
+                     some (this process at its descriptor limit, RLIMIT_NOFILE) or the peer \
+                     sent fewer; the frame is handled with those that came \
                      (mln_ipc_fds_truncated); not logged again for this peer"
                 ));
             }

@@ -1,6 +1,7 @@
 /* Worker events (mln_ipc_child_event_handler_set): start, crash by exit status, crash by
- * signal, in order per slot. Two supervised workers; each says hello from worker_process
- * (life.h). The master's child-event handler records every event and checks:
+ * signal, in order per slot; a worker's STARTED before its first frame (its hello). Two
+ * supervised workers; each says hello from worker_process (life.h). The master's
+ * child-event handler records every event and checks:
  * - no event before the master's loop runs (none recorded when master_process runs);
  * - STARTED for slots 0 and 1: restarts 0, f the record of the child (f->pid == e->pid,
  *   visited by mln_fork_iterate);
@@ -92,7 +93,12 @@ static void check_done(mln_event_t *ev)
 
 static void on_hello(mln_event_t *ev, mln_fork_t *f)
 {
-    (void)f;
+    int i, started = 0;
+    /* Its STARTED came before its first frame (events go before the frames of a turn). */
+    for (i = 0; i < life_nevents; ++i)
+        if (life_events[i].e.type == M_IPC_CHILD_STARTED && life_events[i].e.pid == f->pid)
+            started = 1;
+    CHECK(started);
     check_done(ev);
 }
 

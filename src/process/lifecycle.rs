@@ -31,7 +31,7 @@ use super::flush::{flush_dirty, send_control};
 use super::peer::{Phase, QUIT_TYPE, READY_TYPE};
 use super::pids::Pidfd;
 use super::state::{bump_generation, Child, Peer, Proc, Replacement, Rolling, Stop, PROC};
-use super::supervise::close_in;
+use super::supervise::{cancel_restarts, close_in};
 use super::{fork, ENTRIES};
 use crate::abi::*;
 use crate::log;
@@ -259,19 +259,9 @@ pub(crate) fn arm_stops(p: &mut Proc) {
         return;
     }
     if std::mem::take(&mut p.stop_all) {
-        for r in std::mem::take(&mut p.restarts) {
-            // SAFETY: listed records are live boxes whose timers are pending on their loop.
-            let r = unsafe { Box::from_raw(r) };
-            // SAFETY: as above.
-            unsafe { reactor::timer_cancel(r.ev, r.timer) };
-            log::info(format_args!(
-                "worker slot {}: restart cancelled (stop)",
-                r.plan.slot
-            ));
-        }
-        for &d in &p.dying {
-            // SAFETY: listed records are live boxes.
-            unsafe { (*d).plan = None };
+        let n = cancel_restarts(p, |_| true);
+        if n > 0 {
+            log::info(format_args!("{n} pending restart(s) cancelled (stop)"));
         }
         if let Some(r) = p.rolling.as_mut() {
             if r.outcome.is_none() {
@@ -620,29 +610,7 @@ fn retire_slot(p: &mut Proc, ev: *mut mln_event_t, slot: u32, keep: *mut Child, 
             p.stops_due = true;
         }
     }
-    let (cancel, keep_r): (Vec<_>, Vec<_>) = std::mem::take(&mut p.restarts)
-        .into_iter()
-        // SAFETY: listed records are live boxes.
-        .partition(|&r| unsafe { (*r).plan.slot == slot && (*r).plan.args.is_none() });
-    p.restarts = keep_r;
-    for r in cancel {
-        // SAFETY: unlisted above, freed once; its timer is pending on its loop.
-        let r = unsafe { Box::from_raw(r) };
-        // SAFETY: as above.
-        unsafe { reactor::timer_cancel(r.ev, r.timer) };
-    }
-    for &d in &p.dying {
-        // SAFETY: listed records are live boxes.
-        unsafe {
-            if (*d)
-                .plan
-                .as_ref()
-                .is_some_and(|pl| pl.slot == slot && pl.args.is_none())
-            {
-                (*d).plan = None;
-            }
-        }
-    }
+    cancel_restarts(p, |pl| pl.slot == slot && pl.args.is_none());
     bump_generation();
     arm_stops(p);
 }

@@ -88,12 +88,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
         if crate::sigsafe::parked() {
             super::flush::drain_parked(p);
         }
-        for r in std::mem::take(&mut p.restarts) {
-            // SAFETY: listed records are live boxes whose timers are pending on their loop.
-            let r = unsafe { Box::from_raw(r) };
-            // SAFETY: as above.
-            unsafe { reactor::timer_cancel(r.ev, r.timer) };
-        }
+        super::supervise::cancel_restarts(p, |_| true);
         let mut dying = Vec::new();
         for d in std::mem::take(&mut p.dying) {
             // SAFETY: listed records are live boxes; their loop is live.

@@ -217,15 +217,13 @@ pub(crate) fn handshake_done(p: &mut Proc, c: *mut super::state::Child) {
 pub(crate) fn stop_exited(ev: *mut mln_event_t, c: *mut super::state::Child) {
     PROC.with(|p| {
         if p.find(c.cast()).is_some() {
-            close_in(
-                p,
-                ev,
-                c,
-                "exited; a process it started still holds its end of the channel",
-            );
+            close_in(p, ev, c, HELD_OPEN);
         }
     })
 }
+
+/// Why a stopped child that exited is closed although its channel is still open.
+const HELD_OPEN: &str = "exited; a process it started still holds its end of the channel";
 
 /// A graceful stop's deadline timer of live child `c` fired: SIGTERM, and a second later
 /// SIGKILL; if its channel still has not closed [`KILL_WAIT`] after that (a descendant
@@ -263,12 +261,7 @@ pub(crate) fn stop_deadline(c: *mut super::state::Child) {
                             st.killed = false;
                         }
                     }
-                    return close_in(
-                        p,
-                        ev,
-                        c,
-                        "exited; a process it started still holds its end of the channel",
-                    );
+                    return close_in(p, ev, c, HELD_OPEN);
                 }
             }
         }
@@ -604,6 +597,32 @@ fn gone(p: &mut Proc, ev: *mut mln_event_t, end: Ending, status: Status, plan: O
     // The pin of the close: the events hold their own.
     p.unpin(record);
     rolling_note_end(p, id);
+}
+
+/// Cancels the pending restarts whose plan `which` selects (their timers too), and takes
+/// such plans from the exit watches, so nothing restarts them (a stop of everything, the
+/// slot a rolling replacement took, the orderly end). How many restarts were cancelled.
+pub(crate) fn cancel_restarts(p: &mut Proc, which: impl Fn(&Plan) -> bool) -> usize {
+    let (cancel, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut p.restarts)
+        .into_iter()
+        // SAFETY: listed records are live boxes.
+        .partition(|&r| which(unsafe { &(*r).plan }));
+    p.restarts = keep;
+    let n = cancel.len();
+    for r in cancel {
+        // SAFETY: unlisted above, freed once; its timer is pending on its loop.
+        let r = unsafe { Box::from_raw(r) };
+        // SAFETY: as above.
+        unsafe { reactor::timer_cancel(r.ev, r.timer) };
+    }
+    for &d in &p.dying {
+        // SAFETY: listed records are live boxes.
+        let plan = unsafe { &mut (*d).plan };
+        if plan.as_ref().is_some_and(&which) {
+            *plan = None;
+        }
+    }
+    n
 }
 
 pub(crate) fn schedule_restart(p: &mut Proc, ev: *mut mln_event_t, plan: Plan, delay: Duration) {

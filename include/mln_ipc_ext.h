@@ -98,7 +98,7 @@ typedef struct mln_ipc_stats_t {
     mln_u64_t fds_lost;
 } mln_ipc_stats_t;
 
-/* The layout of src/abi.rs (assert_layout!(mln_ipc_stats_t, size 80, ...)); a C99 and C++
+/* The layout of src/abi.rs (assert_layout!(mln_ipc_stats_t, size 104, ...)); a C99 and C++
  * static assertion: the array size is negative if the layout differs. */
 typedef char mln_ipc_stats_t_layout_check[(sizeof(mln_ipc_stats_t) == 104
     && offsetof(mln_ipc_stats_t, frames_sent) == 0

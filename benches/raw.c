@@ -293,14 +293,27 @@ static void raw_fd_receiver(int fd)
     free(buf);
 }
 
+/* The end of a raw measurement started at `t0` (the receiver is done): waits for the raw
+ * child `pid` and prints the figure line. */
+static int raw_finish(pid_t pid, long long t0)
+{
+    long long t1 = now_ns();
+    long rss_recv = peak_rss_kib(getpid());
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) die("wait4");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
+    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
+           (long long)msg_count * (long long)msg_size, ru.ru_maxrss, rss_recv);
+    return 0;
+}
+
 /* rawfd: msg_count descriptors, one per frame, from a child to this process. */
 int run_raw_fds(void)
 {
-    int sv[2], status;
+    int sv[2];
     pid_t pid;
-    long long t0, t1;
-    struct rusage ru;
-    long rss_recv;
+    long long t0;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) die("socketpair");
     pid = fork();
     if (pid < 0) die("fork");
@@ -315,13 +328,7 @@ int run_raw_fds(void)
     t0 = now_ns();
     write_all(sv[0], "g", 1);
     raw_fd_receiver(sv[0]);
-    t1 = now_ns();
-    rss_recv = peak_rss_kib(getpid());
-    if (wait4(pid, &status, 0, &ru) < 0) die("wait4");
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
-    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
-           (long long)msg_count * (long long)msg_size, ru.ru_maxrss, rss_recv);
-    return 0;
+    return raw_finish(pid, t0);
 }
 
 /* pingpong: 0 stream, 1 ping-pong with blocking read/write, 2 ping-pong through epoll. */
@@ -329,10 +336,7 @@ int run_raw(int pingpong)
 {
     int sv[2];
     pid_t pid;
-    long long t0, t1;
-    int status;
-    struct rusage ru;
-    long rss_recv;
+    long long t0;
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) die("socketpair");
     pid = fork();
     if (pid < 0) die("fork");
@@ -352,11 +356,5 @@ int run_raw(int pingpong)
         write_all(sv[0], "g", 1);
         raw_receiver(sv[0]);
     }
-    t1 = now_ns();
-    rss_recv = peak_rss_kib(getpid());
-    if (wait4(pid, &status, 0, &ru) < 0) die("wait4");
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
-    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
-           (long long)msg_count * (long long)msg_size, ru.ru_maxrss, rss_recv);
-    return 0;
+    return raw_finish(pid, t0);
 }

@@ -65,35 +65,56 @@ enum Step {
     Quit,
 }
 
+/// How a receive pass begins.
+enum Start {
+    /// Nothing to do (stopped, or the peer is gone).
+    Nothing,
+    /// The child failed before its handshake: close it.
+    Close(String),
+    /// Child events are queued: they are delivered before these frames.
+    EventsFirst,
+    /// The channel (kept busy) and the epoch the pass began in.
+    Pass(*mut Chan, u64),
+}
+
 /// RECV on `peer`'s channel (the body of `mln_ipc_fd_handler_master/worker`).
 pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     // The channel stays allocated for the whole pass: closing it waits while `busy` (and
     // only `shutdown`, which runs outside any pass, or a fork, which changes the epoch,
     // release it otherwise). So the pass keeps a pointer and touches it only inside
     // borrows of the process state.
-    let start = PROC.with(|p| -> Result<(*mut Chan, u64), Option<String>> {
+    let start = PROC.with(|p| {
         if p.dispatch_stopped {
-            return Err(None);
+            return Start::Nothing;
         }
         let epoch = p.epoch;
-        if p.chan(peer).ok_or(None)?.phase == Phase::Handshake {
+        let Some(ch) = p.chan(peer) else {
+            return Start::Nothing;
+        };
+        if ch.phase == Phase::Handshake {
             // Once per child: its first byte, then the pass goes on with its frames.
-            handshake(p, peer)?;
+            match handshake(p, peer) {
+                Ok(()) => {}
+                Err(None) => return Start::Nothing,
+                Err(Some(why)) => return Start::Close(why),
+            }
         }
         if !p.events.is_empty() && !p.delivering {
             // Child events first (a STARTED, an EXITED of another child): the program
             // hears that a child started before it handles its frames.
-            return Err(Some(String::new()));
+            return Start::EventsFirst;
         }
-        let ch = p.chan(peer).ok_or(None)?;
+        let Some(ch) = p.chan(peer) else {
+            return Start::Nothing;
+        };
         ch.busy += 1;
         ch.ch.rx.set_max(super::max_message());
-        Ok((ch as *mut Chan, epoch))
+        Start::Pass(ch as *mut Chan, epoch)
     });
     let (ch, epoch) = match start {
-        Ok(s) => s,
-        Err(None) => return,
-        Err(Some(why)) if why.is_empty() => {
+        Start::Pass(ch, epoch) => (ch, epoch),
+        Start::Nothing => return,
+        Start::EventsFirst => {
             super::lifecycle::deliver_events(ev);
             // Then the pass, unless the events' handler closed this child, stopped the
             // process or forked (the child's records are not ours then): looked up again.
@@ -104,7 +125,7 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
             // it returns): the frames wait for the next notification.
             return;
         }
-        Err(Some(why)) => {
+        Start::Close(why) => {
             if let Peer::Child(c) = peer {
                 close_child(ev, c, &why);
             }

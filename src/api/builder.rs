@@ -2,9 +2,11 @@
 //! [`Builder::run`] starts anything.
 
 use super::handlers::{MasterFn, MasterWritableFn, WorkerFn, WorkerWritableFn};
+use super::identity;
 use super::lifecycle::{EventFn, QuitFn};
 use super::{run, Error, Master, Message, RunSummary, Worker, WorkerEvent, WorkerId, DRAIN_LIMIT};
 use crate::log;
+use crate::process;
 use std::ffi::CString;
 use std::fmt;
 use std::path::Path;
@@ -138,11 +140,16 @@ impl Builder {
     ) -> Self {
         self.on_master(M::TYPE, move |m, from, bytes| match M::decode(bytes) {
             Some(msg) => f(m, from, msg),
-            None => log::warn(format_args!(
-                "type {}: {} bytes from {from} do not decode; dropped",
-                M::TYPE,
-                bytes.len()
-            )),
+            None => {
+                if let Some(rec) = identity::open_fork_of(from) {
+                    process::note_undecoded(rec);
+                }
+                log::warn(format_args!(
+                    "type {}: {} bytes from {from} do not decode; dropped",
+                    M::TYPE,
+                    bytes.len()
+                ))
+            }
         })
     }
 
@@ -153,11 +160,14 @@ impl Builder {
     ) -> Self {
         self.on_worker(M::TYPE, move |w, bytes| match M::decode(bytes) {
             Some(msg) => f(w, msg),
-            None => log::warn(format_args!(
-                "type {}: {} bytes from the master do not decode; dropped",
-                M::TYPE,
-                bytes.len()
-            )),
+            None => {
+                process::note_undecoded(core::ptr::null());
+                log::warn(format_args!(
+                    "type {}: {} bytes from the master do not decode; dropped",
+                    M::TYPE,
+                    bytes.len()
+                ))
+            }
         })
     }
 

@@ -137,7 +137,7 @@ impl Master {
     /// The counters of the channel to live child `worker` (`None` if that process is
     /// gone); `restarts` counts the restarts of its index.
     pub fn stats(&self, worker: WorkerId) -> Option<Stats> {
-        process::stats(identity::fork_of(worker)?).map(Stats::from)
+        Stats::of(identity::fork_of(worker)?)
     }
 
     /// Runs `f` once, `delay` from now (monotonic clock, rounded up to milliseconds, at
@@ -301,7 +301,7 @@ impl Worker {
     /// The counters of the connection to the master (`restarts` is 0).
     pub fn stats(&self) -> Stats {
         // The connection lives as long as the worker's loop, so as long as any `Worker`.
-        process::stats(null()).map(Stats::from).unwrap_or_default()
+        Stats::of(null()).unwrap_or_default()
     }
 
     /// Runs `f` once, `delay` from now; as [`Master::after`].

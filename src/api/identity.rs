@@ -135,3 +135,14 @@ pub(super) fn index_bound() -> usize {
 pub(super) fn live() -> Vec<WorkerId> {
     with_table(|t| t.by_index.iter().flatten().map(|l| l.id).collect())
 }
+
+/// The record of child `w` if it is still open, being stopped or not (the sender of a
+/// frame being handled).
+pub(super) fn open_fork_of(w: WorkerId) -> Option<*mut mln_fork_t> {
+    with_table(|t| {
+        t.by_fork
+            .iter()
+            .find(|(_, id)| **id == w)
+            .map(|(f, _)| *f as *mut mln_fork_t)
+    })
+}

@@ -38,6 +38,25 @@ pub struct Stats {
     pub fds_received: u64,
     /// Descriptors queued to this index's earlier processes that died first (closed).
     pub fds_lost: u64,
+    /// Frames received of a type this side has no handler for (dropped; logged at debug
+    /// level, `MLN_IPC_LOG=debug`).
+    pub unhandled: u64,
+    /// Frames received that a typed handler ([`Message`](super::Message)) could not decode
+    /// (dropped and logged).
+    pub undecoded: u64,
+}
+
+impl Stats {
+    /// The counters of the channel to child `f` (NULL: the master connection, in a
+    /// worker).
+    pub(super) fn of(f: *const crate::abi::mln_fork_t) -> Option<Stats> {
+        let mut s = Stats::from(crate::process::stats(f)?);
+        if let Some(d) = crate::process::drop_counts(f) {
+            s.unhandled = d.unhandled;
+            s.undecoded = d.undecoded;
+        }
+        Some(s)
+    }
 }
 
 impl From<mln_ipc_stats_t> for Stats {
@@ -56,6 +75,8 @@ impl From<mln_ipc_stats_t> for Stats {
             fds_sent: s.fds_sent,
             fds_received: s.fds_received,
             fds_lost: s.fds_lost,
+            unhandled: 0,
+            undecoded: 0,
         }
     }
 }

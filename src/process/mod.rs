@@ -262,3 +262,50 @@ pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
         })
     })
 }
+
+/// The counters of a connection the C stats struct does not carry (its layout is fixed).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DropCounts {
+    /// Frames of a type nobody handles on this side.
+    pub unhandled: u64,
+    /// Frames a typed handler could not decode ([`note_undecoded`]).
+    pub undecoded: u64,
+}
+
+/// The drop counters of the channel to child `f` (NULL: the master connection, in a
+/// worker); `None` when there is no such open channel.
+pub(crate) fn drop_counts(f: *const mln_fork_t) -> Option<DropCounts> {
+    PROC.with(|p| {
+        let peer = if f.is_null() {
+            if !p.is_worker {
+                return None;
+            }
+            Peer::Master
+        } else {
+            Peer::Child(p.find_open(f)?)
+        };
+        let ch = p.chan(peer)?;
+        Some(DropCounts {
+            unhandled: ch.unhandled,
+            undecoded: ch.undecoded,
+        })
+    })
+}
+
+/// Counts a frame from child `f` (NULL: from the master, in a worker) that a typed
+/// handler could not decode.
+pub(crate) fn note_undecoded(f: *const mln_fork_t) {
+    PROC.with(|p| {
+        let peer = if f.is_null() {
+            Peer::Master
+        } else {
+            match p.find_open(f) {
+                Some(c) => Peer::Child(c),
+                None => return,
+            }
+        };
+        if let Some(ch) = p.chan(peer) {
+            ch.undecoded += 1;
+        }
+    })
+}

@@ -377,7 +377,18 @@ fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
                     }
                 }
                 None => {
-                    // Unknown type or a NULL handler: dropped silently (Melon's rule).
+                    // Unknown type or a NULL handler: dropped (Melon's rule), counted, and
+                    // said at debug level.
+                    ch.unhandled += 1;
+                    if log::enabled(log::Level::Debug) {
+                        let side = match side {
+                            Side::Master => "master",
+                            Side::Worker => "worker",
+                        };
+                        log::debug(format_args!(
+                            "type {ty}: no {side} handler; the frame ({len} bytes) is dropped"
+                        ));
+                    }
                     ch.ch.rx.unpin(pin);
                     Step::Skipped
                 }

@@ -77,6 +77,10 @@ pub(crate) struct Chan {
     pub bytes_received: u64,
     /// Time sends to this peer spent waiting for it (pacing, `flush`).
     pub paced_ns: u64,
+    /// Frames of a type this side has no handler for (dropped).
+    pub unhandled: u64,
+    /// Frames a typed handler of the Rust API could not decode (dropped).
+    pub undecoded: u64,
 }
 
 impl Chan {
@@ -98,6 +102,8 @@ impl Chan {
             frames_received: 0,
             bytes_received: 0,
             paced_ns: 0,
+            unhandled: 0,
+            undecoded: 0,
         }
     }
 }

@@ -45,7 +45,7 @@ fn main() -> Result<(), Error> {
             for w in m.workers() {
                 println!("master: serving to {w}");
             }
-            m.broadcast_message(&Ball(0)).expect("broadcast");
+            assert!(m.broadcast_message(&Ball(0)).expect("broadcast").all_sent());
         })
         .on_worker_message({
             let mut returned = 0u32; // this worker's own count
@@ -67,7 +67,10 @@ fn main() -> Result<(), Error> {
             done += 1;
             if done == WORKERS {
                 println!("master: {ROUNDS} rounds played with each worker");
-                m.broadcast_message(&Ball(u32::MAX)).expect("broadcast");
+                assert!(m
+                    .broadcast_message(&Ball(u32::MAX))
+                    .expect("broadcast")
+                    .all_sent());
             }
         })
         .on_master(

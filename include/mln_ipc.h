@@ -71,7 +71,10 @@ typedef enum {
     /* The restart policy was exceeded: the slot stays empty. */
     M_IPC_CHILD_GAVE_UP,
     /* A rolling restart ended: f is NULL, status 0 done, -1 aborted. */
-    M_IPC_ROLLING_DONE
+    M_IPC_ROLLING_DONE,
+    /* A restart could not fork: f is NULL, status the errno (EDEADLK: refused because
+     * other threads run, the Rust API's rule), restart_in_ms when it is tried again. */
+    M_IPC_CHILD_RESTART_FAILED
 } mln_ipc_child_event_type_t;
 
 /* Extension (not in Melon): how a child ended (mln_ipc_child_event_t.how). */
@@ -164,6 +167,12 @@ typedef struct mln_fheap_node_s mln_event_timer_t;
  * Reserved type used by Melon's configuration reload (payload "conf_reload").
  */
 #define M_IPC_TYPE_CONF 1
+
+/**
+ * Message types up to this one are Melon's (its configuration reload is 1) and the
+ * library's (1019..=1023); handlers for them are refused at registration.
+ */
+#define RESERVED_MAX 1024
 
 typedef uint32_t mln_u32_t;
 
@@ -972,11 +981,12 @@ int mln_ipc_stats_get(mln_fork_t *f, struct mln_ipc_stats_t *out);
  * once the master's loop runs), M_IPC_CHILD_EXITED (the process is gone, after every
  * frame it sent reached the handlers; `f` is its record, readable during the call),
  * M_IPC_CHILD_GAVE_UP (the restart policy gave its slot up), M_IPC_ROLLING_DONE (`f`
- * NULL). `e` is valid during the call only. Never called from inside a send, a walk or a
+ * NULL), M_IPC_CHILD_RESTART_FAILED (`f` NULL; the restart is tried again). `e` is valid during the call only. Never called from inside a send, a walk or a
  * fork; events that come while no handler is set are dropped. NULL removes it.
  * Thread-safe.
  */
-void mln_ipc_child_event_handler_set(mln_ipc_child_event_handler h, void *data);
+void mln_ipc_child_event_handler_set(mln_ipc_child_event_handler h,
+                                     void *data);
 
 /**
  * Extension (not in Melon): stops child `f` gracefully, or every child with `f` NULL.

@@ -126,7 +126,10 @@ typedef enum {
     /* The restart policy was exceeded: the slot stays empty. */
     M_IPC_CHILD_GAVE_UP,
     /* A rolling restart ended: f is NULL, status 0 done, -1 aborted. */
-    M_IPC_ROLLING_DONE
+    M_IPC_ROLLING_DONE,
+    /* A restart could not fork: f is NULL, status the errno (EDEADLK: refused because
+     * other threads run, the Rust API's rule), restart_in_ms when it is tried again. */
+    M_IPC_CHILD_RESTART_FAILED
 } mln_ipc_child_event_type_t;
 
 /* Extension (not in Melon): how a child ended (mln_ipc_child_event_t.how). */
@@ -191,7 +194,8 @@ typedef int (*mln_ipc_quit_handler)(mln_event_t *ev, void *data);
  * is done; for the workers started by mln_fork, once the master's loop runs),
  * M_IPC_CHILD_EXITED (the process is gone, after every frame it sent reached the
  * handlers; `f` is its record, readable during the call), M_IPC_CHILD_GAVE_UP (the
- * restart policy gave its slot up), M_IPC_ROLLING_DONE (`f` NULL). Never called from
+ * restart policy gave its slot up), M_IPC_ROLLING_DONE (`f` NULL),
+ * M_IPC_CHILD_RESTART_FAILED (`f` NULL; the restart is tried again). Never called from
  * inside a send, a walk or a fork; events that come while no handler is set are dropped.
  * NULL removes it. Thread-safe.
  */

@@ -39,7 +39,9 @@ fn broadcast() {
             if s.hellos.len() == WORKERS {
                 assert_eq!(m.workers(), s.hellos.values().copied().collect::<Vec<_>>());
                 assert_eq!(
-                    m.broadcast(BCAST, b"to everyone").expect("broadcast"),
+                    m.broadcast(BCAST, b"to everyone")
+                        .expect("broadcast")
+                        .sent(),
                     WORKERS
                 );
             }

@@ -59,8 +59,9 @@ fn ping_pong() {
     let summary = Builder::new()
         .workers(WORKERS)
         .on_master_start(|m: &mut Master| {
-            let n = m.broadcast_message(&Ping(0)).expect("broadcast");
-            assert_eq!(n, WORKERS as usize);
+            let b = m.broadcast_message(&Ping(0)).expect("broadcast");
+            assert!(b.all_sent());
+            assert_eq!(b.sent(), WORKERS as usize);
         })
         .on_worker_message(|w: &mut Worker, p: Ping| {
             let pid = w.pid();

@@ -327,6 +327,10 @@ pub const M_IPC_CHILD_EXITED: mln_ipc_child_event_type_t = 2;
 pub const M_IPC_CHILD_GAVE_UP: mln_ipc_child_event_type_t = 3;
 /// A rolling restart ended: `f` is NULL, `status` 0 done, -1 aborted.
 pub const M_IPC_ROLLING_DONE: mln_ipc_child_event_type_t = 4;
+/// A restart could not fork: `f` is NULL, `slot` the slot, `status` the errno (EDEADLK:
+/// refused because other threads run, see the Rust API's `allow_threads`), `restart_in_ms`
+/// when it is tried again.
+pub const M_IPC_CHILD_RESTART_FAILED: mln_ipc_child_event_type_t = 5;
 
 /// Extension (not in Melon): how a child ended (`mln_ipc_child_event_t::how`). A C enum in
 /// the header.

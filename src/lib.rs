@@ -35,7 +35,7 @@
 //!         .workers(3)
 //!         // In the master, once the workers are forked: one ball per worker.
 //!         .on_master_start(|m: &mut Master| {
-//!             m.broadcast(PING, 1u32.to_le_bytes()).expect("broadcast");
+//!             assert!(m.broadcast(PING, 1u32.to_le_bytes()).expect("broadcast").all_sent());
 //!         })
 //!         // In each worker: return the ball, one higher.
 //!         .on_worker(PING, |w: &mut Worker, payload: &[u8]| {

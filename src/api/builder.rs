@@ -12,6 +12,12 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+/// Message types up to this one are Melon's (its configuration reload is 1) and the
+/// library's (1019..=1023); handlers for them are refused at registration.
+pub const RESERVED_MAX: u32 = 1024;
+const RESERVED_WHY: &str =
+    "message types 0..=1024 are reserved (Melon's and the library's own); use 1025 or above";
+
 pub(super) type MasterStartFn = dyn FnOnce(&mut Master);
 pub(super) type WorkerStartFn = dyn FnMut(&mut Worker);
 
@@ -113,20 +119,29 @@ impl Builder {
     }
 
     /// Handles frames of type `ty` arriving in the master: `f(master, from, payload)`;
-    /// `payload` is borrowed from the receive buffer for the duration of the call.
+    /// `payload` is borrowed from the receive buffer for the duration of the call. Types
+    /// 0..=[`RESERVED_MAX`] (1024) are refused: [`Error::InvalidArgument`] from `run`
+    /// (sending them stays possible, for C peers that handle them; 1021..=1023 are refused
+    /// there too).
     pub fn on_master(
         mut self,
         ty: u32,
         f: impl FnMut(&mut Master, WorkerId, &[u8]) + 'static,
     ) -> Self {
+        if ty <= RESERVED_MAX {
+            return self.fail(Error::InvalidArgument(RESERVED_WHY));
+        }
         self.master.retain(|(t, _)| *t != ty);
         self.master.push((ty, Box::new(f)));
         self
     }
 
     /// Handles frames of type `ty` arriving in a worker (from the master):
-    /// `f(worker, payload)`.
+    /// `f(worker, payload)`. Types 0..=1024 are refused as in [`Builder::on_master`].
     pub fn on_worker(mut self, ty: u32, f: impl FnMut(&mut Worker, &[u8]) + 'static) -> Self {
+        if ty <= RESERVED_MAX {
+            return self.fail(Error::InvalidArgument(RESERVED_WHY));
+        }
         self.worker.retain(|(t, _)| *t != ty);
         self.worker.push((ty, Box::new(f)));
         self

@@ -106,22 +106,22 @@ impl Master {
         process::fds::truncated()
     }
 
-    /// Queues a message of type `ty` for every live child, in index order; returns how
-    /// many. [`Error::MessageTooLarge`] is reported before anything is queued; any other
-    /// error ([`Error::QueueFull`] of one child) stops the walk there: the children before
-    /// it in index order have the message queued, the others do not.
-    pub fn broadcast(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<usize, Error> {
+    /// Queues a message of type `ty` for every live child, in index order, trying every
+    /// one whatever the others gave: the [`Broadcast`] says each child's result (a full
+    /// queue of one does not keep the message from the next). [`Error::MessageTooLarge`]
+    /// is reported before anything is queued.
+    pub fn broadcast(&mut self, ty: u32, payload: impl AsRef<[u8]>) -> Result<Broadcast, Error> {
         let payload = payload.as_ref();
         check_len(payload.len())?;
-        let mut n = 0;
+        let mut results = Vec::new();
         for i in 0..identity::index_bound() {
-            if let Some((_, f)) = identity::at(i) {
-                process::send_to_child(self.ev, f, ty, payload)
-                    .map_err(|e| send_error(e, payload.len()))?;
-                n += 1;
+            if let Some((id, f)) = identity::at(i) {
+                let r = process::send_to_child(self.ev, f, ty, payload)
+                    .map_err(|e| send_error(e, payload.len()));
+                results.push((id, r));
             }
         }
-        Ok(n)
+        Ok(Broadcast { results })
     }
 
     /// [`Master::send_to`] for a typed message.
@@ -130,7 +130,7 @@ impl Master {
     }
 
     /// [`Master::broadcast`] for a typed message.
-    pub fn broadcast_message<M: Message>(&mut self, msg: &M) -> Result<usize, Error> {
+    pub fn broadcast_message<M: Message>(&mut self, msg: &M) -> Result<Broadcast, Error> {
         self.broadcast(M::TYPE, msg.encode())
     }
 
@@ -298,6 +298,13 @@ impl Worker {
         std::process::id()
     }
 
+    /// This worker's stable index, as the master's [`WorkerId::index`] names it (a
+    /// restarted worker has its predecessor's); `None` in a program the library did not
+    /// fork itself (one started with `spawn` that runs this API after `exec`).
+    pub fn index(&self) -> Option<usize> {
+        process::my_slot().map(|s| s as usize)
+    }
+
     /// The counters of the connection to the master (`restarts` is 0).
     pub fn stats(&self) -> Stats {
         // The connection lives as long as the worker's loop, so as long as any `Worker`.
@@ -332,5 +339,42 @@ impl Worker {
     /// (`mln_ipc_worker_send_prepare`, ...). Valid while the worker runs; loop thread only.
     pub fn as_raw_event_loop(&self) -> *mut mln_event_t {
         self.ev
+    }
+}
+
+/// What [`Master::broadcast`] did: each live child it tried, in index order, with its
+/// send's result.
+#[derive(Debug)]
+#[must_use = "a broadcast may have failed for some workers"]
+pub struct Broadcast {
+    results: Vec<(WorkerId, Result<(), Error>)>,
+}
+
+impl Broadcast {
+    /// To how many children the message was queued.
+    pub fn sent(&self) -> usize {
+        self.results.iter().filter(|(_, r)| r.is_ok()).count()
+    }
+
+    /// Whether it was queued to every child tried (also when there was none).
+    pub fn all_sent(&self) -> bool {
+        self.results.iter().all(|(_, r)| r.is_ok())
+    }
+
+    /// The children it was not queued to, and why.
+    pub fn failures(&self) -> impl Iterator<Item = (WorkerId, &Error)> {
+        self.results
+            .iter()
+            .filter_map(|(w, r)| r.as_ref().err().map(|e| (*w, e)))
+    }
+
+    /// Every child tried, in index order, with its result.
+    pub fn results(&self) -> &[(WorkerId, Result<(), Error>)] {
+        &self.results
+    }
+
+    /// [`Broadcast::results`], owned.
+    pub fn into_results(self) -> Vec<(WorkerId, Result<(), Error>)> {
+        self.results
     }
 }

@@ -48,6 +48,15 @@ pub enum Error {
         /// How many threads this process has (including the caller).
         threads: usize,
     },
+    /// A start hook ([`Builder::on_master_start`](super::Builder::on_master_start))
+    /// panicked: `run` stopped the workers and returned this instead of running a loop
+    /// the hook may not have set up.
+    Panicked {
+        /// Which hook.
+        hook: &'static str,
+        /// The panic's message (empty when its payload was not a string).
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -65,6 +74,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::Busy => f.write_str("a rolling restart is already under way"),
             Error::AlreadyStarted => f.write_str("Builder::run was already called in this process"),
+            Error::Panicked { hook, message } => write!(f, "{hook} panicked: {message}"),
             Error::ThreadsRunning { threads } => write!(
                 f,
                 "{threads} threads are running; forking now is unsafe (see Builder::allow_threads)"

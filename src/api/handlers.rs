@@ -13,7 +13,9 @@ use crate::log;
 use crate::process;
 use crate::registry::Side;
 use core::ffi::c_void;
+use core::ptr::null_mut;
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -25,7 +27,8 @@ pub(super) type WorkerWritableFn = dyn FnMut(&mut Worker);
 /// A handler of either side, as the trampoline calls it.
 type RawFn = dyn FnMut(*mut mln_event_t, *mut c_void, &[u8]);
 
-/// What a table entry's data slot points at (leaked: the tables never free an entry).
+/// What a table entry's data slot points at (leaked: the core's tables never free an entry;
+/// [`drop_all`] frees it at the end of `run`).
 struct Entry {
     side: &'static str,
     ty: u32,
@@ -63,6 +66,60 @@ fn install(side: Side, name: &'static str, ty: u32, f: Box<RawFn>) {
         f,
     }));
     process::handler_set(side, ty, Some(trampoline), e.cast());
+    INSTALLED.with_borrow_mut(|v| v.push((side, e)));
+}
+
+thread_local! {
+    /// The entries and the writable callbacks installed by this process's `run` (the loop
+    /// thread's), for [`drop_all`].
+    static INSTALLED: RefCell<Vec<(Side, *mut Entry)>> = const { RefCell::new(Vec::new()) };
+    static WRITABLE: Cell<*mut Writable> = const { Cell::new(null_mut()) };
+}
+
+/// Drops the closures `run` installed once no loop runs them any more: all of them at the
+/// end of the master's `run`; in a worker before it exits (`side` Worker), its own side's
+/// (the master's handlers there are copies of the master's state it never ran: leaked, so
+/// their destructors do not run twice, in both processes). Each is removed from the core's
+/// table first; one still running (the loop was left from inside it: a worker's exit in a
+/// nested loop) is leaked instead. A destructor that panics is caught and logged.
+pub(super) fn drop_all(only: Option<Side>) {
+    let entries = INSTALLED.with_borrow_mut(std::mem::take);
+    for (side, e) in entries {
+        // SAFETY: leaked by `install`, never freed elsewhere; taken out of the list once.
+        let (ty, running) = unsafe { ((*e).ty, (*e).running) };
+        if only.is_some_and(|s| s != side) || running {
+            continue;
+        }
+        process::handler_set(side, ty, None, null_mut());
+        // SAFETY: no longer in the core's table, not running: nothing refers to it.
+        let entry = unsafe { Box::from_raw(e) };
+        let name = entry.side;
+        guarded(
+            format_args!("dropping the {name} handler for type {ty}"),
+            || drop(entry),
+        );
+    }
+    let w = WRITABLE.replace(null_mut());
+    // SAFETY: leaked by `install_writable`, taken once; `running` says whether a callback
+    // is on the stack.
+    if !w.is_null() && !unsafe { (*w).running } {
+        process::set_writable_handler(None, null_mut());
+        // SAFETY: removed from the core; nothing else refers to it.
+        let mut w = unsafe { Box::from_raw(w) };
+        let (master, worker) = (w.master.take(), w.worker.take());
+        if only == Some(Side::Worker) {
+            std::mem::forget(master);
+        } else {
+            guarded(
+                format_args!("dropping the master writable callback"),
+                || drop(master),
+            );
+        }
+        guarded(
+            format_args!("dropping the worker writable callback"),
+            || drop(worker),
+        );
+    }
 }
 
 /// # Safety
@@ -131,6 +188,7 @@ pub(super) fn install_writable(
         running: false,
     }));
     process::set_writable_handler(Some(writable_trampoline), w.cast());
+    WRITABLE.set(w);
 }
 
 unsafe extern "C" fn writable_trampoline(
@@ -169,24 +227,34 @@ unsafe extern "C" fn writable_trampoline(
 /// boundary: a payload whose `Drop` panics is a second panic, caught too (and that one's
 /// payload is leaked rather than dropped). Returns whether `f` completed.
 pub(super) fn guarded(what: fmt::Arguments<'_>, f: impl FnOnce()) -> bool {
+    guarded_with(what, f).is_ok()
+}
+
+/// [`guarded`], giving the panic's message (empty when its payload is not a string).
+pub(super) fn guarded_with(what: fmt::Arguments<'_>, f: impl FnOnce()) -> Result<(), String> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(()) => true,
+        Ok(()) => Ok(()),
         Err(payload) => {
+            let text = message(&*payload);
             log::error(format_args!(
-                "{what} panicked{}; the panic was caught and the loop goes on",
-                message(&*payload)
+                "{what} panicked{}; the panic was caught",
+                if text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({text})")
+                }
             ));
             drop_payload(payload);
-            false
+            Err(text)
         }
     }
 }
 
 fn message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
-        format!(" ({s})")
+        (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
-        format!(" ({s})")
+        s.clone()
     } else {
         String::new()
     }

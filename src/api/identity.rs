@@ -75,7 +75,7 @@ impl Table {
             // A child being stopped is gone to the program (not listed, no sends), but
             // the messages it still sends are its own.
             self.by_fork.insert(c.fork as usize, id);
-            if c.stopping {
+            if c.stopping || c.gone {
                 continue;
             }
             if self.by_index.len() <= id.index {

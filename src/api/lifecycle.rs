@@ -95,6 +95,21 @@ pub enum WorkerEvent {
         /// Whether it completed.
         completed: bool,
     },
+    /// The restart of this index could not fork; it is tried again after `retry_in` (the
+    /// index stays empty meanwhile).
+    RestartFailed {
+        /// The stable index.
+        index: usize,
+        /// The fork was refused because other threads run in the master (forking would
+        /// copy their locks, held for ever in the child): see
+        /// [`Builder::allow_threads`](super::Builder::allow_threads). `errno` is then
+        /// `EDEADLK`.
+        threads_running: bool,
+        /// Why the fork failed (`EAGAIN`, `ENOMEM`, ...; `EDEADLK` for `threads_running`).
+        errno: i32,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
 }
 
 /// One worker process's end, in the [`RunSummary`](super::RunSummary).
@@ -175,6 +190,21 @@ pub(super) fn install(on_event: Option<Box<EventFn>>, on_quit: Option<Box<QuitFn
     process::set_quit_handler(Some(quit_trampoline), null_mut());
 }
 
+/// Drops the hooks at the end of `run` (`master`), or of a worker (`!master`: its own
+/// quit hook; the master's event hook, a copy of the master's state it never ran, is
+/// leaked rather than dropped, as its timers are). The core's hooks are removed first.
+pub(super) fn drop_hooks(master: bool) {
+    process::set_event_handler(None, null_mut());
+    process::set_quit_handler(None, null_mut());
+    let (on_event, on_quit) = LIFE.with_borrow_mut(|l| (l.on_event.take(), l.on_quit.take()));
+    if master {
+        guarded(format_args!("dropping on_worker_event"), || drop(on_event));
+    } else {
+        std::mem::forget(on_event);
+    }
+    guarded(format_args!("dropping on_quit"), || drop(on_quit));
+}
+
 /// The ends recorded so far, and how many older ones were dropped.
 pub(super) fn take_ends() -> (Vec<WorkerEnd>, u64) {
     LIFE.with_borrow_mut(|l| (std::mem::take(&mut l.ends), l.ends_dropped))
@@ -239,6 +269,12 @@ unsafe extern "C" fn event_trampoline(
         M_IPC_CHILD_GAVE_UP => WorkerEvent::GaveUp { index },
         M_IPC_ROLLING_DONE => WorkerEvent::RollingDone {
             completed: e.status == 0,
+        },
+        M_IPC_CHILD_RESTART_FAILED => WorkerEvent::RestartFailed {
+            index,
+            threads_running: e.status == libc::EDEADLK,
+            errno: e.status,
+            retry_in: Duration::from_millis(u64::try_from(e.restart_in_ms).unwrap_or(0)),
         },
         _ => return,
     };

@@ -24,7 +24,7 @@
 //! let summary = Builder::new()
 //!     .workers(2)
 //!     .on_master_start(|m: &mut Master| {
-//!         m.broadcast(PING, b"hello").expect("broadcast");
+//!         assert!(m.broadcast(PING, b"hello").expect("broadcast").all_sent());
 //!     })
 //!     .on_worker(PING, |w: &mut Worker, payload: &[u8]| {
 //!         let _ = w.send(PONG, payload);
@@ -116,8 +116,8 @@ mod run;
 mod stats;
 mod timers;
 
-pub use builder::Builder;
-pub use context::{Master, Worker};
+pub use builder::{Builder, RESERVED_MAX};
+pub use context::{Broadcast, Master, Worker};
 pub use error::Error;
 pub use identity::WorkerId;
 pub use lifecycle::{End, RollingRestart, WorkerEnd, WorkerEvent};

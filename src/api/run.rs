@@ -10,13 +10,14 @@
 //! touching it. Nothing else in the safe API can reach the core from another thread.
 
 use super::builder::{Builder, WorkerStartFn};
-use super::handlers::{self, guarded};
+use super::handlers::{self, guarded, guarded_with};
 use super::lifecycle::{self, End, WorkerEnd};
 use super::{identity, timers, Error, Master, RunSummary, Worker, WorkerId};
 use crate::abi::{mln_event_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
 use crate::log;
 use crate::process::{self, Forked};
 use crate::reactor::standalone as ev_loop;
+use crate::registry::Side;
 use core::ffi::CStr;
 use core::ptr::null_mut;
 use std::io;
@@ -27,6 +28,10 @@ use std::time::{Duration, Instant};
 /// Set once, by the first `run` that passed its argument checks: the process is its
 /// thread's (and, after fork, each worker's only thread's).
 static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// A worker whose start hook panicked exits with this status, as a Rust program whose
+/// `main` panicked does.
+const PANIC_STATUS: i32 = 101;
 
 /// What a child gets, at least, to exit by itself once its channel closed at the stop.
 const EXIT_WAIT: Duration = Duration::from_secs(1);
@@ -59,7 +64,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         return Err(e);
     }
     if !allow_threads {
-        let threads = thread_count();
+        let threads = process::thread_count();
         if threads > 1 {
             return Err(Error::ThreadsRunning { threads });
         }
@@ -91,6 +96,9 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     }
     // The Rust API's sends are never paced: a full queue is `QueueFull`, never a wait.
     process::set_pacing(false);
+    // Every later fork (restarts, rolling restarts, restarted programs) is checked too: a
+    // thread started after this point (in a start hook, a handler) makes them refused.
+    process::set_single_threaded_forks(!allow_threads);
     if let Some((n, period)) = restart_policy {
         process::set_restart_policy(n, lifecycle::millis(period).max(u32::from(n > 0)));
     }
@@ -104,7 +112,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     for _ in 0..workers {
         match process::fork_core(null_mut(), process::new_plan(M_PET_DFL, M_PST_SUP, None)) {
             Ok(Forked::Parent) => {}
-            Ok(Forked::Child) => worker_main(worker_start.as_deref_mut(), stop_timeout),
+            Ok(Forked::Child) => worker_main(worker_start.take(), stop_timeout),
             Err(e) => return Err(abort_start(e)),
         }
     }
@@ -127,22 +135,58 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
             return Err(abort_start(e));
         }
     }
-    if let Some(f) = master_start {
-        guarded(format_args!("on_master_start"), || f(&mut Master::new(ev)));
+    // A start hook that panicked leaves the program half set up: `run` ends (after
+    // stopping the workers) instead of running a loop that may have nothing to do.
+    let start_panic = master_start.and_then(|f| {
+        guarded_with(format_args!("on_master_start"), || f(&mut Master::new(ev))).err()
+    });
+    if start_panic.is_none() {
+        // SAFETY: `ev` is the live loop created above, dispatched on this thread.
+        unsafe { ev_loop::dispatch(ev) };
     }
-    // SAFETY: `ev` is the live loop created above, dispatched on this thread.
-    unsafe { ev_loop::dispatch(ev) };
     if process::is_worker() {
         // A worker restarted inside the master's loop left it (spec §5): drop the
         // master's loop and state, and become that worker.
         into_worker(ev);
-        worker_main(worker_start.as_deref_mut(), stop_timeout);
+        worker_main(worker_start.take(), stop_timeout);
     }
     let summary = stop_children(stop_timeout);
     timers::drop_all();
     // SAFETY: not dispatching any more; nothing refers to the loop after this.
     unsafe { ev_loop::free(ev) };
-    Ok(summary)
+    drop_closures(Side::Master, worker_start);
+    match start_panic {
+        Some(message) => Err(Error::Panicked {
+            hook: "on_master_start",
+            message,
+        }),
+        None => Ok(summary),
+    }
+}
+
+/// Drops what `run` installed (see `handlers::drop_all`): in the master everything, in a
+/// worker its own side's closures.
+fn drop_closures(side: Side, worker_start: Option<Box<WorkerStartFn>>) {
+    let master = side == Side::Master;
+    handlers::drop_all(if master { None } else { Some(Side::Worker) });
+    lifecycle::drop_hooks(master);
+    guarded(format_args!("dropping on_worker_start"), || {
+        drop(worker_start)
+    });
+}
+
+/// The core's last word in a worker whose master is gone (it exits with status 127): the
+/// closures go first, as at a stop.
+fn worker_exit_hook() {
+    timers::drop_all();
+    let start = WORKER_START.take();
+    drop_closures(Side::Worker, start);
+}
+
+thread_local! {
+    /// A worker's start hook, kept where its exit hook finds it.
+    static WORKER_START: std::cell::Cell<Option<Box<WorkerStartFn>>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// The checks of `max_message` and `queue_limit` that touch nothing.
@@ -255,7 +299,7 @@ fn into_worker(master_ev: *mut mln_event_t) {
 }
 
 /// A worker's life after the fork; never returns.
-fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
+fn worker_main(mut start: Option<Box<WorkerStartFn>>, timeout: Duration) -> ! {
     lifecycle::reset_signals();
     let _ = lifecycle::take_ends();
     let ev = ev_loop::new();
@@ -264,11 +308,22 @@ fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
         std::process::exit(1);
     }
     process::worker_events_set(ev);
-    if let Some(f) = start {
-        guarded(format_args!("on_worker_start"), || f(&mut Worker::new(ev)));
+    process::set_exit_hook(worker_exit_hook);
+    if let Some(f) = start.as_deref_mut() {
+        let started = guarded_with(format_args!("on_worker_start"), || f(&mut Worker::new(ev)));
+        if started.is_err() {
+            // As an uncaught panic ends a Rust program: the master sees it exit with 101
+            // (and restarts it, within its restart policy).
+            process::flush_stdio();
+            process::shutdown(deadline_after(timeout), Duration::ZERO);
+            drop_closures(Side::Worker, start);
+            std::process::exit(PANIC_STATUS)
+        }
     }
+    WORKER_START.set(start);
     // SAFETY: the live loop created above, dispatched on this thread.
     unsafe { ev_loop::dispatch(ev) };
+    let start = WORKER_START.take();
     // Stopped (`Worker::stop`). What this process printed goes out before its channel
     // closes: the master may kill it once it is closed and the grace ran out.
     process::flush_stdio();
@@ -279,13 +334,10 @@ fn worker_main(start: Option<&mut WorkerStartFn>, timeout: Duration) -> ! {
             "{lost} queued message(s) to the master not delivered at stop"
         ));
     }
+    timers::drop_all();
+    drop_closures(Side::Worker, start);
+    process::flush_stdio();
     std::process::exit(0)
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(1)
 }
 
 fn check_executable(program: &CStr) -> Result<(), Error> {

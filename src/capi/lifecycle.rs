@@ -12,7 +12,7 @@ use core::ffi::{c_int, c_void};
 /// once the master's loop runs), M_IPC_CHILD_EXITED (the process is gone, after every
 /// frame it sent reached the handlers; `f` is its record, readable during the call),
 /// M_IPC_CHILD_GAVE_UP (the restart policy gave its slot up), M_IPC_ROLLING_DONE (`f`
-/// NULL). `e` is valid during the call only. Never called from inside a send, a walk or a
+/// NULL), M_IPC_CHILD_RESTART_FAILED (`f` NULL; the restart is tried again). `e` is valid during the call only. Never called from inside a send, a walk or a
 /// fork; events that come while no handler is set are dropped. NULL removes it.
 /// Thread-safe.
 #[no_mangle]

@@ -542,6 +542,8 @@ fn pace_waits(ch: &mut Chan, peer: Peer, fd: i32) {
 fn broken(ch: &mut Chan, peer: Peer, e: &std::io::Error) {
     if ch.phase.advance(Phase::Failing) {
         log::debug(format_args!("write to {peer} failed: {e}"));
+        // Gone to the program now: the faces' child lists drop it.
+        super::state::bump_generation();
     }
 }
 

@@ -63,9 +63,36 @@ pub(crate) fn flush_stdio() {
     unsafe { libc::fflush(null_mut()) };
 }
 
+/// This process's supervision slot, when it is a child forked by the library (`NO_SLOT`
+/// otherwise): the Rust API's `Worker::index`.
+static MY_SLOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(NO_SLOT);
+const NO_SLOT: u64 = u64::MAX;
+
+/// This process's slot in its master's list, if the library forked it.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn my_slot() -> Option<u32> {
+    let s = MY_SLOT.load(std::sync::atomic::Ordering::Relaxed);
+    (s != NO_SLOT).then_some(s as u32)
+}
+
 /// Socketpair, fork, handshake (spec §4.5). In the parent the child is appended to the
 /// list and, if `ev` is given, registered there for receiving.
 pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> {
+    if super::settings::single_threaded_forks() {
+        let threads = super::pids::thread_count();
+        if threads > 1 {
+            let what = match &plan.args {
+                Some(a) => format!("program '{}'", a.name()),
+                None => format!("worker {}", plan.slot),
+            };
+            log::error(format_args!(
+                "fork of {what} refused: {threads} threads run in this process, and a lock \
+                 one of them holds would stay locked for ever in the child (the Rust API's \
+                 Builder::allow_threads opts out)"
+            ));
+            return Err(io::Error::from_raw_os_error(libc::EDEADLK));
+        }
+    }
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -86,6 +113,7 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             Err(e.into())
         }
         Ok(nix::unistd::ForkResult::Child) => {
+            MY_SLOT.store(u64::from(plan.slot), std::sync::atomic::Ordering::Relaxed);
             handlers::after_fork_in_child(&mut guard);
             drop(guard);
             drop(mine);

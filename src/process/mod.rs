@@ -62,14 +62,20 @@ pub(crate) use flush::{
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use fork::my_slot;
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use pids::thread_count;
 pub(crate) use settings::set_fds_limit;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use settings::set_worker_num;
 pub(crate) use settings::{max_message, queue_limit, set_max_message, set_queue_limit};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use settings::{set_exit_hook, set_single_threaded_forks};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use shutdown::{children, shutdown};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
@@ -264,6 +270,7 @@ pub(crate) fn stats(f: *const mln_fork_t) -> Option<mln_ipc_stats_t> {
 }
 
 /// The counters of a connection the C stats struct does not carry (its layout is fixed).
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct DropCounts {
     /// Frames of a type nobody handles on this side.
@@ -274,6 +281,7 @@ pub(crate) struct DropCounts {
 
 /// The drop counters of the channel to child `f` (NULL: the master connection, in a
 /// worker); `None` when there is no such open channel.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn drop_counts(f: *const mln_fork_t) -> Option<DropCounts> {
     PROC.with(|p| {
         let peer = if f.is_null() {
@@ -294,6 +302,7 @@ pub(crate) fn drop_counts(f: *const mln_fork_t) -> Option<DropCounts> {
 
 /// Counts a frame from child `f` (NULL: from the master, in a worker) that a typed
 /// handler could not decode.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn note_undecoded(f: *const mln_fork_t) {
     PROC.with(|p| {
         let peer = if f.is_null() {

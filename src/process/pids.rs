@@ -496,3 +496,10 @@ fn threads() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// How many threads this process has (1 when `/proc` cannot tell).
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1)
+}

@@ -77,3 +77,30 @@ pub(crate) fn set_fds_limit(n: usize) {
 pub(crate) fn fds_limit() -> usize {
     FDS_LIMIT.load(Ordering::Relaxed)
 }
+
+/// Forks refused while other threads run (the Rust API without `allow_threads`): a lock
+/// another thread holds at the fork stays locked for ever in the child.
+static SINGLE_THREADED_FORKS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn set_single_threaded_forks(on: bool) {
+    SINGLE_THREADED_FORKS.store(on, Ordering::Relaxed);
+}
+
+pub(crate) fn single_threaded_forks() -> bool {
+    SINGLE_THREADED_FORKS.load(Ordering::Relaxed)
+}
+
+/// Called in a worker just before the core ends it because its master is gone (the Rust
+/// API drops its closures there). Set once per process, by the loop thread.
+static EXIT_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn set_exit_hook(h: fn()) {
+    let _ = EXIT_HOOK.set(h);
+}
+
+pub(crate) fn exit_hook() -> Option<fn()> {
+    EXIT_HOOK.get().copied()
+}

@@ -29,6 +29,9 @@ pub(crate) struct ChildInfo {
     /// Being stopped gracefully: not listed to the program any more, but its frames
     /// still arrive.
     pub stopping: bool,
+    /// Known to be gone (a write to it failed, or its close waits for the receive pass
+    /// under way): not listed to the program any more either.
+    pub gone: bool,
 }
 
 /// The live children, oldest first.
@@ -39,6 +42,7 @@ pub(crate) fn children() -> Vec<ChildInfo> {
             .filter_map(|c| {
                 let live = p.live_of(c)?;
                 let stopping = live.chan.stopping;
+                let gone = live.chan.phase.ended();
                 let plan = &live.plan;
                 let (slot, program) = (plan.slot, plan.args.is_some());
                 // SAFETY: a live record.
@@ -50,6 +54,7 @@ pub(crate) fn children() -> Vec<ChildInfo> {
                     fork: c.cast(),
                     program,
                     stopping,
+                    gone,
                 })
             })
             .collect()

@@ -80,6 +80,7 @@ pub(crate) struct Chan {
     /// Frames of a type this side has no handler for (dropped).
     pub unhandled: u64,
     /// Frames a typed handler of the Rust API could not decode (dropped).
+    #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
     pub undecoded: u64,
 }
 

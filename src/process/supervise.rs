@@ -58,6 +58,9 @@ pub(crate) fn master_gone(why: &str) -> ! {
     log::info(format_args!(
         "connection to the master closed ({why}; the master stopped or died): exiting with status 127"
     ));
+    if let Some(h) = super::settings::exit_hook() {
+        h();
+    }
     std::process::exit(127)
 }
 
@@ -94,7 +97,9 @@ pub(crate) fn close_in(
             };
             ch.send_armed = false;
         }
-        ch.phase.advance(Phase::Closing);
+        if ch.phase.advance(Phase::Closing) {
+            super::state::bump_generation();
+        }
         ch.pending_why.get_or_insert_with(|| why.to_string());
         return;
     }
@@ -687,7 +692,18 @@ pub(crate) fn restart_fired(ev: *mut mln_event_t, rec: *mut PendingRestart) {
                 "restart failed: {e}; trying again in {} ms",
                 delay.as_millis()
             ));
-            PROC.with(|p| schedule_restart(p, ev, retry, delay));
+            let failed = mln_ipc_child_event_t {
+                r#type: M_IPC_CHILD_RESTART_FAILED,
+                slot: retry.slot,
+                status: e.raw_os_error().unwrap_or(-1),
+                restarts: retry.restarts.min(u32::MAX as u64) as u32,
+                restart_in_ms: delay.as_millis().min(i64::MAX as u128) as i64,
+                ..Default::default()
+            };
+            PROC.with(|p| {
+                schedule_restart(p, ev, retry, delay);
+                p.push_event(failed, null_mut());
+            });
         }
     }
 }

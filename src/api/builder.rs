@@ -187,14 +187,16 @@ impl Builder {
     }
 
     /// Runs once in the master after the workers are forked, before its loop starts
-    /// (Melon's `master_process`). Messages sent here are written once the loop runs.
+    /// (Melon's `master_process`). Messages sent here are written once the loop runs. If
+    /// it panics, `run` stops the workers and returns [`Error::Panicked`].
     pub fn on_master_start(mut self, f: impl FnOnce(&mut Master) + 'static) -> Self {
         self.master_start = Some(Box::new(f));
         self
     }
 
     /// Runs once in each worker (also in each restarted one) before its loop starts
-    /// (Melon's `worker_process`).
+    /// (Melon's `worker_process`). If it panics, the worker exits with status 101 (and is
+    /// restarted, within the restart policy).
     pub fn on_worker_start(mut self, f: impl FnMut(&mut Worker) + 'static) -> Self {
         self.worker_start = Some(Box::new(f));
         self

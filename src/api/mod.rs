@@ -67,8 +67,10 @@
 //!   may be called from a signal handler.
 //! * **Fork.** `run` forks. `fork` copies only the calling thread: a lock held by any
 //!   other thread stays locked forever in the child. So `run` refuses to start while other
-//!   threads exist ([`Error::ThreadsRunning`]) unless the `unsafe`
-//!   [`Builder::allow_threads`] says the caller upholds its contract. A worker is a copy
+//!   threads exist ([`Error::ThreadsRunning`]), and every later fork (restarts, rolling
+//!   restarts) is refused while they do ([`WorkerEvent::RestartFailed`], tried again with
+//!   backoff), unless the `unsafe` [`Builder::allow_threads`] says the caller upholds its
+//!   contract. A worker is a copy
 //!   of the master at the moment of the fork: it inherits every open file and socket (the
 //!   core's own descriptors are close-on-exec and a worker closes its siblings'
 //!   channels) and the closures' captured state as it was. Rust's and C's stdio are
@@ -83,16 +85,20 @@
 //! * **Handlers** may send, set and cancel timers, stop, and call the C API on the raw
 //!   handles ([`Master::as_raw_event_loop`], [`Master::as_raw_fork`]); they must not block
 //!   for long (the whole process waits) and must not call [`Builder::run`]. A handler,
-//!   timer or start callback that panics is stopped at the boundary: the panic is logged
+//!   timer or other callback that panics is stopped at the boundary: the panic is logged
 //!   (`MLN_IPC_LOG`), that message is dropped, and the loop goes on with the handler's
 //!   state as the panic left it; a panic payload whose `Drop` panics too is caught as
-//!   well (and leaked).
+//!   well (and leaked). A start hook that panics ends the run instead: `on_master_start`
+//!   makes `run` stop the workers and return [`Error::Panicked`]; `on_worker_start` ends
+//!   that worker with exit status 101.
 //! * **Backpressure.** Each peer's send queue is bounded ([`Builder::queue_limit`]); a
 //!   send past it is [`Error::QueueFull`] and nothing is queued; the writable callback
 //!   ([`Builder::on_master_writable`], [`Builder::on_worker_writable`]) says when to
 //!   resume. [`Master::stats`] and [`Worker::stats`] give each connection's counters.
-//! * **Ownership.** Closures are owned by the library for the rest of the process's life
-//!   (the handler tables never free an entry; a worker keeps its copy of the master's).
+//! * **Ownership.** Closures are owned by the library until `run` ends: the master drops
+//!   them all when `run` returns; a worker drops its own side's before it exits (stopped,
+//!   or its master gone) and leaks its copies of the master's (their destructors must not
+//!   run twice).
 //!   Sending copies the payload into the channel's queue: it is written after the current
 //!   handler returns, in order, exactly once, unless the peer dies first.
 //!

@@ -33,7 +33,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// the program owes none).
 ///
 /// # Rules
-/// * **Once per process.** `run` claims the process as [`Builder::run`] does: a second
+/// * **Once per process.** `run` claims the process as [`Builder::run`](super::Builder::run) does: a second
 ///   `run` (of either) is [`Error::AlreadyStarted`], and so is a `run` in a process that
 ///   is already a worker, or a master with children, through the C API.
 /// * **Threads** are allowed: the program was executed, not forked, and this API never

@@ -330,7 +330,9 @@ impl Worker {
     /// [`Builder::stop_timeout`](super::Builder::stop_timeout)), its channel is closed and
     /// the process exits with status 0. The master gives it time to exit by itself after
     /// the channel closes (about a second) before it would kill it, and starts a
-    /// replacement once it is gone (workers are supervised).
+    /// replacement once it is gone (workers are supervised). In a
+    /// [`Program`](super::Program), [`Program::run`](super::Program::run) returns `Ok(())`
+    /// instead of exiting.
     pub fn stop(&mut self) {
         timers::stop(self.ev)
     }

@@ -13,7 +13,10 @@
 //! workers and the programs to spawn; [`Builder::run`] forks the workers and runs the event
 //! loop of each process. Handlers get a context, [`Master`] or [`Worker`], to send
 //! messages, set timers, read counters and stop; payloads are borrowed straight from the
-//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped.
+//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped. A program
+//! started with [`Builder::spawn`] (or C's `mln_fork_spawn`) and written in Rust uses the
+//! worker's side through [`Program`]: the same handlers and [`Worker`] context, its channel
+//! taken from its last argument.
 //!
 //! ```no_run
 //! use mln_ipc::api::{Builder, Master, Worker, WorkerId};
@@ -109,7 +112,8 @@
 //! `error` ([`Error`]), `message` ([`Message`]), `identity` ([`WorkerId`] and the table of
 //! live children), `context` ([`Master`], [`Worker`]), `timers`, `handlers` (the
 //! trampoline and the panic boundary), `stats` ([`Stats`], [`RunSummary`]), `builder`
-//! ([`Builder`]), `run` (what `Builder::run` does).
+//! ([`Builder`]), `run` (what `Builder::run` does, and a program's life), `program`
+//! ([`Program`]: a program started with `spawn`, written with the worker's handlers).
 
 mod builder;
 mod context;
@@ -118,6 +122,7 @@ mod handlers;
 mod identity;
 mod lifecycle;
 mod message;
+mod program;
 mod run;
 mod stats;
 mod timers;
@@ -128,6 +133,7 @@ pub use error::Error;
 pub use identity::WorkerId;
 pub use lifecycle::{End, RollingRestart, WorkerEnd, WorkerEvent};
 pub use message::Message;
+pub use program::Program;
 pub use stats::{RunSummary, Stats};
 pub use timers::TimerId;
 

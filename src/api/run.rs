@@ -353,3 +353,64 @@ fn check_executable(program: &CStr) -> Result<(), Error> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// A program started with spawn (`Program::run`, program.rs)
+// ---------------------------------------------------------------------------------------
+
+/// `Program::run`'s checks and claim, as `run`'s: the sizes checked, the process claimed
+/// for this thread (once per process, shared with [`Builder::run`]), the sizes applied.
+/// No thread check: a program is never forked by this API.
+pub(super) fn claim_program(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
+    if CLAIMED.load(Ordering::Acquire) {
+        return Err(Error::AlreadyStarted);
+    }
+    check_sizes(max, limit)?;
+    if CLAIMED
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(Error::AlreadyStarted);
+    }
+    if process::is_worker() || process::has_children() {
+        // A worker or a master through the C API.
+        return Err(Error::AlreadyStarted);
+    }
+    set_sizes(max, limit)
+}
+
+/// A program's life once it adopted its channel: as [`worker_main`], but it returns:
+/// `Ok` after [`Worker::stop`] (what was queued is written first), [`Error::PeerGone`]
+/// once the master is gone (the core ends the loop instead of exiting, see
+/// `process::adopt_master`).
+pub(super) fn program_main(
+    start: Option<&mut WorkerStartFn>,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let ev = ev_loop::new();
+    if ev.is_null() {
+        return Err(Error::Io(io::Error::other("cannot create an event loop")));
+    }
+    process::worker_events_set(ev);
+    if let Some(f) = start {
+        guarded(format_args!("on_start"), || f(&mut Worker::new(ev)));
+    }
+    // SAFETY: the live loop created above, dispatched on this thread.
+    unsafe { ev_loop::dispatch(ev) };
+    process::flush_stdio();
+    let s = process::shutdown(deadline_after(timeout), Duration::ZERO);
+    let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
+    if lost > 0 {
+        log::warn(format_args!(
+            "{lost} queued message(s) to the master not delivered"
+        ));
+    }
+    timers::drop_all();
+    // SAFETY: not dispatching any more; the channel was closed by `shutdown`.
+    unsafe { ev_loop::free(ev) };
+    if process::master_lost() {
+        Err(Error::PeerGone)
+    } else {
+        Ok(())
+    }
+}

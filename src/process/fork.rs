@@ -390,6 +390,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     ));
     m.conn = conn_new(raw);
     crate::sigsafe::after_fork();
+    super::adopt::after_fork();
     p.publish();
 }
 

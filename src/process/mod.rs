@@ -16,6 +16,8 @@
 //!   handshake's deadline and completion, a stop's deadline;
 //! * `ending`: how a child ended, the restart policy, a rolling restart's ends;
 //! * `fork`: socketpair, fork, handshake, the child's clean-up, exec;
+//! * `adopt`: a worker not forked by its master (an exec'd program) takes the descriptor
+//!   it was given as its master connection;
 //! * `events`: registration with loops, `mln_fork_iterate`;
 //! * `flush`: the send path (queue, flush, SEND interest, pacing), writable callbacks;
 //! * `settings`: the extensions' process-wide settings; `global`: the scoped cell the
@@ -26,6 +28,7 @@
 //!   processes; `handlers`: the registry and the handler tables (the thread-safe part)
 //!   (bottom).
 
+mod adopt;
 mod callbacks;
 mod ending;
 mod events;
@@ -82,6 +85,9 @@ pub(crate) use shutdown::{children, shutdown};
 pub(crate) use state::children_generation;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use state::ExecArgs;
+
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use adopt::{adopt_master, check_channel, master_lost};
 
 use state::{Peer, PROC};
 

@@ -160,7 +160,11 @@ pub(crate) fn readable(ev: *mut mln_event_t, peer: Peer) {
     if let Some(why) = verdict {
         match peer {
             Peer::Child(c) => close_child(ev, c, &why),
-            Peer::Master => master_gone(&why),
+            Peer::Master => {
+                // Returns only where the loop ends instead of the process (`adopt`).
+                master_gone(ev, &why);
+                return;
+            }
         }
     }
     super::flush::run_writable_callbacks(ev);

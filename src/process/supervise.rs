@@ -53,8 +53,12 @@ pub(crate) fn backoff_delay(quick: u32) -> Duration {
     (BACKOFF_FIRST * (1u32 << exp)).min(BACKOFF_MAX)
 }
 
-/// The worker's master is gone: exit with status 127 (Melon's rule).
-pub(crate) fn master_gone(why: &str) -> ! {
+/// The worker's master is gone: exit with status 127 (Melon's rule), unless this process
+/// adopted its connection asking for its loop `ev` to end instead (`adopt`).
+pub(crate) fn master_gone(ev: *mut mln_event_t, why: &str) {
+    if super::adopt::end_loop_instead(ev, why) {
+        return;
+    }
     log::info(format_args!(
         "connection to the master closed ({why}; the master stopped or died): exiting with status 127"
     ));

@@ -84,24 +84,24 @@ fn pong() -> ExitCode {
     let seen = in_order.clone();
     let r = program
         .on_start(move |w: &mut Worker| w.send(HELLO, hello).expect("hello"))
-        .on_message(PING, |w: &mut Worker, b: &[u8]| {
+        .on_worker(PING, |w: &mut Worker, b: &[u8]| {
             w.send(PONG, b).expect("pong")
         })
-        .on_message(COUNT, move |_: &mut Worker, b: &[u8]| {
+        .on_worker(COUNT, move |_: &mut Worker, b: &[u8]| {
             if u32_of(b) == Some(seen.get()) {
                 seen.set(seen.get() + 1);
             }
         })
-        .on_message(COUNT_END, move |w: &mut Worker, _: &[u8]| {
+        .on_worker(COUNT_END, move |w: &mut Worker, _: &[u8]| {
             w.send(COUNTED, in_order.get().to_le_bytes())
                 .expect("counted")
         })
-        .on_message(BURST, |w: &mut Worker, b: &[u8]| {
+        .on_worker(BURST, |w: &mut Worker, b: &[u8]| {
             for i in 0..u32_of(b).expect("burst size") {
                 w.send(SEQ, i.to_le_bytes()).expect("seq");
             }
         })
-        .on_message(STOP_ME, |w: &mut Worker, _: &[u8]| w.stop())
+        .on_worker(STOP_ME, |w: &mut Worker, _: &[u8]| w.stop())
         .on_quit(|w: &mut Worker| w.send(BYE, b"bye").expect("bye"))
         .run();
     exit_code(r)
@@ -577,6 +577,65 @@ fn c_master() {
     assert_eq!(C_STATUS.load(Ordering::SeqCst), 0);
 }
 
+/// Writes a byte to its socket when dropped.
+struct Witness(UnixStream);
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.0.write_all(b"d");
+    }
+}
+
+/// The Rust API's rules hold in a program too: a handler for a reserved type is refused;
+/// a start hook that panics ends `run` with `Error::Panicked`; the closures are dropped
+/// when `run` returns.
+fn program_rules() {
+    std::panic::set_hook(Box::new(|info| {
+        let expected = info
+            .payload()
+            .downcast_ref::<&str>()
+            .is_some_and(|s| s.contains("expected by the test"));
+        if !expected {
+            eprintln!("scenario failed: {info}");
+            std::process::abort();
+        }
+    }));
+    let (_master, ours) = UnixStream::pair().expect("socketpair");
+    let r = Program::from_fd(OwnedFd::from(ours))
+        .expect("from_fd")
+        .on_worker(1, |_: &mut Worker, _: &[u8]| {})
+        .run();
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    let (mut master, ours) = UnixStream::pair().expect("socketpair");
+    let (mut probe, witness) = UnixStream::pair().expect("socketpair");
+    let w = Witness(witness);
+    let r = Program::from_fd(OwnedFd::from(ours))
+        .expect("from_fd")
+        .on_worker(PING, move |_: &mut Worker, _: &[u8]| {
+            let _ = &w;
+        })
+        .on_start(|w: &mut Worker| {
+            w.send(PING, b"before the panic").expect("send");
+            panic!("start failed (expected by the test)")
+        })
+        .run();
+    match r {
+        Err(Error::Panicked { hook, message }) => {
+            assert_eq!(hook, "on_start");
+            assert!(message.contains("start failed"), "{message}");
+        }
+        other => panic!("run gave {other:?}"),
+    }
+    let mut b = [0u8; 1];
+    probe
+        .read_exact(&mut b)
+        .expect("the handler closure was dropped");
+    // What the start hook queued was written before `run` returned.
+    let mut head = [0u8; 8];
+    master.read_exact(&mut head).expect("frame");
+    assert_eq!(u32::from_ne_bytes(head[4..].try_into().unwrap()), PING);
+}
+
 fn main() -> ExitCode {
     if let Some(code) = program_role() {
         return code;
@@ -588,5 +647,6 @@ fn main() -> ExitCode {
         ("master_gone", master_gone),
         ("refusals", refusals),
         ("c_master", c_master),
+        ("program_rules", program_rules),
     ])
 }

@@ -5,7 +5,7 @@
 use super::builder::WorkerStartFn;
 use super::handlers::{self, WorkerFn, WorkerWritableFn};
 use super::lifecycle::{self, QuitFn};
-use super::{run, Error, Message, Worker, DRAIN_LIMIT};
+use super::{run, Error, Message, Worker, DRAIN_LIMIT, RESERVED_MAX};
 use crate::log;
 use crate::process;
 use std::ffi::OsString;
@@ -24,7 +24,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// the program's end of a socketpair, the only descriptor of the master's it inherits.
 /// [`Program::from_env`] takes that descriptor; the methods then collect the worker's
 /// side of a [`Builder`](super::Builder): handlers per message type
-/// ([`on_message`](Program::on_message), [`on_message_typed`](Program::on_message_typed)),
+/// ([`on_worker`](Program::on_worker), [`on_worker_message`](Program::on_worker_message)),
 /// [`on_start`](Program::on_start), [`on_writable`](Program::on_writable),
 /// [`on_quit`](Program::on_quit) and the limits; and [`Program::run`] runs the loop. The
 /// handlers get the same [`Worker`] context as a forked worker's: `send`, `send_with_fds`,
@@ -75,10 +75,10 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 ///         .on_start(move |w: &mut Worker| {
 ///             let _ = w.send(PONG, greeting.as_bytes());
 ///         })
-///         .on_message(PING, |w: &mut Worker, payload: &[u8]| {
+///         .on_worker(PING, |w: &mut Worker, payload: &[u8]| {
 ///             let _ = w.send(PONG, payload);
 ///         })
-///         .on_message(QUIT, |w: &mut Worker, _: &[u8]| w.stop())
+///         .on_worker(QUIT, |w: &mut Worker, _: &[u8]| w.stop())
 ///         .run();
 ///     match r {
 ///         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -101,6 +101,8 @@ pub struct Program {
     max_message: Option<usize>,
     queue_limit: Option<usize>,
     stop_timeout: Duration,
+    /// The first refused argument, reported by `run`.
+    error: Option<Error>,
 }
 
 impl fmt::Debug for Program {
@@ -193,6 +195,7 @@ impl Program {
             max_message: None,
             queue_limit: None,
             stop_timeout: DRAIN_LIMIT,
+            error: None,
         }
     }
 
@@ -206,20 +209,26 @@ impl Program {
     /// [`Builder::on_worker`](super::Builder::on_worker); `payload` is borrowed from the
     /// receive buffer for the duration of the call. Registering a type twice keeps the
     /// later closure.
-    pub fn on_message(mut self, ty: u32, f: impl FnMut(&mut Worker, &[u8]) + 'static) -> Self {
+    pub fn on_worker(mut self, ty: u32, f: impl FnMut(&mut Worker, &[u8]) + 'static) -> Self {
+        if ty <= RESERVED_MAX {
+            self.error.get_or_insert(Error::InvalidArgument(
+                "message types 0..=1024 are reserved (Melon's and the library's own); use 1025 or above",
+            ));
+            return self;
+        }
         self.handlers.retain(|(t, _)| *t != ty);
         self.handlers.push((ty, Box::new(f)));
         self
     }
 
-    /// [`Program::on_message`] for frames of `M::TYPE`, decoded to `M` (a frame that does
+    /// [`Program::on_worker`] for frames of `M::TYPE`, decoded to `M` (a frame that does
     /// not decode is dropped and logged), as
     /// [`Builder::on_worker_message`](super::Builder::on_worker_message).
-    pub fn on_message_typed<M: Message + 'static>(
+    pub fn on_worker_message<M: Message + 'static>(
         self,
         mut f: impl FnMut(&mut Worker, M) + 'static,
     ) -> Self {
-        self.on_message(M::TYPE, move |w, bytes| match M::decode(bytes) {
+        self.on_worker(M::TYPE, move |w, bytes| match M::decode(bytes) {
             Some(msg) => f(w, msg),
             None => log::warn(format_args!(
                 "type {}: {} bytes from the master do not decode; dropped",
@@ -298,13 +307,17 @@ impl Program {
             fd,
             args: _,
             handlers: types,
-            mut start,
+            start,
             writable,
             on_quit,
             max_message,
             queue_limit,
             stop_timeout,
+            error,
         } = self;
+        if let Some(e) = error {
+            return Err(e);
+        }
         run::claim_program(max_message, queue_limit)?;
         process::adopt_master(fd, true).map_err(|e| match e.raw_os_error() {
             Some(libc::EBUSY) => Error::AlreadyStarted,
@@ -319,7 +332,7 @@ impl Program {
         // As a forked worker of the Rust API: a full queue is `QueueFull`, never a wait.
         process::set_pacing(false);
         lifecycle::install(None, on_quit);
-        run::program_main(start.as_deref_mut(), stop_timeout)
+        run::program_main(start, stop_timeout)
     }
 }
 

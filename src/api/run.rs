@@ -384,7 +384,7 @@ pub(super) fn claim_program(max: Option<usize>, limit: Option<usize>) -> Result<
 /// once the master is gone (the core ends the loop instead of exiting, see
 /// `process::adopt_master`).
 pub(super) fn program_main(
-    start: Option<&mut WorkerStartFn>,
+    mut start: Option<Box<WorkerStartFn>>,
     timeout: Duration,
 ) -> Result<(), Error> {
     let ev = ev_loop::new();
@@ -392,11 +392,13 @@ pub(super) fn program_main(
         return Err(Error::Io(io::Error::other("cannot create an event loop")));
     }
     process::worker_events_set(ev);
-    if let Some(f) = start {
-        guarded(format_args!("on_start"), || f(&mut Worker::new(ev)));
+    let start_panic = start
+        .as_deref_mut()
+        .and_then(|f| guarded_with(format_args!("on_start"), || f(&mut Worker::new(ev))).err());
+    if start_panic.is_none() {
+        // SAFETY: the live loop created above, dispatched on this thread.
+        unsafe { ev_loop::dispatch(ev) };
     }
-    // SAFETY: the live loop created above, dispatched on this thread.
-    unsafe { ev_loop::dispatch(ev) };
     process::flush_stdio();
     let s = process::shutdown(deadline_after(timeout), Duration::ZERO);
     let lost: usize = s.undelivered.iter().map(|(_, n)| n).sum();
@@ -408,7 +410,14 @@ pub(super) fn program_main(
     timers::drop_all();
     // SAFETY: not dispatching any more; the channel was closed by `shutdown`.
     unsafe { ev_loop::free(ev) };
-    if process::master_lost() {
+    // Every closure is this program's own.
+    drop_closures(Side::Master, start);
+    if let Some(message) = start_panic {
+        Err(Error::Panicked {
+            hook: "on_start",
+            message,
+        })
+    } else if process::master_lost() {
         Err(Error::PeerGone)
     } else {
         Ok(())

@@ -102,10 +102,12 @@
 //! # Files
 //! `error` ([`Error`]), `message` ([`Message`]), `identity` ([`WorkerId`] and the table of
 //! live children), `context` ([`Master`], [`Worker`]), `timers`, `handlers` (the
-//! trampoline and the panic boundary), `stats` ([`Stats`], [`RunSummary`]), `builder`
-//! ([`Builder`]), `run` (what `Builder::run` does).
+//! trampoline and the panic boundary), `call` (requests and answers: [`Master::call`],
+//! [`Master::reply`], their wire and the table of pending calls), `stats` ([`Stats`],
+//! [`RunSummary`]), `builder` ([`Builder`]), `run` (what `Builder::run` does).
 
 mod builder;
+mod call;
 mod context;
 mod error;
 mod handlers;
@@ -117,6 +119,7 @@ mod stats;
 mod timers;
 
 pub use builder::Builder;
+pub use call::{CallError, CallId, ReplyTo, CALL_TIMEOUT};
 pub use context::{Master, Worker};
 pub use error::Error;
 pub use identity::WorkerId;

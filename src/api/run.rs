@@ -12,7 +12,7 @@
 use super::builder::{Builder, WorkerStartFn};
 use super::handlers::{self, guarded};
 use super::lifecycle::{self, End, WorkerEnd};
-use super::{identity, timers, Error, Master, RunSummary, Worker, WorkerId};
+use super::{call, identity, timers, Error, Master, RunSummary, Worker, WorkerId};
 use crate::abi::{mln_event_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
 use crate::log;
 use crate::process::{self, Forked};
@@ -53,6 +53,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         restart_policy,
         stop_on_signals,
         fds_limit,
+        call_timeout,
         error,
     } = b;
     if let Some(e) = error {
@@ -86,6 +87,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     for (ty, f) in worker {
         handlers::install_worker(ty, f);
     }
+    call::install(call_timeout);
     if master_writable.is_some() || worker_writable.is_some() {
         handlers::install_writable(master_writable, worker_writable);
     }
@@ -139,6 +141,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         worker_main(worker_start.as_deref_mut(), stop_timeout);
     }
     let summary = stop_children(stop_timeout);
+    call::drop_all();
     timers::drop_all();
     // SAFETY: not dispatching any more; nothing refers to the loop after this.
     unsafe { ev_loop::free(ev) };
@@ -249,6 +252,7 @@ fn abort_start(e: io::Error) -> Error {
 /// In a worker forked inside the master's loop: forget what belonged to the master.
 fn into_worker(master_ev: *mut mln_event_t) {
     timers::forget_all();
+    call::forget_all();
     // SAFETY: our copy of the master's loop; `free` never touches the epoll interest set
     // (shared with the master) nor any descriptor but its own epoll descriptor.
     unsafe { ev_loop::free(master_ev) };

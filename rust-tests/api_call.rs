@@ -97,6 +97,8 @@ impl Drop for OnDrop {
 }
 
 type Outcome<T> = Result<T, CallError>;
+/// What each call of `statuses` got.
+type Outcomes = Rc<RefCell<Vec<(&'static str, Outcome<u64>)>>>;
 
 /// Answers `Echo` with the same n and this worker's pid, at once or from a timer.
 fn echo(w: &mut Worker, Echo(n, delay): Echo) {
@@ -420,11 +422,11 @@ fn timeout_and_late_answer() {
 /// Every reason a callee gives no answer, and the misuses of `reply` / `defer_reply`.
 fn statuses() {
     common::expect_panics("boom on purpose");
-    let outcomes: Rc<RefCell<Vec<(&'static str, Outcome<u64>)>>> = Rc::default();
+    let outcomes: Outcomes = Rc::default();
     let reports = Rc::new(Cell::new(0u32));
     let (o1, o2, r1) = (outcomes.clone(), outcomes.clone(), reports.clone());
     let expected = 7;
-    let check = move |m: &mut Master, o: &Rc<RefCell<Vec<(&'static str, Outcome<u64>)>>>| {
+    let check = move |m: &mut Master, o: &Outcomes| {
         if o.borrow().len() == expected && r1.get() == 2 {
             m.stop();
         }

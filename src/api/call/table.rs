@@ -1,34 +1,14 @@
-//! Requests and answers: [`Master::call`] / [`Worker::call`], answered with
-//! [`Master::reply`] / [`Worker::reply`] (now) or [`Master::defer_reply`] and
-//! [`Master::reply_to`] (later), correlated by the library.
-//!
-//! # The wire
-//! Two frame types of Melon's reserved range carry them (host byte order, as the frame
-//! header):
-//! * `CALL` (1019): `[u64 call id][u32 request type][request payload]`;
-//! * `REPLY` (1020): `[u64 call id][u32 status][u32 reply type][reply payload]`; status 0
-//!   is an answer, the others say why there is none ([`NO_HANDLER`], [`NO_REPLY`],
-//!   [`PANICKED`]) with type 0 and no payload.
-//!
-//! The call id is the caller's (monotonic per process); the callee only sends it back.
-//!
-//! # Who runs what
-//! The caller's side keeps a table of pending calls (id, peer, deadline, what to do with
-//! the outcome: a `Done`, which knows nothing of the contexts, so another face can reuse
-//! the table and the wire), and one loop timer armed at the earliest deadline (see
-//! [`rearm`]). An outcome is delivered from the loop only: a `REPLY` frame, the timer, the
-//! callee's `Exited` event ([`peer_gone`]); the entry leaves the table before its
-//! callback runs, so the callback may call, reply or stop. The callee's side dispatches a
-//! `CALL` to the Rust handler of its request type (`handlers::serve`) with the call on a
-//! stack of calls being served, which [`Master::reply`] and [`Master::defer_reply`] read;
-//! when the handler returns, a call neither answered nor deferred is answered with a
-//! status.
+//! The engine of requests and answers: the wire, the table of pending calls and their
+//! deadline timer, the stack of calls being served, the core's handlers of the two frame
+//! types, and the hooks of `run`. It knows nothing of the closures' contexts (a call's
+//! outcome goes to a [`Done`]), so another face can reuse it.
 
-use super::error::send_error;
-use super::handlers::{self, guarded, Served};
-use super::identity::{self, WorkerId};
-use super::timers::{self, TimerId};
-use super::{Error, Master, Message, Worker};
+use super::super::error::send_error;
+use super::super::handlers::{self, guarded, Served};
+use super::super::identity::{self, WorkerId};
+use super::super::timers::{self, TimerId};
+use super::super::{Error, Message};
+use super::{CallError, CallId, ReplyTo, CALL_TIMEOUT};
 use crate::abi::{mln_event_t, mln_fork_t};
 use crate::log;
 use crate::process;
@@ -38,7 +18,6 @@ use core::ffi::c_void;
 use core::ptr::null_mut;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 /// The frame type of a request (in Melon's reserved range, used by nothing else).
@@ -51,297 +30,14 @@ const CALL_HEAD: usize = 12;
 const REPLY_HEAD: usize = 16;
 
 /// `REPLY` status: answered (the reply type and payload follow).
-const ANSWERED: u32 = 0;
+pub(super) const ANSWERED: u32 = 0;
 /// `REPLY` status: no handler for the request type.
 const NO_HANDLER: u32 = 1;
 /// `REPLY` status: the handler returned without answering or deferring, a deferred
 /// answer was dropped unanswered, or the request did not decode.
-const NO_REPLY: u32 = 2;
+pub(super) const NO_REPLY: u32 = 2;
 /// `REPLY` status: the handler panicked before answering.
 const PANICKED: u32 = 3;
-
-/// The default deadline of a call ([`Builder::call_timeout`](super::Builder::call_timeout)).
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One call made with [`Master::call`] or [`Worker::call`]: unique per process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(u64);
-
-impl CallId {
-    /// The number carried on the wire.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-/// Why a call has no answer, given to its callback.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CallError {
-    /// No answer before the deadline. An answer that comes later is dropped.
-    Timeout,
-    /// The worker called died, or was stopped and exited, before it answered (known from
-    /// its end: this comes just before its
-    /// [`WorkerEvent::Exited`](super::WorkerEvent::Exited)).
-    PeerGone,
-    /// The callee has no Rust handler for the request's type.
-    NoHandler,
-    /// The callee's handler returned without answering or deferring, a deferred answer
-    /// ([`ReplyTo`]) was dropped unanswered, or the request did not decode for a typed
-    /// handler.
-    NoReply,
-    /// The callee's handler panicked before it answered.
-    Panicked,
-    /// The answer did not decode as the expected type, or has another type.
-    Decode,
-    /// The callee (a peer speaking the wire itself) answered with a status this library
-    /// does not know.
-    Status(u32),
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallError::Timeout => f.write_str("no answer before the deadline"),
-            CallError::PeerGone => f.write_str("the peer ended before it answered"),
-            CallError::NoHandler => f.write_str("the peer has no handler for the request"),
-            CallError::NoReply => f.write_str("the peer's handler did not answer"),
-            CallError::Panicked => f.write_str("the peer's handler panicked"),
-            CallError::Decode => f.write_str("the answer does not decode as expected"),
-            CallError::Status(s) => write!(f, "the peer answered with unknown status {s}"),
-        }
-    }
-}
-
-impl std::error::Error for CallError {}
-
-/// The answer to a call, owed: taken by [`Master::defer_reply`] / [`Worker::defer_reply`]
-/// in the handler of a request, given back with [`Master::reply_to`] /
-/// [`Worker::reply_to`] later (from a timer, another handler, a call's callback). Not
-/// `Send`: it stays on the loop thread.
-///
-/// Dropped unanswered while this process runs, it answers [`CallError::NoReply`] (if that
-/// can be queued: the caller waits for its deadline otherwise); dropped after
-/// [`Builder::run`](super::Builder::run) ended, or in another process (a worker forked
-/// with a copy of it), it does nothing.
-#[must_use = "dropped, it answers NoReply at once"]
-pub struct ReplyTo {
-    id: u64,
-    peer: Peer,
-    pid: u32,
-    answered: bool,
-}
-
-impl ReplyTo {
-    /// Who called: the worker, or `None` for the master.
-    pub fn caller(&self) -> Option<WorkerId> {
-        match self.peer {
-            Peer::Master => None,
-            Peer::Child(w, _) => Some(w),
-        }
-    }
-
-    fn answer(&mut self, status: u32, ty: u32, payload: &[u8]) -> Result<(), Error> {
-        if self.pid != std::process::id() || !ACTIVE.get() {
-            self.answered = true;
-            return Err(Error::InvalidArgument(
-                "reply_to: this answer is not this process's to give",
-            ));
-        }
-        let r = send_reply(self.peer, self.id, status, ty, payload);
-        if matches!(r, Ok(()) | Err(Error::PeerGone)) {
-            self.answered = true;
-        }
-        r
-    }
-}
-
-impl Drop for ReplyTo {
-    fn drop(&mut self) {
-        if !self.answered {
-            let _ = self.answer(NO_REPLY, 0, &[]);
-        }
-    }
-}
-
-impl fmt::Debug for ReplyTo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplyTo")
-            .field("call", &self.id)
-            .field("caller", &self.caller())
-            .finish()
-    }
-}
-
-impl Master {
-    /// Calls worker `to`: sends `req` and has `f(master, outcome)` run once, on the loop,
-    /// with the worker's answer decoded as `Resp`, or why there is none ([`CallError`]),
-    /// at the latest at the deadline of [`Builder::call_timeout`](super::Builder::call_timeout)
-    /// (30 s by default). Any number of calls may be in flight, to any workers; answers are
-    /// matched to their calls by the library, in whatever order they come.
-    ///
-    /// The worker's handler for `Req::TYPE` (the same as for messages sent, e.g.
-    /// [`Builder::on_worker_message`](super::Builder::on_worker_message)) gets the request
-    /// and answers with [`Worker::reply`] or, later, [`Worker::defer_reply`] and
-    /// [`Worker::reply_to`]; one that returns without doing either answers
-    /// [`CallError::NoReply`] at once.
-    ///
-    /// `Err` when the request cannot be queued ([`Error::PeerGone`]: `to` is gone or being
-    /// stopped; [`Error::MessageTooLarge`]: the request's payload is above the maximum
-    /// payload less 12 bytes; [`Error::QueueFull`]); `f` is then dropped, never called.
-    /// Otherwise `f` is called exactly once, unless the master stops first: calls still
-    /// pending when `run` ends are dropped uncalled. A worker that is stopped may still
-    /// answer ([`Master::stop_worker`] does not fail its calls); once it has exited its
-    /// calls fail with [`CallError::PeerGone`], before its
-    /// [`WorkerEvent::Exited`](super::WorkerEvent::Exited) is delivered.
-    ///
-    /// ```no_run
-    /// use mln_ipc::api::{Builder, CallError, Master, Message, Worker};
-    ///
-    /// struct Square(u64);
-    /// impl Message for Square {
-    ///     const TYPE: u32 = 3000;
-    ///     fn encode(&self) -> Vec<u8> {
-    ///         self.0.to_ne_bytes().to_vec()
-    ///     }
-    ///     fn decode(b: &[u8]) -> Option<Self> {
-    ///         Some(Square(u64::from_ne_bytes(b.try_into().ok()?)))
-    ///     }
-    /// }
-    /// struct Squared(u64);
-    /// impl Message for Squared {
-    ///     const TYPE: u32 = 3001;
-    ///     fn encode(&self) -> Vec<u8> {
-    ///         self.0.to_ne_bytes().to_vec()
-    ///     }
-    ///     fn decode(b: &[u8]) -> Option<Self> {
-    ///         Some(Squared(u64::from_ne_bytes(b.try_into().ok()?)))
-    ///     }
-    /// }
-    ///
-    /// Builder::new()
-    ///     .workers(2)
-    ///     .on_worker_message(|w: &mut Worker, Square(n)| {
-    ///         let _ = w.reply(&Squared(n * n));
-    ///     })
-    ///     .on_master_start(|m: &mut Master| {
-    ///         let to = m.worker(0).expect("worker 0");
-    ///         m.call(to, &Square(12), |m: &mut Master, r: Result<Squared, CallError>| {
-    ///             match r {
-    ///                 Ok(Squared(n)) => println!("12 squared is {n}"),
-    ///                 Err(e) => println!("no answer: {e}"),
-    ///             }
-    ///             m.stop();
-    ///         })
-    ///         .expect("call");
-    ///     })
-    ///     .run()
-    ///     .expect("run");
-    /// ```
-    pub fn call<Req: Message, Resp: Message + 'static>(
-        &mut self,
-        to: WorkerId,
-        req: &Req,
-        f: impl FnOnce(&mut Master, Result<Resp, CallError>) + 'static,
-    ) -> Result<CallId, Error> {
-        self.call_with_timeout(to, req, default_timeout(), f)
-    }
-
-    /// [`Master::call`] with its own deadline, `timeout` from now (any `Duration`: one too
-    /// long for the clock is a century).
-    pub fn call_with_timeout<Req: Message, Resp: Message + 'static>(
-        &mut self,
-        to: WorkerId,
-        req: &Req,
-        timeout: Duration,
-        f: impl FnOnce(&mut Master, Result<Resp, CallError>) + 'static,
-    ) -> Result<CallId, Error> {
-        let fork = identity::fork_of(to).ok_or(Error::PeerGone)?;
-        let done = typed(Master::new, f);
-        start(
-            self.as_raw_event_loop(),
-            Peer::Child(to, fork),
-            Req::TYPE,
-            &req.encode(),
-            timeout,
-            done,
-        )
-    }
-
-    /// In a master handler serving a worker's call ([`Worker::call`]): answers it with
-    /// `resp`. [`Error::InvalidArgument`] when no call is being handled (the handler got a
-    /// plain message) or it was answered or deferred already; [`Error::PeerGone`] when the
-    /// worker is gone or being stopped (the call counts as answered);
-    /// [`Error::MessageTooLarge`] (above the maximum payload less 16 bytes) and
-    /// [`Error::QueueFull`] leave the call unanswered.
-    pub fn reply<M: Message>(&mut self, resp: &M) -> Result<(), Error> {
-        reply_current(M::TYPE, &resp.encode())
-    }
-
-    /// In a master handler serving a worker's call: takes the answer for later
-    /// ([`Master::reply_to`]); `None` when no call is being handled or it was answered or
-    /// deferred already.
-    pub fn defer_reply(&mut self) -> Option<ReplyTo> {
-        defer_current()
-    }
-
-    /// Answers a call deferred with [`Master::defer_reply`]. Errors as [`Master::reply`];
-    /// the answer is consumed either way (one that could not be queued answers
-    /// [`CallError::NoReply`] if that can be).
-    pub fn reply_to<M: Message>(&mut self, to: ReplyTo, resp: &M) -> Result<(), Error> {
-        let mut to = to;
-        to.answer(ANSWERED, M::TYPE, &resp.encode())
-    }
-}
-
-impl Worker {
-    /// Calls the master, as [`Master::call`]: the master's handler for `Req::TYPE` gets
-    /// the request and answers with [`Master::reply`] (or [`Master::defer_reply`] and
-    /// [`Master::reply_to`]). `f(worker, outcome)` runs once, on this worker's loop. There
-    /// is no [`CallError::PeerGone`] here: a worker whose master is gone exits.
-    pub fn call<Req: Message, Resp: Message + 'static>(
-        &mut self,
-        req: &Req,
-        f: impl FnOnce(&mut Worker, Result<Resp, CallError>) + 'static,
-    ) -> Result<CallId, Error> {
-        self.call_with_timeout(req, default_timeout(), f)
-    }
-
-    /// [`Worker::call`] with its own deadline, as [`Master::call_with_timeout`].
-    pub fn call_with_timeout<Req: Message, Resp: Message + 'static>(
-        &mut self,
-        req: &Req,
-        timeout: Duration,
-        f: impl FnOnce(&mut Worker, Result<Resp, CallError>) + 'static,
-    ) -> Result<CallId, Error> {
-        let done = typed(Worker::new, f);
-        start(
-            self.as_raw_event_loop(),
-            Peer::Master,
-            Req::TYPE,
-            &req.encode(),
-            timeout,
-            done,
-        )
-    }
-
-    /// In a worker handler serving the master's call ([`Master::call`]): answers it, as
-    /// [`Master::reply`].
-    pub fn reply<M: Message>(&mut self, resp: &M) -> Result<(), Error> {
-        reply_current(M::TYPE, &resp.encode())
-    }
-
-    /// Takes the answer of the call being handled for later, as [`Master::defer_reply`].
-    pub fn defer_reply(&mut self) -> Option<ReplyTo> {
-        defer_current()
-    }
-
-    /// Answers a deferred call, as [`Master::reply_to`].
-    pub fn reply_to<M: Message>(&mut self, to: ReplyTo, resp: &M) -> Result<(), Error> {
-        let mut to = to;
-        to.answer(ANSWERED, M::TYPE, &resp.encode())
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The table of pending calls
@@ -350,7 +46,7 @@ impl Worker {
 /// The other end of a call: the master (from a worker), or a child (from the master),
 /// with its record as the core knows it (a stale record is refused by the send path).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Peer {
+pub(super) enum Peer {
     Master,
     Child(WorkerId, *mut mln_fork_t),
 }
@@ -420,10 +116,10 @@ thread_local! {
     // master's: `forget_all`.
     static CALLS: RefCell<Calls> = RefCell::default();
     /// From `install` to `drop_all`: answers may be sent.
-    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    pub(super) static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
-fn default_timeout() -> Duration {
+pub(super) fn default_timeout() -> Duration {
     CALLS.with_borrow(|c| c.timeout)
 }
 
@@ -441,7 +137,13 @@ fn send(peer: Peer, ty: u32, frame: &[u8]) -> Result<(), Error> {
     r.map_err(|e| send_error(e, frame.len()))
 }
 
-fn send_reply(peer: Peer, id: u64, status: u32, ty: u32, payload: &[u8]) -> Result<(), Error> {
+pub(super) fn send_reply(
+    peer: Peer,
+    id: u64,
+    status: u32,
+    ty: u32,
+    payload: &[u8],
+) -> Result<(), Error> {
     let max = max_body(REPLY_HEAD);
     if payload.len() > max {
         return Err(Error::MessageTooLarge {
@@ -458,7 +160,7 @@ fn send_reply(peer: Peer, id: u64, status: u32, ty: u32, payload: &[u8]) -> Resu
 }
 
 /// The outcome decoded as `Resp`, handed to `f` with a context built by `mk`.
-fn typed<C: 'static, Resp: Message + 'static>(
+pub(super) fn typed<C: 'static, Resp: Message + 'static>(
     mk: fn(*mut mln_event_t) -> C,
     f: impl FnOnce(&mut C, Result<Resp, CallError>) + 'static,
 ) -> Done {
@@ -474,7 +176,7 @@ fn typed<C: 'static, Resp: Message + 'static>(
 }
 
 /// Sends a `CALL` and records it as pending.
-fn start(
+pub(super) fn start(
     ev: *mut mln_event_t,
     peer: Peer,
     ty: u32,
@@ -576,7 +278,7 @@ fn sweep(ev: *mut mln_event_t) {
 
 /// Worker `w` is gone (its `Exited` event, from the loop): its pending calls fail with
 /// [`CallError::PeerGone`], in the order they were made.
-pub(super) fn peer_gone(ev: *mut mln_event_t, w: WorkerId) {
+pub(in crate::api) fn peer_gone(ev: *mut mln_event_t, w: WorkerId) {
     let mut ids: Vec<u64> = CALLS.with_borrow(|c| {
         c.pending
             .iter()
@@ -599,7 +301,7 @@ pub(super) fn peer_gone(ev: *mut mln_event_t, w: WorkerId) {
 // Serving calls
 // ---------------------------------------------------------------------------------------
 
-fn reply_current(ty: u32, payload: &[u8]) -> Result<(), Error> {
+pub(super) fn reply_current(ty: u32, payload: &[u8]) -> Result<(), Error> {
     let Some((id, peer)) =
         CALLS.with_borrow(|c| c.serving.last().filter(|s| s.open).map(|s| (s.id, s.peer)))
     else {
@@ -618,7 +320,7 @@ fn reply_current(ty: u32, payload: &[u8]) -> Result<(), Error> {
     r
 }
 
-fn defer_current() -> Option<ReplyTo> {
+pub(super) fn defer_current() -> Option<ReplyTo> {
     CALLS.with_borrow_mut(|c| {
         let s = c.serving.last_mut().filter(|s| s.open)?;
         s.open = false;
@@ -807,7 +509,7 @@ unsafe extern "C" fn worker_reply(
 
 /// At `run`, after the program's handlers (so these win for their types) and before the
 /// workers are forked (they inherit them): the handlers of both frame types on both sides.
-pub(super) fn install(timeout: Duration) {
+pub(in crate::api) fn install(timeout: Duration) {
     CALLS.with_borrow_mut(|c| c.timeout = timeout);
     ACTIVE.set(true);
     process::handler_set(Side::Master, CALL_TYPE, Some(master_call), null_mut());
@@ -819,7 +521,7 @@ pub(super) fn install(timeout: Duration) {
 /// In a worker forked inside the master's loop: the master's pending calls are the
 /// master's (their callbacks take a `Master`); they are leaked, neither run nor dropped
 /// here. (Their timer is forgotten with the master's timers.)
-pub(super) fn forget_all() {
+pub(in crate::api) fn forget_all() {
     CALLS.with_borrow_mut(|c| {
         std::mem::forget(std::mem::take(&mut c.pending));
         c.deadlines.clear();
@@ -831,7 +533,7 @@ pub(super) fn forget_all() {
 /// At the end of `run` (after the stop): pending calls are dropped uncalled, behind the
 /// panic boundary (a callback's captures may panic in `Drop`), and answers are sent no
 /// more.
-pub(super) fn drop_all() {
+pub(in crate::api) fn drop_all() {
     ACTIVE.set(false);
     let pending = CALLS.with_borrow_mut(|c| {
         c.deadlines.clear();

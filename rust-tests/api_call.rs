@@ -734,6 +734,75 @@ fn sync_errors_and_stopping() {
     assert!(left_pending.get(), "the pending callback was not dropped");
 }
 
+/// `cargo test --release --test api_call bench_`: calls per second, 1,000 in flight over 4
+/// workers, each answered at once.
+fn bench_call_rate() {
+    const TOTAL: u64 = 200_000;
+    const WINDOW: u64 = 1000;
+    struct St {
+        issued: u64,
+        done: u64,
+        started: Option<Instant>,
+        took: Duration,
+    }
+    fn issue(m: &mut Master, st: &Rc<RefCell<St>>) {
+        let n = {
+            let mut s = st.borrow_mut();
+            if s.issued == TOTAL {
+                return;
+            }
+            s.issued += 1;
+            s.issued
+        };
+        let ws = m.workers();
+        let to = ws[n as usize % ws.len()];
+        let st2 = st.clone();
+        m.call(
+            to,
+            &Echo(n, 0),
+            move |m: &mut Master, r: Outcome<Echoed>| {
+                assert_eq!(r.map(|e| e.0), Ok(n));
+                let done = {
+                    let mut s = st2.borrow_mut();
+                    s.done += 1;
+                    s.done
+                };
+                if done == TOTAL {
+                    let mut s = st2.borrow_mut();
+                    s.took = s.started.expect("started").elapsed();
+                    m.stop();
+                } else {
+                    issue(m, &st2);
+                }
+            },
+        )
+        .expect("call");
+    }
+    let st = Rc::new(RefCell::new(St {
+        issued: 0,
+        done: 0,
+        started: None,
+        took: Duration::ZERO,
+    }));
+    let s = st.clone();
+    Builder::new()
+        .workers(4)
+        .on_worker_message(echo)
+        .on_master_start(move |m: &mut Master| {
+            s.borrow_mut().started = Some(Instant::now());
+            for _ in 0..WINDOW {
+                issue(m, &s);
+            }
+        })
+        .run()
+        .expect("run");
+    let took = st.borrow().took;
+    eprintln!(
+        "{TOTAL} calls, {WINDOW} in flight, 4 workers: {took:.2?}, {:.0} calls/s",
+        TOTAL as f64 / took.as_secs_f64()
+    );
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("many_in_flight", many_in_flight),
@@ -746,5 +815,6 @@ fn main() -> ExitCode {
         ("statuses", statuses),
         ("both_directions", both_directions),
         ("sync_errors_and_stopping", sync_errors_and_stopping),
+        ("bench_call_rate", bench_call_rate),
     ])
 }

@@ -13,7 +13,10 @@
 //! workers and the programs to spawn; [`Builder::run`] forks the workers and runs the event
 //! loop of each process. Handlers get a context, [`Master`] or [`Worker`], to send
 //! messages, set timers, read counters and stop; payloads are borrowed straight from the
-//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped.
+//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped. A request
+//! that wants an answer is a call: [`Master::call`] / [`Worker::call`] send it and run a
+//! callback with the answer (or why there is none: [`CallError`]); the handler of the
+//! request's type answers with [`Worker::reply`] / [`Master::reply`], now or later.
 //!
 //! ```no_run
 //! use mln_ipc::api::{Builder, Master, Worker, WorkerId};

@@ -85,7 +85,6 @@ struct Calls {
     /// The calls being served, innermost last (handlers nest only in a loop run inside a
     /// handler).
     serving: Vec<Serving>,
-    _off: Deactivate,
 }
 
 impl Default for Calls {
@@ -97,15 +96,14 @@ impl Default for Calls {
             deadlines: BTreeSet::new(),
             armed: None,
             serving: Vec::new(),
-            _off: Deactivate,
         }
     }
 }
 
-/// Turns [`ACTIVE`] off when the table goes (a worker's thread-locals are destroyed at its
-/// `exit`), before the pending callbacks are dropped: a [`ReplyTo`] they hold does nothing.
-struct Deactivate;
-impl Drop for Deactivate {
+/// The table goes when the thread-locals are destroyed (a worker's, at its `exit`):
+/// answers are off before the pending callbacks are dropped (which happens after this), so
+/// a [`ReplyTo`] they hold does nothing.
+impl Drop for Calls {
     fn drop(&mut self) {
         ACTIVE.set(false);
     }

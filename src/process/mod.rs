@@ -64,7 +64,9 @@ pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
-pub(crate) use handlers::{handler_data, handler_set, install_registry, register, unregister};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use handlers::handler_data;
+pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
 pub(crate) use settings::set_fds_limit;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]

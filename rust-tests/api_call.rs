@@ -281,6 +281,31 @@ fn peer_gone_then_restart() {
     assert_eq!(s.restarted_ok, 1);
 }
 
+/// Without `on_worker_event`: a worker's death still fails its pending calls.
+fn peer_gone_without_event_handler() {
+    let gone = Rc::new(Cell::new(0u32));
+    let g = gone.clone();
+    holder(Builder::new().workers(1))
+        .on_master_start(move |m: &mut Master| {
+            let w = m.worker(0).expect("w0");
+            for n in 0..3 {
+                let g = g.clone();
+                m.call(w, &Hold(n, 0), move |m: &mut Master, r: Outcome<Echoed>| {
+                    assert_eq!(r, Err(CallError::PeerGone));
+                    g.set(g.get() + 1);
+                    if g.get() == 3 {
+                        m.stop();
+                    }
+                })
+                .expect("call");
+            }
+            m.send_message_to(w, &Die(0, 0)).expect("die");
+        })
+        .run()
+        .expect("run");
+    assert_eq!(gone.get(), 3);
+}
+
 /// A worker forked by a restart gets a copy of the master's pending calls: it must never
 /// run them (their callbacks take a `Master`). Each worker makes a call that times out
 /// after the master's pending call's deadline has passed; the restarted one would then
@@ -807,6 +832,10 @@ fn main() -> ExitCode {
     common::main(&[
         ("many_in_flight", many_in_flight),
         ("peer_gone_then_restart", peer_gone_then_restart),
+        (
+            "peer_gone_without_event_handler",
+            peer_gone_without_event_handler,
+        ),
         (
             "restarted_worker_forgets_master_calls",
             restarted_worker_forgets_master_calls,

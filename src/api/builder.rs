@@ -51,6 +51,7 @@ pub struct Builder {
     pub(super) restart_policy: Option<(u32, Duration)>,
     pub(super) stop_on_signals: Option<Duration>,
     pub(super) fds_limit: Option<usize>,
+    pub(super) call_timeout: Duration,
     pub(super) error: Option<Error>,
 }
 
@@ -77,6 +78,7 @@ impl fmt::Debug for Builder {
             .field("queue_limit", &self.queue_limit)
             .field("stop_timeout", &self.stop_timeout)
             .field("allow_threads", &self.allow_threads)
+            .field("call_timeout", &self.call_timeout)
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
@@ -103,6 +105,7 @@ impl Builder {
             restart_policy: None,
             stop_on_signals: None,
             fds_limit: None,
+            call_timeout: super::CALL_TIMEOUT,
             error: None,
         }
     }
@@ -380,5 +383,13 @@ impl Builder {
     /// restarts) Rust's and C's stdio are flushed, so nothing buffered is printed twice.
     pub fn run(self) -> Result<RunSummary, Error> {
         run::run(self)
+    }
+
+    /// The deadline of [`Master::call`] and [`Worker::call`], from the call (default
+    /// [`CALL_TIMEOUT`](super::CALL_TIMEOUT), 30 s; any `Duration`: one too long for the
+    /// clock is a century). [`Master::call_with_timeout`] sets one per call.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
     }
 }

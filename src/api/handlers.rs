@@ -16,6 +16,7 @@ use core::ffi::c_void;
 use core::ptr::null_mut;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -65,6 +66,7 @@ fn install(side: Side, name: &'static str, ty: u32, f: Box<RawFn>) {
         running: false,
         f,
     }));
+    OURS.with_borrow_mut(|o| o.insert(e as usize));
     process::handler_set(side, ty, Some(trampoline), e.cast());
     INSTALLED.with_borrow_mut(|v| v.push((side, e)));
 }
@@ -91,6 +93,7 @@ pub(super) fn drop_all(only: Option<Side>) {
             continue;
         }
         process::handler_set(side, ty, None, null_mut());
+        OURS.with_borrow_mut(|o| o.remove(&(e as usize)));
         // SAFETY: no longer in the core's table, not running: nothing refers to it.
         let entry = unsafe { Box::from_raw(e) };
         let name = entry.side;
@@ -122,6 +125,47 @@ pub(super) fn drop_all(only: Option<Side>) {
     }
 }
 
+thread_local! {
+    /// The addresses of the installed entries (the loop thread's; a worker inherits them
+    /// with the tables): a handler's data is one of these only if it is one of ours.
+    static OURS: RefCell<HashSet<usize>> = RefCell::default();
+}
+
+/// What [`serve`] did.
+pub(super) enum Served {
+    /// No Rust handler is installed for the type on that side (none, or a C one).
+    NoHandler,
+    /// The handler ran and returned.
+    Returned,
+    /// The handler panicked (caught and logged).
+    Panicked,
+    /// The handler is running already (it runs the loop itself) and was not re-entered.
+    Busy,
+}
+
+/// Runs the Rust handler installed for `ty` on `side` with `data`, as a frame of type
+/// `ty` from `f_ptr` would (a request of `call`).
+pub(super) fn serve(
+    side: Side,
+    ty: u32,
+    ev: *mut mln_event_t,
+    f_ptr: *mut c_void,
+    data: &[u8],
+) -> Served {
+    let Some(e) = process::handler_data(side, ty) else {
+        return Served::NoHandler;
+    };
+    if !OURS.with_borrow(|o| o.contains(&(e as usize))) {
+        return Served::NoHandler;
+    }
+    // SAFETY: one of our leaked entries (listed in `OURS` by `install`).
+    match unsafe { run_entry(e.cast(), ev, f_ptr, data) } {
+        None => Served::Busy,
+        Some(true) => Served::Returned,
+        Some(false) => Served::Panicked,
+    }
+}
+
 /// # Safety
 /// `buf` is NULL or points at `len` readable bytes that stay valid during the call.
 unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
@@ -149,23 +193,38 @@ unsafe extern "C" fn trampoline(
     if entry.is_null() {
         return;
     }
-    // SAFETY: the entry is leaked, so live; `running` refuses re-entry, so the closure is
-    // borrowed mutably once. The payload is valid during this call.
+    // SAFETY: the entry is leaked, so live; the payload is valid during this call.
+    unsafe { run_entry(entry, ev, f_ptr, payload(buf, len)) };
+}
+
+/// Runs an entry's closure behind the panic boundary: `None` if it is running already
+/// (not re-entered), else whether it returned (`false`: it panicked).
+///
+/// # Safety
+/// `entry` is a live (leaked) [`Entry`].
+unsafe fn run_entry(
+    entry: *mut Entry,
+    ev: *mut mln_event_t,
+    f_ptr: *mut c_void,
+    data: &[u8],
+) -> Option<bool> {
+    // SAFETY: per the contract; `running` refuses re-entry, so the closure is borrowed
+    // mutably once.
     unsafe {
         let (side, ty) = ((*entry).side, (*entry).ty);
         if (*entry).running {
             log::error(format_args!(
                 "{side} handler for type {ty} re-entered; message dropped"
             ));
-            return;
+            return None;
         }
-        let data = payload(buf, len);
         (*entry).running = true;
         let f = &mut (*entry).f;
-        guarded(format_args!("{side} handler for type {ty}"), || {
+        let done = guarded(format_args!("{side} handler for type {ty}"), || {
             f(ev, f_ptr, data)
         });
         (*entry).running = false;
+        Some(done)
     }
 }
 

@@ -278,6 +278,10 @@ unsafe extern "C" fn event_trampoline(
         },
         _ => return,
     };
+    if let WorkerEvent::Exited { id, .. } = event {
+        // Its pending calls fail first: the program sees them ended with its end.
+        super::call::peer_gone(ev, id);
+    }
     let taken = LIFE.with_borrow_mut(|l| {
         if l.running {
             return None;

@@ -13,10 +13,13 @@
 //! workers and the programs to spawn; [`Builder::run`] forks the workers and runs the event
 //! loop of each process. Handlers get a context, [`Master`] or [`Worker`], to send
 //! messages, set timers, read counters and stop; payloads are borrowed straight from the
-//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped. A program
-//! started with [`Builder::spawn`] (or C's `mln_fork_spawn`) and written in Rust uses the
-//! worker's side through [`Program`]: the same handlers and [`Worker`] context, its channel
-//! taken from its last argument.
+//! receive buffer. In the master, `run` returns a [`RunSummary`] once stopped. A request
+//! that wants an answer is a call: [`Master::call`] / [`Worker::call`] send it and run a
+//! callback with the answer (or why there is none: [`CallError`]); the handler of the
+//! request's type answers with [`Worker::reply`] / [`Master::reply`], now or later. A
+//! program started with [`Builder::spawn`] (or C's `mln_fork_spawn`) and written in Rust
+//! uses the worker's side through [`Program`]: the same handlers and [`Worker`] context,
+//! its channel taken from its last argument.
 //!
 //! ```no_run
 //! use mln_ipc::api::{Builder, Master, Worker, WorkerId};
@@ -111,11 +114,14 @@
 //! # Files
 //! `error` ([`Error`]), `message` ([`Message`]), `identity` ([`WorkerId`] and the table of
 //! live children), `context` ([`Master`], [`Worker`]), `timers`, `handlers` (the
-//! trampoline and the panic boundary), `stats` ([`Stats`], [`RunSummary`]), `builder`
-//! ([`Builder`]), `run` (what `Builder::run` does, and a program's life), `program`
-//! ([`Program`]: a program started with `spawn`, written with the worker's handlers).
+//! trampoline and the panic boundary), `call` (requests and answers: [`Master::call`],
+//! [`Master::reply`], their wire and the table of pending calls), `stats` ([`Stats`],
+//! [`RunSummary`]), `builder` ([`Builder`]), `run` (what `Builder::run` does, and a
+//! program's life), `program` ([`Program`]: a program started with `spawn`, written with
+//! the worker's handlers).
 
 mod builder;
+mod call;
 mod context;
 mod error;
 mod handlers;
@@ -128,6 +134,7 @@ mod stats;
 mod timers;
 
 pub use builder::{Builder, RESERVED_MAX};
+pub use call::{CallError, CallId, ReplyTo, CALL_TIMEOUT};
 pub use context::{Broadcast, Master, Worker};
 pub use error::Error;
 pub use identity::WorkerId;

@@ -5,7 +5,7 @@
 use super::builder::WorkerStartFn;
 use super::handlers::{self, WorkerFn, WorkerWritableFn};
 use super::lifecycle::{self, QuitFn};
-use super::{run, Error, Message, Worker, DRAIN_LIMIT, RESERVED_MAX};
+use super::{call, run, Error, Message, Worker, CALL_TIMEOUT, DRAIN_LIMIT, RESERVED_MAX};
 use crate::log;
 use crate::process;
 use std::ffi::OsString;
@@ -101,6 +101,7 @@ pub struct Program {
     max_message: Option<usize>,
     queue_limit: Option<usize>,
     stop_timeout: Duration,
+    call_timeout: Duration,
     /// The first refused argument, reported by `run`.
     error: Option<Error>,
 }
@@ -195,6 +196,7 @@ impl Program {
             max_message: None,
             queue_limit: None,
             stop_timeout: DRAIN_LIMIT,
+            call_timeout: CALL_TIMEOUT,
             error: None,
         }
     }
@@ -291,6 +293,14 @@ impl Program {
         self
     }
 
+    /// How long this program's calls to its master ([`Worker::call`]) wait for an answer,
+    /// as [`Builder::call_timeout`](super::Builder::call_timeout) (default
+    /// [`CALL_TIMEOUT`], 30 s).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
     /// Makes this process a worker whose master connection is the channel, and runs its
     /// loop on the calling thread: `on_start`, then the handlers as frames arrive.
     ///
@@ -313,6 +323,7 @@ impl Program {
             max_message,
             queue_limit,
             stop_timeout,
+            call_timeout,
             error,
         } = self;
         if let Some(e) = error {
@@ -326,6 +337,7 @@ impl Program {
         for (ty, f) in types {
             handlers::install_worker(ty, f);
         }
+        call::install(call_timeout);
         if writable.is_some() {
             handlers::install_writable(None, writable);
         }

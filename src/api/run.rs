@@ -12,7 +12,7 @@
 use super::builder::{Builder, WorkerStartFn};
 use super::handlers::{self, guarded, guarded_with};
 use super::lifecycle::{self, End, WorkerEnd};
-use super::{identity, timers, Error, Master, RunSummary, Worker, WorkerId};
+use super::{call, identity, timers, Error, Master, RunSummary, Worker, WorkerId};
 use crate::abi::{mln_event_t, M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
 use crate::log;
 use crate::process::{self, Forked};
@@ -58,6 +58,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
         restart_policy,
         stop_on_signals,
         fds_limit,
+        call_timeout,
         error,
     } = b;
     if let Some(e) = error {
@@ -91,6 +92,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     for (ty, f) in worker {
         handlers::install_worker(ty, f);
     }
+    call::install(call_timeout);
     if master_writable.is_some() || worker_writable.is_some() {
         handlers::install_writable(master_writable, worker_writable);
     }
@@ -168,6 +170,9 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
 /// worker its own side's closures.
 fn drop_closures(side: Side, worker_start: Option<Box<WorkerStartFn>>) {
     let master = side == Side::Master;
+    // Pending calls are this process's own (a worker's copies of the master's were
+    // forgotten at its fork).
+    call::drop_all();
     handlers::drop_all(if master { None } else { Some(Side::Worker) });
     lifecycle::drop_hooks(master);
     guarded(format_args!("dropping on_worker_start"), || {
@@ -293,6 +298,7 @@ fn abort_start(e: io::Error) -> Error {
 /// In a worker forked inside the master's loop: forget what belonged to the master.
 fn into_worker(master_ev: *mut mln_event_t) {
     timers::forget_all();
+    call::forget_all();
     // SAFETY: our copy of the master's loop; `free` never touches the epoll interest set
     // (shared with the master) nor any descriptor but its own epoll descriptor.
     unsafe { ev_loop::free(master_ev) };

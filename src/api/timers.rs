@@ -104,3 +104,8 @@ pub(super) fn forget_all() {
     STOPPED.set(false);
     TIMERS.with_borrow_mut(|t| std::mem::forget(std::mem::take(&mut t.pending)));
 }
+
+/// Whether this process was stopped (`stop`): nothing of the program runs any more.
+pub(super) fn stopped() -> bool {
+    STOPPED.get()
+}

@@ -43,6 +43,17 @@ pub(crate) fn handler_set(side: Side, ty: u32, h: ipc_handler, data: *mut c_void
     })
 }
 
+/// The data of the handler installed for `ty` on `side`, if one is (the Rust API finds its
+/// own closures by it, to serve requests with them).
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn handler_data(side: Side, ty: u32) -> Option<*mut c_void> {
+    let mut g = lock();
+    let found = g.as_mut()?.table(side).lookup(ty)?;
+    found.handler?;
+    // SAFETY: the slot is the table entry's, read while the lock is held.
+    Some(unsafe { *found.slot })
+}
+
 /// `mln_ipc_handler_register`.
 pub(crate) fn register(
     ty: u32,

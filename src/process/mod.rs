@@ -69,6 +69,8 @@ pub(crate) use fork::my_slot;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use handlers::handler_data;
 pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]

@@ -138,14 +138,14 @@ impl Builder {
         self,
         mut f: impl FnMut(&mut Master, WorkerId, M) + 'static,
     ) -> Self {
-        self.on_master(M::TYPE, move |m, from, bytes| match M::decode(bytes) {
-            Some(msg) => f(m, from, msg),
-            None => {
+        self.on_master(M::TYPE, move |m, from, bytes| match M::try_decode(bytes) {
+            Ok(msg) => f(m, from, msg),
+            Err(why) => {
                 if let Some(rec) = identity::open_fork_of(from) {
                     process::note_undecoded(rec);
                 }
                 log::warn(format_args!(
-                    "type {}: {} bytes from {from} do not decode; dropped",
+                    "type {}: {} bytes from {from} do not decode ({why}); dropped",
                     M::TYPE,
                     bytes.len()
                 ))
@@ -158,12 +158,12 @@ impl Builder {
         self,
         mut f: impl FnMut(&mut Worker, M) + 'static,
     ) -> Self {
-        self.on_worker(M::TYPE, move |w, bytes| match M::decode(bytes) {
-            Some(msg) => f(w, msg),
-            None => {
+        self.on_worker(M::TYPE, move |w, bytes| match M::try_decode(bytes) {
+            Ok(msg) => f(w, msg),
+            Err(why) => {
                 process::note_undecoded(core::ptr::null());
                 log::warn(format_args!(
-                    "type {}: {} bytes from the master do not decode; dropped",
+                    "type {}: {} bytes from the master do not decode ({why}); dropped",
                     M::TYPE,
                     bytes.len()
                 ))

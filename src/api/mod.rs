@@ -100,7 +100,8 @@
 //! have it yet.
 //!
 //! # Files
-//! `error` ([`Error`]), `message` ([`Message`]), `identity` ([`WorkerId`] and the table of
+//! `error` ([`Error`]), `message` ([`Message`]), `serde_message` (`SerdeMessage`, feature
+//! `serde`: serde types as messages), `identity` ([`WorkerId`] and the table of
 //! live children), `context` ([`Master`], [`Worker`]), `timers`, `handlers` (the
 //! trampoline and the panic boundary), `stats` ([`Stats`], [`RunSummary`]), `builder`
 //! ([`Builder`]), `run` (what `Builder::run` does).
@@ -113,6 +114,8 @@ mod identity;
 mod lifecycle;
 mod message;
 mod run;
+#[cfg(feature = "serde")]
+mod serde_message;
 mod stats;
 mod timers;
 
@@ -122,6 +125,8 @@ pub use error::Error;
 pub use identity::WorkerId;
 pub use lifecycle::{End, RollingRestart, WorkerEnd, WorkerEvent};
 pub use message::Message;
+#[cfg(feature = "serde")]
+pub use serde_message::SerdeMessage;
 pub use stats::{RunSummary, Stats};
 pub use timers::TimerId;
 

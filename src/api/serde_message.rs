@@ -126,7 +126,8 @@ impl<T: SerdeMessage> Message for T {
     }
 
     /// Measured first, then written into a buffer of that size: one allocation, none
-    /// wasted (`to_allocvec` grows from empty, about 1.5 times the cost for a small struct).
+    /// wasted. (`to_allocvec` grows its buffer from empty: encode + decode of a small
+    /// struct took about 105 ns that way, 77 ns this way; `bench_codec` in api_serde.rs.)
     fn try_encode(&self) -> Result<Vec<u8>, String> {
         let len = postcard::serialize_with_flavor(self, Size::default()).map_err(why)?;
         let mut buf = vec![0; len];

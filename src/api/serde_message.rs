@@ -27,8 +27,9 @@ use serde::Serialize;
 /// ends early, holds an invalid variant, UTF-8 or `bool`, or has bytes left over after the
 /// value) is dropped, logged at warn level with postcard's reason, and counted in
 /// [`Stats::undecoded`](super::Stats::undecoded); nothing panics and the next frame is
-/// handled as usual. A length inside the payload (a `Vec`'s, a `String`'s) never makes the
-/// decoder allocate more than the bytes that are there could fill.
+/// handled as usual. A length inside the payload (a `Vec`'s, a `String`'s) beyond what the
+/// bytes left could hold reserves nothing ahead (and serde caps any reservation at 1 MiB),
+/// so a forged length costs no memory.
 ///
 /// `Job::TYPE` names the id when only one of the two traits is in scope; with both (a
 /// module that also implements `Message` by hand), write `<Job as Message>::TYPE`, or keep

@@ -156,14 +156,14 @@ impl Builder {
         self,
         mut f: impl FnMut(&mut Master, WorkerId, M) + 'static,
     ) -> Self {
-        self.on_master(M::TYPE, move |m, from, bytes| match M::decode(bytes) {
-            Some(msg) => f(m, from, msg),
-            None => {
+        self.on_master(M::TYPE, move |m, from, bytes| match M::try_decode(bytes) {
+            Ok(msg) => f(m, from, msg),
+            Err(why) => {
                 if let Some(rec) = identity::open_fork_of(from) {
                     process::note_undecoded(rec);
                 }
                 log::warn(format_args!(
-                    "type {}: {} bytes from {from} do not decode; dropped",
+                    "type {}: {} bytes from {from} do not decode ({why}); dropped",
                     M::TYPE,
                     bytes.len()
                 ))
@@ -174,19 +174,9 @@ impl Builder {
     /// [`Builder::on_worker`] for frames of `M::TYPE`, decoded to `M`.
     pub fn on_worker_message<M: Message + 'static>(
         self,
-        mut f: impl FnMut(&mut Worker, M) + 'static,
+        f: impl FnMut(&mut Worker, M) + 'static,
     ) -> Self {
-        self.on_worker(M::TYPE, move |w, bytes| match M::decode(bytes) {
-            Some(msg) => f(w, msg),
-            None => {
-                process::note_undecoded(core::ptr::null());
-                log::warn(format_args!(
-                    "type {}: {} bytes from the master do not decode; dropped",
-                    M::TYPE,
-                    bytes.len()
-                ))
-            }
-        })
+        self.on_worker(M::TYPE, typed_worker(f))
     }
 
     /// Runs once in the master after the workers are forked, before its loop starts
@@ -391,5 +381,23 @@ impl Builder {
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
+    }
+}
+
+/// A worker handler of `M`: decodes the payload and calls `f`, or counts, logs and drops a
+/// frame that does not decode (shared with [`Program`](super::Program)).
+pub(super) fn typed_worker<M: Message + 'static>(
+    mut f: impl FnMut(&mut Worker, M) + 'static,
+) -> impl FnMut(&mut Worker, &[u8]) + 'static {
+    move |w, bytes| match M::try_decode(bytes) {
+        Ok(msg) => f(w, msg),
+        Err(why) => {
+            process::note_undecoded(core::ptr::null());
+            log::warn(format_args!(
+                "type {}: {} bytes from the master do not decode ({why}); dropped",
+                M::TYPE,
+                bytes.len()
+            ))
+        }
     }
 }

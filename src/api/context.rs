@@ -124,14 +124,14 @@ impl Master {
         Ok(Broadcast { results })
     }
 
-    /// [`Master::send_to`] for a typed message.
+    /// [`Master::send_to`] for a typed message; [`Error::Encode`] if it does not encode.
     pub fn send_message_to<M: Message>(&mut self, to: WorkerId, msg: &M) -> Result<(), Error> {
-        self.send_to(to, M::TYPE, msg.encode())
+        self.send_to(to, M::TYPE, msg.try_encode().map_err(Error::Encode)?)
     }
 
-    /// [`Master::broadcast`] for a typed message.
+    /// [`Master::broadcast`] for a typed message; [`Error::Encode`] if it does not encode.
     pub fn broadcast_message<M: Message>(&mut self, msg: &M) -> Result<Broadcast, Error> {
-        self.broadcast(M::TYPE, msg.encode())
+        self.broadcast(M::TYPE, msg.try_encode().map_err(Error::Encode)?)
     }
 
     /// The counters of the channel to live child `worker` (`None` if that process is
@@ -288,9 +288,9 @@ impl Worker {
         process::fds::truncated()
     }
 
-    /// [`Worker::send`] for a typed message.
+    /// [`Worker::send`] for a typed message; [`Error::Encode`] if it does not encode.
     pub fn send_message<M: Message>(&mut self, msg: &M) -> Result<(), Error> {
-        self.send(M::TYPE, msg.encode())
+        self.send(M::TYPE, msg.try_encode().map_err(Error::Encode)?)
     }
 
     /// This process's id.

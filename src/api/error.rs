@@ -29,6 +29,10 @@ pub enum Error {
     PeerGone,
     /// An argument was refused; the text says which and why.
     InvalidArgument(&'static str),
+    /// A typed message could not be encoded ([`Message::try_encode`](super::Message::try_encode)
+    /// said why: a serde `Serialize` that fails, or a shape the format cannot write, with
+    /// the `serde` feature). Nothing was queued.
+    Encode(String),
     /// The peer's send queue is at its limit (see
     /// [`Builder::queue_limit`](super::Builder::queue_limit)); nothing was queued. The
     /// writable callback of that side
@@ -72,6 +76,7 @@ impl fmt::Display for Error {
             Error::PeerGone => f.write_str("the peer process is gone"),
             Error::QueueFull => f.write_str("the peer's send queue is full"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::Encode(why) => write!(f, "the message does not encode: {why}"),
             Error::Busy => f.write_str("a rolling restart is already under way"),
             Error::AlreadyStarted => f.write_str("Builder::run was already called in this process"),
             Error::Panicked { hook, message } => write!(f, "{hook} panicked: {message}"),

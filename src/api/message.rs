@@ -8,6 +8,10 @@
 /// [`Master::broadcast_message`](super::Master::broadcast_message) and
 /// [`Worker::send_message`](super::Worker::send_message).
 ///
+/// With the crate's `serde` feature, a type with serde's `Serialize` and `Deserialize` needs
+/// no hand-written `encode` / `decode`: give it a type id with `SerdeMessage` and it is a
+/// `Message` (encoded with postcard).
+///
 /// ```
 /// use mln_ipc::api::Message;
 ///
@@ -29,6 +33,20 @@ pub trait Message: Sized {
     /// The payload bytes for `self`.
     fn encode(&self) -> Vec<u8>;
     /// The value carried by `bytes`, or `None` when they do not decode; such a frame is
-    /// dropped (and logged at warn level).
+    /// dropped, logged at warn level and counted ([`Stats::undecoded`](super::Stats::undecoded)).
     fn decode(bytes: &[u8]) -> Option<Self>;
+
+    /// [`Message::encode`], or why `self` cannot be encoded. The typed sends
+    /// ([`Master::send_message_to`](super::Master::send_message_to), ...) call this one and
+    /// refuse the send with [`Error::Encode`](super::Error::Encode) on `Err` (nothing is
+    /// queued). The default never fails: `Ok(self.encode())`.
+    fn try_encode(&self) -> Result<Vec<u8>, String> {
+        Ok(self.encode())
+    }
+
+    /// [`Message::decode`], or why `bytes` do not decode: the typed handlers call this one
+    /// and log the text with the dropped frame. The default calls `decode`.
+    fn try_decode(bytes: &[u8]) -> Result<Self, String> {
+        Self::decode(bytes).ok_or_else(|| String::from("refused by decode"))
+    }
 }

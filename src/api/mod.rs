@@ -112,7 +112,8 @@
 //! have it yet.
 //!
 //! # Files
-//! `error` ([`Error`]), `message` ([`Message`]), `identity` ([`WorkerId`] and the table of
+//! `error` ([`Error`]), `message` ([`Message`]), `serde_message` (`SerdeMessage`, feature
+//! `serde`: serde types as messages), `identity` ([`WorkerId`] and the table of
 //! live children), `context` ([`Master`], [`Worker`]), `timers`, `handlers` (the
 //! trampoline and the panic boundary), `call` (requests and answers: [`Master::call`],
 //! [`Master::reply`], their wire and the table of pending calls), `stats` ([`Stats`],
@@ -130,6 +131,8 @@ mod lifecycle;
 mod message;
 mod program;
 mod run;
+#[cfg(feature = "serde")]
+mod serde_message;
 mod stats;
 mod timers;
 
@@ -141,6 +144,8 @@ pub use identity::WorkerId;
 pub use lifecycle::{End, RollingRestart, WorkerEnd, WorkerEvent};
 pub use message::Message;
 pub use program::Program;
+#[cfg(feature = "serde")]
+pub use serde_message::SerdeMessage;
 pub use stats::{RunSummary, Stats};
 pub use timers::TimerId;
 

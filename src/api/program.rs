@@ -6,7 +6,6 @@ use super::builder::WorkerStartFn;
 use super::handlers::{self, WorkerFn, WorkerWritableFn};
 use super::lifecycle::{self, QuitFn};
 use super::{call, run, Error, Message, Worker, CALL_TIMEOUT, DRAIN_LIMIT, RESERVED_MAX};
-use crate::log;
 use crate::process;
 use std::ffi::OsString;
 use std::fmt;
@@ -228,16 +227,9 @@ impl Program {
     /// [`Builder::on_worker_message`](super::Builder::on_worker_message).
     pub fn on_worker_message<M: Message + 'static>(
         self,
-        mut f: impl FnMut(&mut Worker, M) + 'static,
+        f: impl FnMut(&mut Worker, M) + 'static,
     ) -> Self {
-        self.on_worker(M::TYPE, move |w, bytes| match M::decode(bytes) {
-            Some(msg) => f(w, msg),
-            None => log::warn(format_args!(
-                "type {}: {} bytes from the master do not decode; dropped",
-                M::TYPE,
-                bytes.len()
-            )),
-        })
+        self.on_worker(M::TYPE, super::builder::typed_worker(f))
     }
 
     /// Runs once in `run` before the loop starts (messages sent here are written once it

@@ -167,6 +167,10 @@ static void on_child(mln_event_t *ev, mln_fork_t *f, const mln_ipc_child_event_t
             start_reload(ev);
         }
         break;
+    case M_IPC_CHILD_RESTART_FAILED:
+        printf("master: worker %u could not be restarted (%s); trying again in %lld ms\n", e->slot,
+               strerror(e->status), (long long)e->restart_in_ms);
+        break;
     }
     fflush(stdout);
     if (stopping && live == 0) mln_event_break_set(ev);

@@ -475,7 +475,7 @@ fn panicking_decoders() {
         .expect("run");
     let out = out.borrow();
     eprintln!("{out:?}");
-    // DEFECT: the answer type's `decode` panics: the callback is never called (the log
+    // Was a defect (fixed): the answer type's `decode` panicked: the callback is never called (the log
     // says "call callback panicked"), against "f is called exactly once" (Master::call);
     // expected: `Err(Decode)` or `Err(Panicked)`. Only the request side gets `Panicked`.
     assert_eq!(out.len(), 2, "a call's callback was never run: {out:?}");
@@ -649,7 +649,7 @@ fn fds_after_run() {
             format!("{f} ({flags})")
         })
         .collect();
-    // DEFECT: an eventfd (close-on-exec, non-blocking) of the library stays open after
+    // Was a defect (fixed): an eventfd (close-on-exec, non-blocking) of the library stayed open after
     // the master's `run` returned, every time; `run` is once per process, so it is one
     // descriptor, but nothing can use it any more.
     assert!(extra.is_empty(), "left open after run: {extra:?}");

@@ -116,6 +116,21 @@ pub(crate) fn wake_fd() -> c_int {
     }
 }
 
+/// At the end of the Rust API's `run`, no loop left to wake: closes the eventfd (a later
+/// use creates another). Only while the calling thread is the process's only one (the
+/// caller checks): a signal handler then runs on it and cannot be between its load of the
+/// descriptor and its write, but a kick from another thread could write to a number
+/// reused meanwhile.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn close_wake_fd() {
+    let old = WAKE_FD.swap(-1, Ordering::SeqCst);
+    if old >= 0 {
+        // SAFETY: closing our own descriptor, no longer published.
+        unsafe { libc::close(old) };
+    }
+    KICKED.store(false, Ordering::SeqCst);
+}
+
 /// In a new child: the inherited eventfd is shared with the parent; replace it (lazily),
 /// and forget frames the parent had parked.
 pub(crate) fn after_fork() {

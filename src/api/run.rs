@@ -170,6 +170,11 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
 /// worker its own side's closures.
 fn drop_closures(side: Side, worker_start: Option<Box<WorkerStartFn>>) {
     let master = side == Side::Master;
+    if master && process::thread_count() == 1 {
+        // No loop is left to wake (in a worker, the process exits next); with other
+        // threads, one of them could be kicking it (see `close_wake_fd`).
+        crate::sigsafe::close_wake_fd();
+    }
     // Pending calls are this process's own (a worker's copies of the master's were
     // forgotten at its fork).
     call::drop_all();

@@ -241,7 +241,7 @@ impl Master {
             self.as_raw_event_loop(),
             Peer::Child(to, fork),
             Req::TYPE,
-            &req.encode(),
+            &req.try_encode().map_err(Error::Encode)?,
             timeout,
             done,
         )
@@ -254,7 +254,7 @@ impl Master {
     /// [`Error::MessageTooLarge`] (above the maximum payload less 16 bytes) and
     /// [`Error::QueueFull`] leave the call unanswered.
     pub fn reply<M: Message>(&mut self, resp: &M) -> Result<(), Error> {
-        reply_current(M::TYPE, &resp.encode())
+        reply_current(M::TYPE, &resp.try_encode().map_err(Error::Encode)?)
     }
 
     /// In a master handler serving a worker's call: takes the answer for later
@@ -269,7 +269,14 @@ impl Master {
     /// [`CallError::NoReply`] if that can be).
     pub fn reply_to<M: Message>(&mut self, to: ReplyTo, resp: &M) -> Result<(), Error> {
         let mut to = to;
-        to.answer(ANSWERED, M::TYPE, &resp.encode())
+        match resp.try_encode() {
+            Ok(bytes) => to.answer(ANSWERED, M::TYPE, &bytes),
+            Err(why) => {
+                // Consumed either way: the caller learns there is no answer.
+                let _ = to.answer(NO_REPLY, 0, &[]);
+                Err(Error::Encode(why))
+            }
+        }
     }
 }
 
@@ -298,7 +305,7 @@ impl Worker {
             self.as_raw_event_loop(),
             Peer::Master,
             Req::TYPE,
-            &req.encode(),
+            &req.try_encode().map_err(Error::Encode)?,
             timeout,
             done,
         )
@@ -307,7 +314,7 @@ impl Worker {
     /// In a worker handler serving the master's call ([`Master::call`]): answers it, as
     /// [`Master::reply`].
     pub fn reply<M: Message>(&mut self, resp: &M) -> Result<(), Error> {
-        reply_current(M::TYPE, &resp.encode())
+        reply_current(M::TYPE, &resp.try_encode().map_err(Error::Encode)?)
     }
 
     /// Takes the answer of the call being handled for later, as [`Master::defer_reply`].
@@ -318,6 +325,13 @@ impl Worker {
     /// Answers a deferred call, as [`Master::reply_to`].
     pub fn reply_to<M: Message>(&mut self, to: ReplyTo, resp: &M) -> Result<(), Error> {
         let mut to = to;
-        to.answer(ANSWERED, M::TYPE, &resp.encode())
+        match resp.try_encode() {
+            Ok(bytes) => to.answer(ANSWERED, M::TYPE, &bytes),
+            Err(why) => {
+                // Consumed either way: the caller learns there is no answer.
+                let _ = to.answer(NO_REPLY, 0, &[]);
+                Err(Error::Encode(why))
+            }
+        }
     }
 }

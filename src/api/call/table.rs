@@ -167,7 +167,17 @@ pub(super) fn typed<C: 'static, Resp: Message + 'static>(
             if raw.ty != Resp::TYPE {
                 return Err(CallError::Decode);
             }
-            Resp::decode(raw.payload).ok_or(CallError::Decode)
+            // A decoder that panics is an answer that does not decode: `f` still runs
+            // once.
+            let mut decoded = None;
+            guarded(
+                format_args!("decoding an answer of type {}", Resp::TYPE),
+                || decoded = Some(Resp::try_decode(raw.payload)),
+            );
+            match decoded {
+                Some(Ok(v)) => Ok(v),
+                _ => Err(CallError::Decode),
+            }
         });
         f(&mut mk(ev), r)
     })

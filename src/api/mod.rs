@@ -126,6 +126,8 @@ mod program;
 mod run;
 mod stats;
 mod timers;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use builder::{Builder, RESERVED_MAX};
 pub use context::{Broadcast, Master, Worker};

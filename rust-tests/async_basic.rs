@@ -1,0 +1,343 @@
+//! The async face (feature `tokio`): streams, backpressure that awaits, cancel-safe sends,
+//! restarts and the graceful stop, across real processes. Each scenario runs in a fresh
+//! process (rust-tests/common/mod.rs).
+
+mod common;
+
+use futures_core::Stream;
+use mln_ipc::api::tokio::{AsyncMaster, AsyncWorker, Builder};
+use mln_ipc::api::{End, Error, WorkerEvent};
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::process::ExitCode;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+const REQ: u32 = 2500;
+const ANS: u32 = 2501;
+const DATA: u32 = 2502;
+const DONE: u32 = 2503;
+const CRASH: u32 = 2504;
+const BYE: u32 = 2505;
+
+async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+}
+
+/// Whether `f` is not ready at its first poll (it is polled on, to completion, after).
+async fn waits<F: Future>(f: F) -> (bool, F::Output) {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => (false, v),
+        Poll::Pending => (true, f.await),
+    }
+}
+
+fn u64_of(b: &[u8]) -> u64 {
+    u64::from_ne_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// An echo worker: each REQ comes back as ANS.
+async fn echo(w: AsyncWorker) {
+    let mut rx = w.receiver();
+    while let Some(f) = next(&mut rx).await {
+        if f.ty == REQ {
+            w.send(ANS, &f.payload).await.expect("answer");
+        }
+    }
+}
+
+/// 4 workers (multi-thread runtimes), 4,000 requests spread over them, the answers taken
+/// from the master's stream: each comes back once, from the worker it was sent to.
+fn stream() {
+    const N: u64 = 4000;
+    let summary = Builder::new()
+        .workers(4)
+        .master_types([ANS])
+        .worker_types([REQ])
+        .worker_runtime(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        })
+        .run(echo, |m: AsyncMaster| async move {
+            let ids = m.workers();
+            assert_eq!(ids.len(), 4);
+            let mut seen = vec![false; N as usize];
+            let mut rx = m.receiver();
+            let mut answered = 0u64;
+            for i in 0..N {
+                let to = ids[(i % 4) as usize];
+                let mut p = i.to_ne_bytes().to_vec();
+                p.extend_from_slice(&(to.index() as u64).to_ne_bytes());
+                m.send(to, REQ, p).await.expect("send");
+            }
+            while answered < N {
+                let (from, f) = next(&mut rx).await.expect("answer");
+                assert_eq!(f.ty, ANS);
+                let i = u64_of(&f.payload);
+                assert_eq!(u64_of(&f.payload[8..]), from.index() as u64);
+                assert!(!seen[i as usize], "answer {i} twice");
+                seen[i as usize] = true;
+                answered += 1;
+            }
+            m.shutdown(Duration::from_secs(5)).await;
+        })
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
+/// A slow worker: it reads nothing for a while. The master's sends wait (the core's queue,
+/// the window, the socket and the worker's receive queue are full) instead of failing, and
+/// every frame arrives once, in order.
+fn backpressure() {
+    const N: u64 = 3000;
+    let summary = Builder::new()
+        .workers(1)
+        .max_message(16 * 1024)
+        .queue_limit(64 * 1024)
+        .send_window(16 * 1024)
+        .receive_capacity(8)
+        .master_types([DONE])
+        .worker_types([DATA])
+        .run(
+            |w: AsyncWorker| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut expect = 0u64;
+                while expect < N {
+                    let f = w.recv().await.expect("data");
+                    assert_eq!(u64_of(&f.payload), expect, "out of order or lost");
+                    assert_eq!(f.payload.len(), 4096);
+                    expect += 1;
+                }
+                w.send(DONE, expect.to_ne_bytes()).await.expect("done");
+                // Returning now would be an end unasked (and a restart).
+                w.quit().await;
+            },
+            |m: AsyncMaster| async move {
+                let to = m.workers()[0];
+                let mut waited = 0;
+                for i in 0..N {
+                    let mut p = vec![0u8; 4096];
+                    p[..8].copy_from_slice(&i.to_ne_bytes());
+                    let (w, r) = waits(m.send(to, DATA, p)).await;
+                    r.expect("a full queue makes the send wait, not fail");
+                    waited += w as u32;
+                }
+                assert!(waited > 0, "12 MiB never made a send wait");
+                let (_, f) = m.recv().await.expect("done");
+                assert_eq!(u64_of(&f.payload), N);
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
+/// Send futures dropped while they wait (a timeout much shorter than the slow worker's
+/// pace) queue nothing; those that completed are delivered once: the worker sees the
+/// sequence numbers of the completed sends, consecutive, and their count.
+fn cancellation() {
+    let summary = Builder::new()
+        .workers(1)
+        .max_message(16 * 1024)
+        .queue_limit(32 * 1024)
+        .send_window(8 * 1024)
+        .receive_capacity(4)
+        .master_types([DONE])
+        .worker_types([DATA, DONE])
+        .run(
+            |w: AsyncWorker| async move {
+                let mut expect = 0u64;
+                loop {
+                    let f = w.recv().await.expect("frame");
+                    if f.ty == DONE {
+                        assert_eq!(u64_of(&f.payload), expect);
+                        w.send(DONE, expect.to_ne_bytes()).await.expect("done");
+                        w.quit().await;
+                        break;
+                    }
+                    assert_eq!(u64_of(&f.payload), expect, "lost or duplicated");
+                    expect += 1;
+                    if expect.is_multiple_of(64) {
+                        // Slow: the master's sends time out meanwhile.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            },
+            |m: AsyncMaster| async move {
+                let to = m.workers()[0];
+                let (mut sent, mut dropped) = (0u64, 0u64);
+                while sent < 2000 {
+                    let mut p = vec![0u8; 2048];
+                    p[..8].copy_from_slice(&sent.to_ne_bytes());
+                    match tokio::time::timeout(Duration::from_micros(200), m.send(to, DATA, p))
+                        .await
+                    {
+                        Ok(r) => {
+                            r.expect("send");
+                            sent += 1;
+                        }
+                        Err(_) => dropped += 1,
+                    }
+                }
+                assert!(dropped > 0, "no send was ever cancelled while waiting");
+                // A permit dropped unused gives its room back and sends nothing.
+                drop(m.reserve(to, 2048).await.expect("reserve"));
+                m.reserve(to, 8)
+                    .await
+                    .expect("reserve")
+                    .send(DONE, sent.to_ne_bytes())
+                    .expect("permit send");
+                let (_, f) = m.recv().await.expect("done");
+                assert_eq!(u64_of(&f.payload), sent);
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
+/// A worker that aborts is restarted at its index: the event stream says Started, Exited
+/// (SIGABRT) and Started again; the new process answers, the old id is gone.
+fn restart() {
+    let summary = Builder::new()
+        .workers(2)
+        .master_types([ANS])
+        .worker_types([REQ, CRASH])
+        .run(
+            |w: AsyncWorker| async move {
+                while let Some(f) = w.recv().await {
+                    match f.ty {
+                        CRASH => std::process::abort(),
+                        _ => w.send(ANS, &f.payload).await.expect("answer"),
+                    }
+                }
+            },
+            |m: AsyncMaster| async move {
+                let mut ev = m.events();
+                let mut started = Vec::new();
+                while started.len() < 2 {
+                    if let Some(WorkerEvent::Started { id, .. }) = next(&mut ev).await {
+                        started.push(id);
+                    }
+                }
+                let old = m.worker(0).expect("worker 0");
+                m.send(old, CRASH, []).await.expect("crash");
+                let new = loop {
+                    match next(&mut ev).await.expect("event") {
+                        WorkerEvent::Exited {
+                            id,
+                            how,
+                            status,
+                            restart_in,
+                            ..
+                        } => {
+                            assert_eq!(id, old);
+                            assert_eq!(how, End::Crashed);
+                            use std::os::unix::process::ExitStatusExt;
+                            assert_eq!(status.and_then(|s| s.signal()), Some(libc::SIGABRT));
+                            assert!(restart_in.is_some());
+                        }
+                        WorkerEvent::Started { index: 0, id, .. } => break id,
+                        e => panic!("unexpected {e:?}"),
+                    }
+                };
+                assert_ne!(new.pid(), old.pid());
+                assert!(matches!(m.send(old, REQ, []).await, Err(Error::PeerGone)));
+                m.send(new, REQ, b"again")
+                    .await
+                    .expect("send to the new one");
+                let (from, f) = m.recv().await.expect("answer");
+                assert_eq!((from, f.payload.as_slice()), (new, &b"again"[..]));
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
+/// `shutdown`: each worker hears its quit, sends what it has left, returns, and exits
+/// with status 0; the master gets every BYE and every Exited (Stopped) first.
+fn graceful_stop() {
+    let summary = Builder::new()
+        .workers(3)
+        .master_types([BYE])
+        .worker_types([REQ])
+        .run(
+            |w: AsyncWorker| async move {
+                w.quit().await;
+                assert!(w.quit_requested());
+                let i = w.index().expect("index") as u64;
+                w.send(BYE, i.to_ne_bytes()).await.expect("bye");
+            },
+            |m: AsyncMaster| async move {
+                let n = m.workers().len();
+                assert_eq!(n, 3);
+                m.shutdown(Duration::from_secs(5)).await;
+                let mut byes = Vec::new();
+                while let Some((from, f)) = m.recv().await {
+                    assert_eq!(u64_of(&f.payload), from.index() as u64);
+                    byes.push(from.index());
+                    if byes.len() == n {
+                        break;
+                    }
+                }
+                byes.sort();
+                assert_eq!(byes, [0, 1, 2]);
+                let mut stopped = 0;
+                let mut ev = m.events();
+                while stopped < n {
+                    if let Some(WorkerEvent::Exited {
+                        how,
+                        status,
+                        restart_in,
+                        ..
+                    }) = next(&mut ev).await
+                    {
+                        assert_eq!(how, End::Stopped);
+                        assert_eq!(status.and_then(|s| s.code()), Some(0));
+                        assert_eq!(restart_in, None);
+                        stopped += 1;
+                    }
+                }
+                assert!(m.workers().is_empty());
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+    assert!(summary.killed.is_empty());
+}
+
+/// Never fork with a runtime or other threads: refused before anything is touched.
+fn refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let r = rt.block_on(async { Builder::new().workers(1).run(|_| async {}, |_| async {}) });
+    assert!(matches!(r, Err(Error::RuntimeRunning)), "{r:?}");
+    drop(rt);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || rx.recv());
+    let r = Builder::new().workers(1).run(|_| async {}, |_| async {});
+    assert!(matches!(r, Err(Error::ThreadsRunning { .. })), "{r:?}");
+    drop(tx);
+    let _ = t.join();
+    let r = Builder::new()
+        .master_types([1000])
+        .run(|_| async {}, |_| async {});
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+}
+
+fn main() -> ExitCode {
+    common::main(&[
+        ("stream", stream),
+        ("backpressure", backpressure),
+        ("cancellation", cancellation),
+        ("restart", restart),
+        ("graceful_stop", graceful_stop),
+        ("refused", refused),
+    ])
+}

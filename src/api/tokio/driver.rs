@@ -1,0 +1,353 @@
+//! The driver: the future that runs a process's standalone loop from its tokio runtime.
+//! It is polled only on the thread that called `block_on` (the loop's thread), so the
+//! core is reached from that thread alone, whatever runtime the program chose.
+//!
+//! Each poll: the commands and the frames accepted by async sends go to the core (sends
+//! stop at the core's queue limit until its writable callback says so), then, when the
+//! loop's epoll descriptor is readable (tokio's `AsyncFd`), its earliest timer is due
+//! (a tokio `Sleep`) or frames were just queued, one non-blocking turn of the loop runs
+//! (`reactor::standalone::turn`). The receive queue is bounded: at its capacity the loop
+//! holds RECV back (`set_recv_muted`) until the consumers took half of it.
+
+use super::super::{error::send_error, identity, lifecycle};
+use super::shared::{Cmd, Dest, Inner};
+use crate::abi::{mln_event_t, mln_fork_t};
+use crate::process::{self, SendError};
+use crate::reactor::standalone as ev_loop;
+use core::ffi::c_void;
+use std::cell::RefCell;
+use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::unix::AsyncFd;
+use tokio::time::{Instant, Sleep};
+
+/// A frame accepted by an async send: type and payload.
+type OutFrame = (u32, Vec<u8>);
+
+/// Turns per poll before the driver yields to the program's futures.
+const TURNS_PER_POLL: usize = 32;
+
+/// Why the driver ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// This process was forked by a restart inside the master's loop: it is a worker now.
+    BecameWorker,
+}
+
+struct Epfd(RawFd);
+
+impl AsRawFd for Epfd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+thread_local! {
+    /// The shared state of this process's driver, for the core's writable callback.
+    static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+}
+
+pub(super) struct Driver {
+    ev: *mut mln_event_t,
+    inner: Arc<Inner>,
+    afd: AsyncFd<Epfd>,
+    sleep: Pin<Box<Sleep>>,
+    muted: bool,
+    generation: u64,
+    master: bool,
+}
+
+impl Driver {
+    /// A driver for the live loop `ev` (in a runtime context: registers with its reactor).
+    pub(super) fn new(
+        ev: *mut mln_event_t,
+        inner: Arc<Inner>,
+        master: bool,
+    ) -> std::io::Result<Driver> {
+        // SAFETY: `ev` is the live loop of this process, freed only after the driver.
+        let fd = unsafe { ev_loop::epoll_fd(ev) };
+        // SAFETY: the descriptor stays open (the loop owns it) until the loop is freed,
+        // after this driver is dropped (or forgotten, in a worker forked by a restart).
+        let afd =
+            unsafe { AsyncFd::register_with_interest(Epfd(fd), tokio::io::Interest::READABLE) }?;
+        CURRENT.with_borrow_mut(|c| *c = Some(inner.clone()));
+        process::set_writable_handler(Some(writable), core::ptr::null_mut());
+        let mut d = Driver {
+            ev,
+            inner,
+            afd,
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            muted: false,
+            generation: u64::MAX,
+            master,
+        };
+        d.refresh();
+        Ok(d)
+    }
+
+    /// The live children as the handles see them, after a change.
+    fn refresh(&mut self) {
+        let g = process::children_generation();
+        let children = self.master && process::has_children();
+        let live = if self.master && g != self.generation {
+            Some(identity::live())
+        } else {
+            None
+        };
+        self.generation = g;
+        let mut s = self.inner.lock();
+        s.set_children(children);
+        if let Some(live) = live {
+            // Windows of workers that are gone: their frames are lost, their senders told.
+            let gone: Vec<Dest> = s
+                .windows
+                .keys()
+                .filter(|d| d.is_some_and(|id| !live.contains(&id)))
+                .copied()
+                .collect();
+            for d in gone {
+                if let Some(w) = s.windows.remove(&d) {
+                    s.lost += w.frames.len() as u64;
+                }
+            }
+            s.live = live;
+            s.wake_senders();
+        }
+    }
+
+    /// Commands and accepted frames to the core; whether a frame was queued there.
+    fn pump(&mut self) -> bool {
+        let (cmds, mut work) = {
+            let mut s = self.inner.lock();
+            s.nudged = false;
+            let cmds = std::mem::take(&mut s.cmds);
+            let work: Vec<(Dest, Vec<OutFrame>)> = s
+                .windows
+                .iter_mut()
+                .filter(|(_, w)| !w.blocked && !w.frames.is_empty())
+                .map(|(d, w)| (*d, w.frames.drain(..).collect()))
+                .collect();
+            (cmds, work)
+        };
+        for c in cmds {
+            match c {
+                Cmd::StopWorker(id, deadline) => {
+                    if let Some(f) = identity::fork_of(id) {
+                        let _ = process::stop(self.ev, f, lifecycle::millis(deadline));
+                    }
+                }
+            }
+        }
+        let mut queued = false;
+        for (dest, frames) in work.iter_mut() {
+            let mut sent = 0usize;
+            let mut bytes = 0usize;
+            let mut blocked = false;
+            let mut gone = false;
+            for (ty, payload) in frames.iter() {
+                let r = match dest {
+                    Some(id) => match identity::fork_of(*id) {
+                        Some(f) => process::send_to_child(self.ev, f, *ty, payload),
+                        None => Err(SendError::NoPeer),
+                    },
+                    None => process::send_to_master(self.ev, *ty, payload),
+                };
+                match r {
+                    Ok(()) => {
+                        sent += 1;
+                        bytes += payload.len();
+                    }
+                    Err(SendError::QueueFull) | Err(SendError::Busy) => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(SendError::NoPeer) => {
+                        gone = true;
+                        break;
+                    }
+                    Err(e) => {
+                        // Checked when accepted; only a core that cannot queue gets here.
+                        crate::log::error(format_args!(
+                            "async send: {}; frame dropped",
+                            send_error(e, payload.len())
+                        ));
+                        sent += 1;
+                        bytes += payload.len();
+                    }
+                }
+            }
+            queued |= sent > 0;
+            let rest: Vec<OutFrame> = frames.drain(sent..).collect();
+            let mut s = self.inner.lock();
+            if gone {
+                s.lost += rest.len() as u64;
+                s.windows.remove(dest);
+                continue;
+            }
+            if let Some(w) = s.windows.get_mut(dest) {
+                w.used = w.used.saturating_sub(bytes);
+                w.blocked = blocked;
+                // Frames accepted meanwhile go behind the ones the core refused.
+                for f in rest.into_iter().rev() {
+                    w.frames.push_front(f);
+                }
+            }
+            if sent > 0 {
+                s.window_room(*dest);
+            }
+        }
+        queued
+    }
+
+    /// Polled by the process's `block_on`: `Pending` while the process runs.
+    pub(super) fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        {
+            let mut s = self.inner.lock();
+            if !s.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.driver = Some(cx.waker().clone());
+            }
+        }
+        let fd = self.afd.get_ref().0;
+        let mut again = false;
+        for _ in 0..TURNS_PER_POLL {
+            let queued = self.pump();
+            // The consumers may have made room: reading resumes with a turn.
+            again |= self.mute_check();
+            let ready = self.afd.poll_read_ready(cx).is_ready();
+            // SAFETY: the live loop of this process, on its thread.
+            let wait = unsafe { ev_loop::next_wait(self.ev) };
+            let due = wait.is_some_and(|d| d.is_zero());
+            let forced = std::mem::take(&mut again);
+            if !ready && !due && !queued && !forced {
+                if let Some(d) = wait {
+                    self.sleep.as_mut().reset(Instant::now() + d);
+                    if self.sleep.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+                if self.inner.lock().nudged {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            // SAFETY: as above.
+            unsafe { ev_loop::turn(self.ev) };
+            if self.master && process::is_worker() {
+                return Poll::Ready(End::BecameWorker);
+            }
+            self.refresh();
+            again |= self.mute_check();
+            if ready && !readable_now(fd) {
+                if let Poll::Ready(Ok(mut g)) = self.afd.poll_read_ready(cx) {
+                    g.clear_ready();
+                }
+                // Ready again between the look and the clear (another runtime thread
+                // may run the I/O driver): one more turn.
+                again |= readable_now(fd);
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Receive backpressure: RECV held back at the receive queue's capacity, given back
+    /// at half of it. Whether it was given back now.
+    fn mute_check(&mut self) -> bool {
+        let (len, cap) = {
+            let s = self.inner.lock();
+            (s.inbox.len(), s.inbox_cap)
+        };
+        let want = if self.muted {
+            len > cap / 2
+        } else {
+            len >= cap
+        };
+        if want != self.muted {
+            // SAFETY: the live loop of this process, on its thread.
+            if unsafe { ev_loop::set_recv_muted(self.ev, want) } {
+                self.muted = want;
+                return !want;
+            }
+        }
+        false
+    }
+
+    /// Runs the driver until every window is empty (or `deadline`): what async sends
+    /// accepted reaches the core's queues before the process stops.
+    pub(super) async fn drain(&mut self, deadline: Instant) {
+        let empty = |d: &Driver| d.inner.lock().windows.values().all(|w| w.frames.is_empty());
+        let fut = std::future::poll_fn(|cx| {
+            if empty(self) {
+                return Poll::Ready(());
+            }
+            let _ = self.poll_drive(cx);
+            if empty(self) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let _ = tokio::time::timeout_at(deadline, fut).await;
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        process::set_writable_handler(None, core::ptr::null_mut());
+        CURRENT.with_borrow_mut(|c| *c = None);
+        self.inner.lock().close();
+    }
+}
+
+fn readable_now(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// The core's writable callback: the peer's queue has room again.
+unsafe extern "C" fn writable(_ev: *mut mln_event_t, f: *mut mln_fork_t, _data: *mut c_void) {
+    let dest = if f.is_null() {
+        None
+    } else {
+        match identity::id_of(f) {
+            Some(id) => Some(id),
+            None => return,
+        }
+    };
+    CURRENT.with_borrow(|c| {
+        if let Some(inner) = c {
+            let mut s = inner.lock();
+            if let Some(w) = s.windows.get_mut(&dest) {
+                w.blocked = false;
+            }
+            s.nudge();
+        }
+    });
+}
+
+/// Runs `f` with this process's driver state, if a driver runs.
+pub(super) fn with_current(f: impl FnOnce(&Arc<Inner>)) {
+    CURRENT.with_borrow(|c| {
+        if let Some(i) = c {
+            f(i)
+        }
+    })
+}
+
+/// The core's quit handler in an async worker: the quit notification fires; the worker
+/// goes on until its async main returns (1: the core does not exit for it).
+pub(super) unsafe extern "C" fn quit(
+    _ev: *mut mln_event_t,
+    _data: *mut c_void,
+) -> core::ffi::c_int {
+    with_current(|i| i.lock().set_quit());
+    1
+}

@@ -1,0 +1,262 @@
+//! What the handles (any thread) and the driver (the loop's thread) share: the receive
+//! queue, the send windows, the worker events, the commands. One mutex, never held while
+//! the core or user code runs.
+
+use super::super::{Error, Message, WorkerEvent, WorkerId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// One received frame: its type and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame type.
+    pub ty: u32,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The typed message this frame carries: `None` if its type is not `M::TYPE` or its
+    /// payload does not decode.
+    pub fn decode<M: Message>(&self) -> Option<M> {
+        if self.ty == M::TYPE {
+            M::decode(&self.payload)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who a send window leads to: a worker (in the master) or the master (in a worker).
+pub(super) type Dest = Option<WorkerId>;
+
+/// Frames accepted by async sends, waiting to enter the core's queue for one peer.
+#[derive(Default)]
+pub(super) struct Window {
+    pub(super) frames: VecDeque<(u32, Vec<u8>)>,
+    /// Bytes of `frames` plus bytes reserved by live permits.
+    pub(super) used: usize,
+    /// The core refused the last frame (its queue is full) and has not said writable yet.
+    pub(super) blocked: bool,
+    waiters: Vec<Waker>,
+}
+
+pub(super) enum Cmd {
+    StopWorker(WorkerId, Duration),
+}
+
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) inbox: VecDeque<(Dest, Frame)>,
+    pub(super) inbox_cap: usize,
+    recv_waiters: Vec<Waker>,
+    pub(super) windows: HashMap<Dest, Window>,
+    pub(super) window_cap: usize,
+    /// Live workers as the driver last saw them (master side).
+    pub(super) live: Vec<WorkerId>,
+    /// Children not yet handled to the end (master side): `has_children` after a turn.
+    pub(super) children: bool,
+    pub(super) events: VecDeque<WorkerEvent>,
+    event_waiters: Vec<Waker>,
+    pub(super) quit: bool,
+    quit_waiters: Vec<Waker>,
+    pub(super) cmds: Vec<Cmd>,
+    /// The process is ending: receivers end, sends fail.
+    pub(super) closed: bool,
+    pub(super) driver: Option<Waker>,
+    /// Set by the handles when the driver has something to do (frames to pump, a
+    /// command, room in the receive queue).
+    pub(super) nudged: bool,
+    /// Frames dropped from windows whose peer was gone.
+    pub(super) lost: u64,
+}
+
+fn wake_all(v: &mut Vec<Waker>) {
+    for w in v.drain(..) {
+        w.wake();
+    }
+}
+
+fn park(v: &mut Vec<Waker>, cx: &Context<'_>) {
+    if !v.iter().any(|w| w.will_wake(cx.waker())) {
+        v.push(cx.waker().clone());
+    }
+}
+
+impl Shared {
+    pub(super) fn nudge(&mut self) {
+        self.nudged = true;
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    pub(super) fn push_frame(&mut self, from: Dest, f: Frame) {
+        self.inbox.push_back((from, f));
+        wake_all(&mut self.recv_waiters);
+    }
+
+    pub(super) fn push_event(&mut self, e: WorkerEvent) {
+        self.events.push_back(e);
+        wake_all(&mut self.event_waiters);
+    }
+
+    pub(super) fn park_event(&mut self, cx: &Context<'_>) {
+        park(&mut self.event_waiters, cx);
+    }
+
+    /// Whether children remain; their end wakes whoever waits for events.
+    pub(super) fn set_children(&mut self, children: bool) {
+        if self.children != children {
+            self.children = children;
+            wake_all(&mut self.event_waiters);
+        }
+    }
+
+    pub(super) fn set_quit(&mut self) {
+        self.quit = true;
+        wake_all(&mut self.quit_waiters);
+        wake_all(&mut self.recv_waiters);
+    }
+
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        wake_all(&mut self.recv_waiters);
+        wake_all(&mut self.event_waiters);
+        wake_all(&mut self.quit_waiters);
+        for w in self.windows.values_mut() {
+            wake_all(&mut w.waiters);
+        }
+    }
+
+    /// Room again in `dest`'s window (frames went to the core, a permit was dropped, the
+    /// peer is gone): its waiting senders look again.
+    pub(super) fn window_room(&mut self, dest: Dest) {
+        if let Some(w) = self.windows.get_mut(&dest) {
+            wake_all(&mut w.waiters);
+        }
+    }
+
+    /// Wakes every waiting sender (the set of live workers changed).
+    pub(super) fn wake_senders(&mut self) {
+        for w in self.windows.values_mut() {
+            wake_all(&mut w.waiters);
+        }
+    }
+}
+
+/// The shared state behind every handle of one process.
+pub(super) struct Inner {
+    state: Mutex<Shared>,
+}
+
+impl Inner {
+    pub(super) fn new(inbox_cap: usize, window_cap: usize) -> Arc<Inner> {
+        Arc::new(Inner {
+            state: Mutex::new(Shared {
+                inbox_cap: inbox_cap.max(1),
+                window_cap: window_cap.max(1),
+                ..Shared::default()
+            }),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next received frame, when one is there.
+    pub(super) fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<(Dest, Frame)>> {
+        let mut s = self.lock();
+        if let Some(f) = s.inbox.pop_front() {
+            // Reading resumes at half the queue (see the driver's mute).
+            if s.inbox.len() == s.inbox_cap / 2 {
+                s.nudge();
+            }
+            return Poll::Ready(Some(f));
+        }
+        // A worker asked to quit: its stream ends once what came before is taken.
+        if s.closed || s.quit {
+            return Poll::Ready(None);
+        }
+        park(&mut s.recv_waiters, cx);
+        Poll::Pending
+    }
+
+    pub(super) fn poll_event(&self, cx: &Context<'_>) -> Poll<Option<WorkerEvent>> {
+        let mut s = self.lock();
+        if let Some(e) = s.events.pop_front() {
+            return Poll::Ready(Some(e));
+        }
+        if s.closed {
+            return Poll::Ready(None);
+        }
+        park(&mut s.event_waiters, cx);
+        Poll::Pending
+    }
+
+    pub(super) fn poll_quit(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.quit || s.closed {
+            return Poll::Ready(());
+        }
+        park(&mut s.quit_waiters, cx);
+        Poll::Pending
+    }
+
+    /// Room for `len` bytes in `dest`'s window (reserved when `Ready(Ok)`). A frame
+    /// larger than the whole window gets it once the window is empty.
+    pub(super) fn poll_reserve(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        len: usize,
+    ) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if s.closed {
+            return Poll::Ready(Err(Error::PeerGone));
+        }
+        if let Some(id) = dest {
+            if !s.live.contains(&id) {
+                return Poll::Ready(Err(Error::PeerGone));
+            }
+        }
+        let cap = s.window_cap;
+        let w = s.windows.entry(dest).or_default();
+        if w.used == 0 || w.used.saturating_add(len) <= cap {
+            w.used = w.used.saturating_add(len);
+            return Poll::Ready(Ok(()));
+        }
+        park(&mut w.waiters, cx);
+        Poll::Pending
+    }
+
+    /// Gives back `len` reserved bytes that were not used.
+    pub(super) fn unreserve(&self, dest: Dest, len: usize) {
+        let mut s = self.lock();
+        if let Some(w) = s.windows.get_mut(&dest) {
+            w.used = w.used.saturating_sub(len);
+        }
+        s.window_room(dest);
+    }
+
+    /// Queues a frame in `dest`'s window, whose `reserved` bytes were reserved for it.
+    pub(super) fn enqueue(&self, dest: Dest, reserved: usize, ty: u32, payload: Vec<u8>) {
+        let mut s = self.lock();
+        let w = s.windows.entry(dest).or_default();
+        w.used = w
+            .used
+            .saturating_sub(reserved)
+            .saturating_add(payload.len());
+        w.frames.push_back((ty, payload));
+        s.nudge();
+    }
+
+    pub(super) fn command(&self, c: Cmd) {
+        let mut s = self.lock();
+        s.cmds.push(c);
+        s.nudge();
+    }
+}

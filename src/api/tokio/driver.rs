@@ -58,6 +58,8 @@ pub(super) struct Driver {
     muted: bool,
     generation: u64,
     master: bool,
+    /// No live child but some not handled to the end yet (master side).
+    ending: bool,
 }
 
 impl Driver {
@@ -83,6 +85,7 @@ impl Driver {
             muted: false,
             generation: u64::MAX,
             master,
+            ending: false,
         };
         d.refresh();
         Ok(d)
@@ -91,13 +94,15 @@ impl Driver {
     /// The live children as the handles see them, after a change.
     fn refresh(&mut self) {
         let g = process::children_generation();
-        let children = self.master && process::has_children();
-        let live = if self.master && g != self.generation {
-            Some(identity::live())
-        } else {
-            None
-        };
+        if !self.master || (g == self.generation && !self.ending) {
+            return;
+        }
+        let children = process::has_children();
+        let live = (g != self.generation).then(identity::live);
         self.generation = g;
+        // Until no child is left, ends (not always a new generation) are looked for.
+        self.ending =
+            live.as_ref().is_some_and(|l| l.is_empty()) && children || self.ending && children;
         let mut s = self.inner.lock();
         s.set_children(children);
         if let Some(live) = live {
@@ -123,6 +128,9 @@ impl Driver {
         let (cmds, mut work) = {
             let mut s = self.inner.lock();
             s.nudged = false;
+            if s.cmds.is_empty() && s.windows.values().all(|w| w.blocked || w.frames.is_empty()) {
+                return false;
+            }
             let cmds = std::mem::take(&mut s.cmds);
             let work: Vec<(Dest, Vec<OutFrame>)> = s
                 .windows
@@ -234,7 +242,7 @@ impl Driver {
                 return Poll::Pending;
             }
             // SAFETY: as above.
-            unsafe { ev_loop::turn(self.ev) };
+            unsafe { ev_loop::turn(self.ev, ready || forced) };
             if self.master && process::is_worker() {
                 return Poll::Ready(End::BecameWorker);
             }

@@ -28,16 +28,16 @@ pub(super) unsafe fn run(ev: *mut mln_event_t) {
     let _ = unsafe { iterate(ev) };
 }
 
-/// One non-blocking turn (`turn`): what epoll has ready now is queued (a wait with
-/// timeout 0), then steps 1 to 5 and the wait hook run once, as in an iteration.
+/// One non-blocking turn (`turn`): with `look`, what epoll has ready now is queued (a
+/// wait with timeout 0); then steps 1 to 5 and the wait hook run once, as in an iteration.
 ///
 /// # Safety
 /// As [`run`].
-pub(super) unsafe fn turn(ev: *mut mln_event_t) {
+pub(super) unsafe fn turn(ev: *mut mln_event_t, look: bool) {
     // SAFETY: caller contract, passed on.
     let _ = unsafe {
         leave_if(ev)
-            .and_then(|()| wait(ev, false))
+            .and_then(|()| if look { wait(ev, false) } else { Ok(()) })
             .and_then(|()| steps(ev))
     };
 }

@@ -231,19 +231,20 @@ pub unsafe fn dispatch(ev: *mut mln_event_t) {
 }
 
 /// One non-blocking turn of the loop, for a loop driven from another event loop (the
-/// async face): what epoll reports ready now is queued, then the timers that are due, the
-/// ready descriptors, the fd timeouts and the wait hook run once, as in one iteration of
-/// [`dispatch`] whose wait did not block. Counts as a `dispatch` while it runs (a `free`
-/// from a handler is deferred to its end). Returns at once for a NULL, freed, busy or
-/// broken loop.
-pub unsafe fn turn(ev: *mut mln_event_t) {
+/// async face): with `look`, what epoll reports ready now is queued (a wait with timeout
+/// 0; without, only activations queued before run: for a turn made for timers or for the
+/// wait hook's flush); then the timers that are due, the ready descriptors, the fd
+/// timeouts and the wait hook run once, as in one iteration of [`dispatch`] whose wait did
+/// not block. Counts as a `dispatch` while it runs (a `free` from a handler is deferred
+/// to its end). Returns at once for a NULL, freed, busy or broken loop.
+pub unsafe fn turn(ev: *mut mln_event_t, look: bool) {
     // SAFETY: caller contract: NULL or a live loop.
     if !unsafe { cell::enter_dispatch(ev) } {
         return;
     }
     // SAFETY: entered: the memory stays until `leave_dispatch`, whatever the handlers do.
     unsafe {
-        dispatch::turn(ev);
+        dispatch::turn(ev, look);
         cell::leave_dispatch(ev);
     }
 }
@@ -491,14 +492,14 @@ mod tests {
             assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
             assert_eq!(next_wait(ev), None);
             let t0 = std::time::Instant::now();
-            turn(ev); // nothing to do: returns at once
+            turn(ev, true); // nothing to do: returns at once
             assert!(t0.elapsed() < core::time::Duration::from_millis(500));
             let data = (&mut read as *mut u32).cast();
             assert_eq!(fd_set(ev, p[0], M_EV_RECV, -1, data, Some(drain_count)), 0);
             assert!(!readable_now(epoll_fd(ev)));
             assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
             assert!(readable_now(epoll_fd(ev)));
-            turn(ev);
+            turn(ev, true);
             assert_eq!(read, 1);
             assert!(!readable_now(epoll_fd(ev)));
             let t = timer_set(ev, 30_000, (&mut fired as *mut u32).cast(), Some(count));
@@ -512,13 +513,13 @@ mod tests {
             let t = timer_set(ev, 0, (&mut fired as *mut u32).cast(), Some(count));
             assert!(!t.is_null());
             assert_eq!(next_wait(ev), Some(core::time::Duration::ZERO));
-            turn(ev);
+            turn(ev, true);
             assert_eq!(fired, 1);
             assert_eq!(next_wait(ev), None);
             // A broken loop does nothing.
             assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
             crate::reactor::break_set(ev);
-            turn(ev);
+            turn(ev, true);
             assert_eq!(read, 1);
             free(ev);
             libc::close(p[0]);
@@ -541,14 +542,14 @@ mod tests {
             assert!(set_recv_muted(ev, true));
             assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
             assert!(!readable_now(epoll_fd(ev)));
-            turn(ev);
+            turn(ev, true);
             assert_eq!(read, 0);
             // A registration changed while muted stays muted.
             assert_eq!(fd_set(ev, p[0], M_EV_RECV, -1, data, Some(drain_count)), 0);
             assert!(!readable_now(epoll_fd(ev)));
             assert!(set_recv_muted(ev, false));
             assert!(readable_now(epoll_fd(ev)));
-            turn(ev);
+            turn(ev, true);
             assert_eq!(read, 1);
             assert!(!set_recv_muted(ptr::null_mut(), true));
             assert_eq!(epoll_fd(ptr::null_mut()), -1);

@@ -101,8 +101,7 @@ impl Driver {
         let live = (g != self.generation).then(identity::live);
         self.generation = g;
         // Until no child is left, ends (not always a new generation) are looked for.
-        self.ending =
-            live.as_ref().is_some_and(|l| l.is_empty()) && children || self.ending && children;
+        self.ending = children && (self.ending || live.as_ref().is_some_and(|l| l.is_empty()));
         let mut s = self.inner.lock();
         s.set_children(children);
         if let Some(live) = live {

@@ -92,6 +92,9 @@ MELON_FOREIGN := ^(mln_event_|mln_framework_|mln_conf|mln_log|_mln_sys_log|mln_t
 # `make check-libs` (part of `make test`) fails when rustc's answer changes.
 LIBS = -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
+# The async face (feature tokio) in the Rust stages of `make test` and `make bench`.
+ASYNC_FEATURES := --features tokio
+
 CTEST_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Iinclude
 HEADERS := $(wildcard include/*.h)
 VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -130,21 +133,27 @@ test:
 
 .PHONY: cargo-test doc-test doc example clippy clippy-melon fmt-check examples-c
 
+# ASYNC_FEATURES: the async face's tests, example and benchmark (docs/async.md) build with
+# the same features in every stage below, so the library is compiled once more for them
+# (beside `make build`'s C library, which never has tokio), not once per stage.
 cargo-test:
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --all-targets $(ASYNC_FEATURES)
 
 doc-test:
-	$(CARGO) test --release --doc
+	$(CARGO) test --release --doc $(ASYNC_FEATURES)
 
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps $(ASYNC_FEATURES)
 
 example:
 	$(CARGO) run --release --example ping_pong
 	$(CARGO) run --release --example accept_handoff -- --self-test
+	$(CARGO) run --release $(ASYNC_FEATURES) --example async_fanout
 
+# With the async face, and the library without it (what `make build` compiles).
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets $(ASYNC_FEATURES) -- -D warnings
+	$(CARGO) clippy --lib -- -D warnings
 
 clippy-melon:
 	$(CARGO) clippy $(MELON_FEATURES) --lib -- -D warnings
@@ -322,11 +331,12 @@ BENCH_SRC := benches/ipc_bench.c benches/common.c benches/raw.c benches/mlnipc.c
 bench-build: build
 	@mkdir -p $(TARGET_DIR)/bench
 	$(CC) -O2 $(CTEST_CFLAGS) $(BENCH_SRC) $(LIB_A) $(LIBS) -o $(BENCH_BIN)
-	$(CARGO) bench --no-run
+	$(CARGO) bench --no-run $(ASYNC_FEATURES)
 
 bench: bench-build
 	$(BENCH_BIN)
 	$(CARGO) bench --bench ipc
+	$(CARGO) bench $(ASYNC_FEATURES) --bench async_ipc
 
 # Against Melon's own IPC (scripts/bench-melon.sh; docs/performance.md holds a run): the
 # benchmark built with Melon's headers and linked with Melon's IPC, then with melon-ipc's

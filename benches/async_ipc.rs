@@ -46,7 +46,7 @@ fn sync_stream(size: usize, n: u64) -> f64 {
             }
         }
     };
-    let push2 = push.clone();
+    let push2 = push;
     Builder::new()
         .workers(1)
         .on_master_start(move |m: &mut Master| {

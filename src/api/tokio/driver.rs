@@ -10,7 +10,7 @@
 //! holds RECV back (`set_recv_muted`) until the consumers took half of it.
 
 use super::super::{error::send_error, identity, lifecycle};
-use super::shared::{Cmd, Dest, Inner};
+use super::shared::{record, Cmd, Dest, Inner};
 use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process::{self, SendError};
 use crate::reactor::standalone as ev_loop;
@@ -23,9 +23,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
-
-/// A frame accepted by an async send: type and payload.
-type OutFrame = (u32, Vec<u8>);
 
 /// Turns per poll before the driver yields to the program's futures.
 const TURNS_PER_POLL: usize = 32;
@@ -108,34 +105,37 @@ impl Driver {
             // Windows of workers that are gone: their frames are lost, their senders told.
             let gone: Vec<Dest> = s
                 .windows
-                .keys()
+                .iter()
+                .map(|w| w.dest)
                 .filter(|d| d.is_some_and(|id| !live.contains(&id)))
-                .copied()
                 .collect();
             for d in gone {
-                if let Some(w) = s.windows.remove(&d) {
-                    s.lost += w.frames.len() as u64;
+                if let Some(w) = s.windows.remove(d) {
+                    s.lost += w.frames as u64;
                 }
             }
-            s.live = live;
+            s.set_live(live);
             s.wake_senders();
         }
     }
 
     /// Commands and accepted frames to the core; whether a frame was queued there.
     fn pump(&mut self) -> bool {
-        let (cmds, mut work) = {
+        let (cmds, work) = {
             let mut s = self.inner.lock();
             s.nudged = false;
-            if s.cmds.is_empty() && s.windows.values().all(|w| w.blocked || w.frames.is_empty()) {
+            if s.cmds.is_empty() && s.windows.iter().all(|w| w.blocked || w.frames == 0) {
                 return false;
             }
             let cmds = std::mem::take(&mut s.cmds);
-            let work: Vec<(Dest, Vec<OutFrame>)> = s
+            let work: Vec<(Dest, Vec<u8>, usize)> = s
                 .windows
                 .iter_mut()
-                .filter(|(_, w)| !w.blocked && !w.frames.is_empty())
-                .map(|(d, w)| (*d, w.frames.drain(..).collect()))
+                .filter(|w| !w.blocked && w.frames > 0)
+                .map(|w| {
+                    let n = std::mem::take(&mut w.frames);
+                    (w.dest, std::mem::take(&mut w.buf), n)
+                })
                 .collect();
             (cmds, work)
         };
@@ -149,24 +149,19 @@ impl Driver {
             }
         }
         let mut queued = false;
-        for (dest, frames) in work.iter_mut() {
-            let mut sent = 0usize;
-            let mut bytes = 0usize;
-            let mut blocked = false;
-            let mut gone = false;
-            for (ty, payload) in frames.iter() {
-                let r = match dest {
-                    Some(id) => match identity::fork_of(*id) {
-                        Some(f) => process::send_to_child(self.ev, f, *ty, payload),
-                        None => Err(SendError::NoPeer),
-                    },
-                    None => process::send_to_master(self.ev, *ty, payload),
+        for (dest, mut buf, frames) in work {
+            let f = dest.map(identity::fork_of);
+            let (mut at, mut sent, mut bytes) = (0, 0, 0);
+            let (mut blocked, mut gone) = (false, false);
+            while sent < frames {
+                let (ty, payload, next) = record(&buf, at);
+                let r = match f {
+                    Some(Some(f)) => process::send_to_child(self.ev, f, ty, payload),
+                    Some(None) => Err(SendError::NoPeer),
+                    None => process::send_to_master(self.ev, ty, payload),
                 };
                 match r {
-                    Ok(()) => {
-                        sent += 1;
-                        bytes += payload.len();
-                    }
+                    Ok(()) => {}
                     Err(SendError::QueueFull) | Err(SendError::Busy) => {
                         blocked = true;
                         break;
@@ -181,29 +176,37 @@ impl Driver {
                             "async send: {}; frame dropped",
                             send_error(e, payload.len())
                         ));
-                        sent += 1;
-                        bytes += payload.len();
                     }
                 }
+                sent += 1;
+                bytes += payload.len();
+                at = next;
             }
             queued |= sent > 0;
-            let rest: Vec<OutFrame> = frames.drain(sent..).collect();
             let mut s = self.inner.lock();
             if gone {
-                s.lost += rest.len() as u64;
+                s.lost += (frames - sent) as u64;
                 s.windows.remove(dest);
+                s.wake_senders();
                 continue;
             }
             if let Some(w) = s.windows.get_mut(dest) {
                 w.used = w.used.saturating_sub(bytes);
                 w.blocked = blocked;
-                // Frames accepted meanwhile go behind the ones the core refused.
-                for f in rest.into_iter().rev() {
-                    w.frames.push_front(f);
+                if sent < frames {
+                    // Frames accepted meanwhile go behind the ones the core refused.
+                    buf.drain(..at);
+                    buf.extend_from_slice(&w.buf);
+                    w.buf = buf;
+                    w.frames += frames - sent;
+                } else if w.buf.is_empty() {
+                    // The drained buffer goes back: its capacity serves the next sends.
+                    buf.clear();
+                    w.buf = buf;
                 }
             }
             if sent > 0 {
-                s.window_room(*dest);
+                s.window_room(dest);
             }
         }
         queued
@@ -285,7 +288,7 @@ impl Driver {
     /// Runs the driver until every window is empty (or `deadline`): what async sends
     /// accepted reaches the core's queues before the process stops.
     pub(super) async fn drain(&mut self, deadline: Instant) {
-        let empty = |d: &Driver| d.inner.lock().windows.values().all(|w| w.frames.is_empty());
+        let empty = |d: &Driver| d.inner.lock().windows.iter().all(|w| w.frames == 0);
         let fut = std::future::poll_fn(|cx| {
             if empty(self) {
                 return Poll::Ready(());
@@ -332,7 +335,7 @@ unsafe extern "C" fn writable(_ev: *mut mln_event_t, f: *mut mln_fork_t, _data: 
     CURRENT.with_borrow(|c| {
         if let Some(inner) = c {
             let mut s = inner.lock();
-            if let Some(w) = s.windows.get_mut(&dest) {
+            if let Some(w) = s.windows.get_mut(dest) {
                 w.blocked = false;
             }
             s.nudge();

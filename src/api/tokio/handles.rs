@@ -33,7 +33,7 @@ impl Permit {
             ));
         }
         let len = std::mem::take(&mut self.len);
-        self.inner.enqueue(self.dest, len, ty, payload.to_vec());
+        self.inner.enqueue(self.dest, len, ty, payload);
         Ok(())
     }
 
@@ -154,7 +154,8 @@ impl AsyncMaster {
         payload: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
         let payload = payload.as_ref();
-        self.reserve(to, payload.len()).await?.send(ty, payload)
+        check_len(payload.len())?;
+        poll_fn(|cx| self.inner.poll_send(cx, Some(to), ty, payload)).await
     }
 
     /// [`AsyncMaster::send`] for a typed message.
@@ -246,7 +247,8 @@ impl AsyncWorker {
     /// [`AsyncMaster::send`].
     pub async fn send(&self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
         let payload = payload.as_ref();
-        self.reserve(payload.len()).await?.send(ty, payload)
+        check_len(payload.len())?;
+        poll_fn(|cx| self.inner.poll_send(cx, None, ty, payload)).await
     }
 
     /// [`AsyncWorker::send`] for a typed message.

@@ -3,7 +3,7 @@
 //! the core or user code runs.
 
 use super::super::{Error, Message, WorkerEvent, WorkerId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -32,15 +32,98 @@ impl Frame {
 /// Who a send window leads to: a worker (in the master) or the master (in a worker).
 pub(super) type Dest = Option<WorkerId>;
 
-/// Frames accepted by async sends, waiting to enter the core's queue for one peer.
-#[derive(Default)]
+/// Frames accepted by async sends, waiting to enter the core's queue for one peer: one
+/// buffer of `[u32 type][u32 length][payload]` records (host order), so a send costs no
+/// allocation of its own.
 pub(super) struct Window {
-    pub(super) frames: VecDeque<(u32, Vec<u8>)>,
-    /// Bytes of `frames` plus bytes reserved by live permits.
+    pub(super) dest: Dest,
+    pub(super) buf: Vec<u8>,
+    pub(super) frames: usize,
+    /// Payload bytes of `buf` plus bytes reserved by live permits.
     pub(super) used: usize,
     /// The core refused the last frame (its queue is full) and has not said writable yet.
     pub(super) blocked: bool,
     waiters: Vec<Waker>,
+}
+
+impl Window {
+    fn new(dest: Dest) -> Window {
+        Window {
+            dest,
+            buf: Vec::new(),
+            frames: 0,
+            used: 0,
+            blocked: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, ty: u32, payload: &[u8]) {
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        self.buf.extend_from_slice(payload);
+        self.frames += 1;
+        self.used = self.used.saturating_add(payload.len());
+    }
+}
+
+/// The record at `at` in a window's buffer: type, payload, and where the next begins.
+pub(super) fn record(buf: &[u8], at: usize) -> (u32, &[u8], usize) {
+    let word = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
+    let (ty, len) = (word(at), word(at + 4) as usize);
+    let start = at + 8;
+    (ty, &buf[start..start + len], start + len)
+}
+
+/// The windows by peer: slot 0 the master, slot `i + 1` worker index `i` (its current
+/// process; a window of an older process at that index is gone).
+#[derive(Default)]
+pub(super) struct Windows {
+    slots: Vec<Option<Window>>,
+}
+
+fn slot_of(dest: Dest) -> usize {
+    dest.map_or(0, |id| id.index().saturating_add(1))
+}
+
+impl Windows {
+    pub(super) fn get_mut(&mut self, dest: Dest) -> Option<&mut Window> {
+        self.slots
+            .get_mut(slot_of(dest))?
+            .as_mut()
+            .filter(|w| w.dest == dest)
+    }
+
+    /// `dest`'s window, made if needed (replacing an older process's).
+    fn entry(&mut self, dest: Dest) -> &mut Window {
+        let i = slot_of(dest);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let w = self.slots[i].get_or_insert_with(|| Window::new(dest));
+        if w.dest != dest {
+            *w = Window::new(dest);
+        }
+        w
+    }
+
+    pub(super) fn remove(&mut self, dest: Dest) -> Option<Window> {
+        let w = self.slots.get_mut(slot_of(dest))?;
+        if w.as_ref().is_some_and(|w| w.dest == dest) {
+            w.take()
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Window> {
+        self.slots.iter_mut().flatten()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Window> {
+        self.slots.iter().flatten()
+    }
 }
 
 pub(super) enum Cmd {
@@ -52,10 +135,12 @@ pub(super) struct Shared {
     pub(super) inbox: VecDeque<(Dest, Frame)>,
     pub(super) inbox_cap: usize,
     recv_waiters: Vec<Waker>,
-    pub(super) windows: HashMap<Dest, Window>,
+    pub(super) windows: Windows,
     pub(super) window_cap: usize,
     /// Live workers as the driver last saw them (master side).
     pub(super) live: Vec<WorkerId>,
+    /// The same by index, for the sends' check.
+    pub(super) live_at: Vec<Option<WorkerId>>,
     /// Children not yet handled to the end (master side): `has_children` after a turn.
     pub(super) children: bool,
     pub(super) events: VecDeque<WorkerEvent>,
@@ -87,10 +172,29 @@ fn park(v: &mut Vec<Waker>, cx: &Context<'_>) {
 
 impl Shared {
     pub(super) fn nudge(&mut self) {
+        if self.nudged {
+            return; // the driver was woken and has not looked yet
+        }
         self.nudged = true;
         if let Some(w) = &self.driver {
             w.wake_by_ref();
         }
+    }
+
+    pub(super) fn set_live(&mut self, live: Vec<WorkerId>) {
+        self.live_at.clear();
+        for id in &live {
+            let i = id.index();
+            if self.live_at.len() <= i {
+                self.live_at.resize(i + 1, None);
+            }
+            self.live_at[i] = Some(*id);
+        }
+        self.live = live;
+    }
+
+    fn is_live(&self, id: WorkerId) -> bool {
+        self.live_at.get(id.index()).copied().flatten() == Some(id)
     }
 
     pub(super) fn push_frame(&mut self, from: Dest, f: Frame) {
@@ -126,7 +230,7 @@ impl Shared {
         wake_all(&mut self.recv_waiters);
         wake_all(&mut self.event_waiters);
         wake_all(&mut self.quit_waiters);
-        for w in self.windows.values_mut() {
+        for w in self.windows.iter_mut() {
             wake_all(&mut w.waiters);
         }
     }
@@ -134,14 +238,14 @@ impl Shared {
     /// Room again in `dest`'s window (frames went to the core, a permit was dropped, the
     /// peer is gone): its waiting senders look again.
     pub(super) fn window_room(&mut self, dest: Dest) {
-        if let Some(w) = self.windows.get_mut(&dest) {
+        if let Some(w) = self.windows.get_mut(dest) {
             wake_all(&mut w.waiters);
         }
     }
 
     /// Wakes every waiting sender (the set of live workers changed).
     pub(super) fn wake_senders(&mut self) {
-        for w in self.windows.values_mut() {
+        for w in self.windows.iter_mut() {
             wake_all(&mut w.waiters);
         }
     }
@@ -206,51 +310,67 @@ impl Inner {
         Poll::Pending
     }
 
-    /// Room for `len` bytes in `dest`'s window (reserved when `Ready(Ok)`). A frame
-    /// larger than the whole window gets it once the window is empty.
-    pub(super) fn poll_reserve(
+    /// Room for `len` bytes in `dest`'s window, then `f` with the window (its room
+    /// taken). A frame larger than the whole window gets it once the window is empty.
+    fn poll_room(
         &self,
         cx: &Context<'_>,
         dest: Dest,
         len: usize,
+        f: impl FnOnce(&mut Window),
     ) -> Poll<Result<(), Error>> {
         let mut s = self.lock();
-        if s.closed {
+        if s.closed || dest.is_some_and(|id| !s.is_live(id)) {
             return Poll::Ready(Err(Error::PeerGone));
         }
-        if let Some(id) = dest {
-            if !s.live.contains(&id) {
-                return Poll::Ready(Err(Error::PeerGone));
-            }
-        }
         let cap = s.window_cap;
-        let w = s.windows.entry(dest).or_default();
+        let w = s.windows.entry(dest);
         if w.used == 0 || w.used.saturating_add(len) <= cap {
-            w.used = w.used.saturating_add(len);
+            f(w);
+            s.nudge();
             return Poll::Ready(Ok(()));
         }
         park(&mut w.waiters, cx);
         Poll::Pending
     }
 
+    /// Reserves `len` bytes of `dest`'s window.
+    pub(super) fn poll_reserve(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        len: usize,
+    ) -> Poll<Result<(), Error>> {
+        self.poll_room(cx, dest, len, |w| w.used = w.used.saturating_add(len))
+    }
+
+    /// Queues a frame in `dest`'s window once it has room: in the poll that completes,
+    /// never before (a send future dropped earlier queued nothing).
+    pub(super) fn poll_send(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        ty: u32,
+        payload: &[u8],
+    ) -> Poll<Result<(), Error>> {
+        self.poll_room(cx, dest, payload.len(), |w| w.push(ty, payload))
+    }
+
     /// Gives back `len` reserved bytes that were not used.
     pub(super) fn unreserve(&self, dest: Dest, len: usize) {
         let mut s = self.lock();
-        if let Some(w) = s.windows.get_mut(&dest) {
+        if let Some(w) = s.windows.get_mut(dest) {
             w.used = w.used.saturating_sub(len);
         }
         s.window_room(dest);
     }
 
     /// Queues a frame in `dest`'s window, whose `reserved` bytes were reserved for it.
-    pub(super) fn enqueue(&self, dest: Dest, reserved: usize, ty: u32, payload: Vec<u8>) {
+    pub(super) fn enqueue(&self, dest: Dest, reserved: usize, ty: u32, payload: &[u8]) {
         let mut s = self.lock();
-        let w = s.windows.entry(dest).or_default();
-        w.used = w
-            .used
-            .saturating_sub(reserved)
-            .saturating_add(payload.len());
-        w.frames.push_back((ty, payload));
+        let w = s.windows.entry(dest);
+        w.used = w.used.saturating_sub(reserved);
+        w.push(ty, payload);
         s.nudge();
     }
 

@@ -26,6 +26,8 @@ use tokio::time::{Instant, Sleep};
 
 /// Turns per poll before the driver yields to the program's futures.
 const TURNS_PER_POLL: usize = 32;
+/// Rounds of driver and program per poll before the process yields to the runtime.
+const ROUNDS: usize = 16;
 
 /// Why the driver ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +59,10 @@ pub(super) struct Driver {
     master: bool,
     /// No live child but some not handled to the end yet (master side).
     ending: bool,
+    /// The last turn handled reported descriptors: the next one looks again.
+    recheck: bool,
+    /// `poll_drive` stopped with more to do.
+    more: bool,
 }
 
 impl Driver {
@@ -83,6 +89,8 @@ impl Driver {
             generation: u64::MAX,
             master,
             ending: false,
+            recheck: false,
+            more: false,
         };
         d.refresh();
         Ok(d)
@@ -220,18 +228,21 @@ impl Driver {
                 s.driver = Some(cx.waker().clone());
             }
         }
-        let fd = self.afd.get_ref().0;
         let mut again = false;
         for _ in 0..TURNS_PER_POLL {
             let queued = self.pump();
             // The consumers may have made room: reading resumes with a turn.
             again |= self.mute_check();
-            let ready = self.afd.poll_read_ready(cx).is_ready();
+            // Taken before the turn: clearing it clears only what was seen before.
+            let mut guard = match self.afd.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => Some(g),
+                _ => None,
+            };
+            let look = guard.is_some() || std::mem::take(&mut again) || self.recheck;
             // SAFETY: the live loop of this process, on its thread.
             let wait = unsafe { ev_loop::next_wait(self.ev) };
             let due = wait.is_some_and(|d| d.is_zero());
-            let forced = std::mem::take(&mut again);
-            if !ready && !due && !queued && !forced {
+            if !look && !due && !queued {
                 if let Some(d) = wait {
                     self.sleep.as_mut().reset(Instant::now() + d);
                     if self.sleep.as_mut().poll(cx).is_ready() {
@@ -244,19 +255,57 @@ impl Driver {
                 return Poll::Pending;
             }
             // SAFETY: as above.
-            unsafe { ev_loop::turn(self.ev, ready || forced) };
+            let seen = unsafe { ev_loop::turn(self.ev, look) };
+            if look && seen == 0 {
+                // Nothing was ready when the turn looked: what comes later raises a new
+                // edge in tokio's epoll.
+                if let Some(g) = guard.as_mut() {
+                    g.clear_ready();
+                }
+            }
             if self.master && process::is_worker() {
                 return Poll::Ready(End::BecameWorker);
             }
             self.refresh();
             again |= self.mute_check();
-            if ready && !readable_now(fd) {
-                if let Poll::Ready(Ok(mut g)) = self.afd.poll_read_ready(cx) {
-                    g.clear_ready();
-                }
-                // Ready again between the look and the clear (another runtime thread
-                // may run the I/O driver): one more turn.
-                again |= readable_now(fd);
+            // Descriptors were handled; whether they still have data (level-triggered:
+            // no new edge) the next turn's look says, after the program's futures ran.
+            self.recheck = look && seen > 0;
+            if self.recheck {
+                break;
+            }
+        }
+        // More to do (a recheck, or the budget ran out): `poll_with` goes round again.
+        self.more = true;
+        Poll::Pending
+    }
+
+    /// One poll of the process: the driver, then the program's future (`user`), round
+    /// again while either has more to do without a wake from outside (at most
+    /// `ROUNDS`, then a wake of our own: the runtime's other tasks get their turn).
+    pub(super) fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut user: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<Result<T, End>> {
+        for _ in 0..ROUNDS {
+            self.more = false;
+            self.inner.lock().polling = true;
+            if let Poll::Ready(e) = self.poll_drive(cx) {
+                self.inner.lock().polling = false;
+                return Poll::Ready(Err(e));
+            }
+            let r = user(cx);
+            let again = {
+                let mut s = self.inner.lock();
+                s.polling = false;
+                s.nudged || std::mem::take(&mut s.self_woken)
+            };
+            if let Poll::Ready(v) = r {
+                return Poll::Ready(Ok(v));
+            }
+            if !again && !self.more {
+                return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
@@ -288,16 +337,19 @@ impl Driver {
     /// Runs the driver until every window is empty (or `deadline`): what async sends
     /// accepted reaches the core's queues before the process stops.
     pub(super) async fn drain(&mut self, deadline: Instant) {
-        let empty = |d: &Driver| d.inner.lock().windows.iter().all(|w| w.frames == 0);
+        let empty = |i: &Inner| i.lock().windows.iter().all(|w| w.frames == 0);
+        let inner = self.inner.clone();
+        let self_inner = &*inner;
         let fut = std::future::poll_fn(|cx| {
-            if empty(self) {
-                return Poll::Ready(());
-            }
-            let _ = self.poll_drive(cx);
-            if empty(self) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+            match self.poll_with(cx, |_| {
+                if empty(self_inner) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }) {
+                Poll::Ready(_) => Poll::Ready(()),
+                Poll::Pending => Poll::Pending,
             }
         });
         let _ = tokio::time::timeout_at(deadline, fut).await;
@@ -310,16 +362,6 @@ impl Drop for Driver {
         CURRENT.with_borrow_mut(|c| *c = None);
         self.inner.lock().close();
     }
-}
-
-fn readable_now(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }
 
 /// The core's writable callback: the peer's queue has room again.

@@ -62,7 +62,7 @@ use crate::process::{self, Forked};
 use crate::reactor::standalone as ev_loop;
 use crate::registry::Side;
 use core::ptr::null_mut;
-use driver::{Driver, End};
+use driver::Driver;
 use shared::Inner;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -301,14 +301,16 @@ where
         let mut driver = Driver::new(ev, inner, true)?;
         let mut user = Box::pin(master(handle));
         let end = poll_fn(|cx| {
-            if let Poll::Ready(End::BecameWorker) = driver.poll_drive(cx) {
-                return Poll::Ready(None);
-            }
-            match catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Some(None)),
-                Err(p) => Poll::Ready(Some(Some(handlers::panic_message(p)))),
-            }
+            driver
+                .poll_with(cx, |cx| {
+                    match catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx))) {
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Ok(Poll::Ready(())) => Poll::Ready(None),
+                        Err(p) => Poll::Ready(Some(handlers::panic_message(p))),
+                    }
+                })
+                // Err: End::BecameWorker.
+                .map(|r| r.ok())
         })
         .await;
         match end {
@@ -394,16 +396,20 @@ where
         };
         let mut user = Box::pin(worker(handle));
         let panicked = poll_fn(|cx| {
-            let _ = driver.poll_drive(cx);
-            match catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(false),
-                Err(p) => {
-                    let m = handlers::panic_message(p);
-                    crate::log::error(format_args!("async worker main panicked ({m})"));
-                    Poll::Ready(true)
-                }
-            }
+            driver
+                .poll_with(cx, |cx| {
+                    match catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx))) {
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Ok(Poll::Ready(())) => Poll::Ready(false),
+                        Err(p) => {
+                            let m = handlers::panic_message(p);
+                            crate::log::error(format_args!("async worker main panicked ({m})"));
+                            Poll::Ready(true)
+                        }
+                    }
+                })
+                // A worker's driver never ends by itself.
+                .map(|r| r.unwrap_or(false))
         })
         .await;
         drop(user);

@@ -156,6 +156,25 @@ pub(super) struct Shared {
     pub(super) nudged: bool,
     /// Frames dropped from windows whose peer was gone.
     pub(super) lost: u64,
+    /// The process's `block_on` is polling its futures (the driver, then the program's):
+    /// wakers of that very task are not woken (a wake would cost a pass through tokio's
+    /// driver) but noted in `self_woken`, and the poll goes round again.
+    pub(super) polling: bool,
+    pub(super) self_woken: bool,
+}
+
+/// Wakes every waker of `v` but those of the task `skip` (polling now); whether one was
+/// skipped.
+fn wake_except(v: &mut Vec<Waker>, skip: Option<&Waker>) -> bool {
+    let mut skipped = false;
+    for w in v.drain(..) {
+        if skip.is_some_and(|s| s.will_wake(&w)) {
+            skipped = true;
+        } else {
+            w.wake();
+        }
+    }
+    skipped
 }
 
 fn wake_all(v: &mut Vec<Waker>) {
@@ -176,9 +195,17 @@ impl Shared {
             return; // the driver was woken and has not looked yet
         }
         self.nudged = true;
+        if self.polling {
+            return; // the poll goes round again (see `polling`)
+        }
         if let Some(w) = &self.driver {
             w.wake_by_ref();
         }
+    }
+
+    /// Wakes `v`, or notes the wake of the polling task.
+    fn wake_list(polling: bool, driver: &Option<Waker>, v: &mut Vec<Waker>) -> bool {
+        wake_except(v, driver.as_ref().filter(|_| polling))
     }
 
     pub(super) fn set_live(&mut self, live: Vec<WorkerId>) {
@@ -199,7 +226,9 @@ impl Shared {
 
     pub(super) fn push_frame(&mut self, from: Dest, f: Frame) {
         self.inbox.push_back((from, f));
-        wake_all(&mut self.recv_waiters);
+        if Shared::wake_list(self.polling, &self.driver, &mut self.recv_waiters) {
+            self.self_woken = true;
+        }
     }
 
     pub(super) fn push_event(&mut self, e: WorkerEvent) {
@@ -239,7 +268,9 @@ impl Shared {
     /// peer is gone): its waiting senders look again.
     pub(super) fn window_room(&mut self, dest: Dest) {
         if let Some(w) = self.windows.get_mut(dest) {
-            wake_all(&mut w.waiters);
+            if Shared::wake_list(self.polling, &self.driver, &mut w.waiters) {
+                self.self_woken = true;
+            }
         }
     }
 

@@ -30,16 +30,20 @@ pub(super) unsafe fn run(ev: *mut mln_event_t) {
 
 /// One non-blocking turn (`turn`): with `look`, what epoll has ready now is queued (a
 /// wait with timeout 0); then steps 1 to 5 and the wait hook run once, as in an iteration.
+/// Returns how many descriptors epoll reported.
 ///
 /// # Safety
 /// As [`run`].
-pub(super) unsafe fn turn(ev: *mut mln_event_t, look: bool) {
+pub(super) unsafe fn turn(ev: *mut mln_event_t, look: bool) -> usize {
     // SAFETY: caller contract, passed on.
-    let _ = unsafe {
-        leave_if(ev)
-            .and_then(|()| if look { wait(ev, false) } else { Ok(()) })
-            .and_then(|()| steps(ev))
-    };
+    unsafe {
+        let n = match leave_if(ev).and_then(|()| if look { wait(ev, false) } else { Ok(0) }) {
+            Ok(n) => n,
+            Err(Leave) => return 0,
+        };
+        let _ = steps(ev);
+        n
+    }
 }
 
 unsafe fn iterate(ev: *mut mln_event_t) -> Result<(), Leave> {
@@ -199,7 +203,7 @@ static WAITING_WITH: AtomicPtr<EpollEvent> = AtomicPtr::new(core::ptr::null_mut(
 /// one; its out-of-line wrapper costs about 10 instructions per iteration (callgrind),
 /// nothing next to the system call, and interleaved A/B runs of the loop and of the IPC
 /// benchmark showed no difference beyond the machine's noise.
-unsafe fn wait(ev: *mut mln_event_t, block: bool) -> Result<(), Leave> {
+unsafe fn wait(ev: *mut mln_event_t, block: bool) -> Result<usize, Leave> {
     // SAFETY: `ev` is live.
     let (timeout, mut events) = unsafe {
         with_state(ev, |st| {
@@ -229,7 +233,9 @@ unsafe fn wait(ev: *mut mln_event_t, block: bool) -> Result<(), Leave> {
         let mut spare = [EpollEvent::empty(); SPARE_EVENTS];
         let n = wait_into(&mut spare);
         // SAFETY: `ev` is live.
-        return unsafe { with_state(ev, |st| st.take_events(&spare[..n])) }.ok_or(Leave);
+        return unsafe { with_state(ev, |st| st.take_events(&spare[..n])) }
+            .map(|()| n)
+            .ok_or(Leave);
     }
     // While the buffer is out of the state, a global names it: a process killed during the
     // wait (SIGTERM's default action) still has a pointer to it where a leak checker looks
@@ -244,5 +250,6 @@ unsafe fn wait(ev: *mut mln_event_t, block: bool) -> Result<(), Leave> {
             st.events = events;
         })
     }
+    .map(|()| n)
     .ok_or(Leave)
 }

@@ -236,16 +236,19 @@ pub unsafe fn dispatch(ev: *mut mln_event_t) {
 /// wait hook's flush); then the timers that are due, the ready descriptors, the fd
 /// timeouts and the wait hook run once, as in one iteration of [`dispatch`] whose wait did
 /// not block. Counts as a `dispatch` while it runs (a `free` from a handler is deferred
-/// to its end). Returns at once for a NULL, freed, busy or broken loop.
-pub unsafe fn turn(ev: *mut mln_event_t, look: bool) {
+/// to its end). Returns how many descriptors epoll reported ready (0 without `look`): 0
+/// with `look` means the epoll descriptor had nothing ready when the turn began. Returns
+/// 0 at once for a NULL, freed, busy or broken loop.
+pub unsafe fn turn(ev: *mut mln_event_t, look: bool) -> usize {
     // SAFETY: caller contract: NULL or a live loop.
     if !unsafe { cell::enter_dispatch(ev) } {
-        return;
+        return 0;
     }
     // SAFETY: entered: the memory stays until `leave_dispatch`, whatever the handlers do.
     unsafe {
-        dispatch::turn(ev, look);
+        let n = dispatch::turn(ev, look);
         cell::leave_dispatch(ev);
+        n
     }
 }
 
@@ -499,9 +502,10 @@ mod tests {
             assert!(!readable_now(epoll_fd(ev)));
             assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
             assert!(readable_now(epoll_fd(ev)));
-            turn(ev, true);
+            assert_eq!(turn(ev, true), 1);
             assert_eq!(read, 1);
             assert!(!readable_now(epoll_fd(ev)));
+            assert_eq!(turn(ev, true), 0);
             let t = timer_set(ev, 30_000, (&mut fired as *mut u32).cast(), Some(count));
             assert!(!t.is_null());
             let w = next_wait(ev).expect("a timer is pending");

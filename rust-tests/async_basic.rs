@@ -331,6 +331,39 @@ fn refused() {
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
 }
 
+/// A worker whose async main panics exits with status 101 and is restarted; a master
+/// whose async main panics stops the workers and `run` returns `Error::Panicked`.
+fn panics() {
+    common::expect_panics("async test panic");
+    let r = Builder::new().workers(1).worker_types([CRASH]).run(
+        |w: AsyncWorker| async move {
+            if let Some(f) = w.recv().await {
+                assert_eq!(f.ty, CRASH);
+                panic!("async test panic in a worker");
+            }
+        },
+        |m: AsyncMaster| async move {
+            let old = m.workers()[0];
+            m.send(old, CRASH, []).await.expect("crash");
+            loop {
+                match next(&mut m.events()).await.expect("event") {
+                    WorkerEvent::Exited { id, status, .. } => {
+                        assert_eq!(id, old);
+                        assert_eq!(status.and_then(|s| s.code()), Some(101));
+                    }
+                    WorkerEvent::Started { index: 0, id, .. } if id != old => break,
+                    _ => {}
+                }
+            }
+            panic!("async test panic in the master");
+        },
+    );
+    match r {
+        Err(Error::Panicked { message, .. }) => assert!(message.contains("async test panic")),
+        r => panic!("{r:?}"),
+    }
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("stream", stream),
@@ -339,5 +372,6 @@ fn main() -> ExitCode {
         ("restart", restart),
         ("graceful_stop", graceful_stop),
         ("refused", refused),
+        ("panics", panics),
     ])
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use futures_core::Stream;
-use mln_ipc::api::tokio::{AsyncMaster, AsyncWorker, Builder};
+use mln_ipc::api::tokio::{AsyncMaster, AsyncWorker, Builder, ANSWERED};
 use mln_ipc::api::{End, Error, WorkerEvent};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -364,6 +364,74 @@ fn panics() {
     }
 }
 
+/// Request/response over the CALL/REPLY frames: answers matched to their calls, a
+/// refusal's status, a call to a worker that dies first (PeerGone), a call forgotten by a
+/// dropped future (its late answer is dropped; the next call gets its own), and a worker
+/// calling the master.
+fn call() {
+    const UPPER: u32 = 2600;
+    const SLOW: u32 = 2601;
+    const DIE: u32 = 2602;
+    const ASK: u32 = 2603;
+    let summary = Builder::new()
+        .workers(2)
+        .master_types([BYE])
+        .run(
+            |w: AsyncWorker| async move {
+                if w.index() == Some(1) {
+                    // Worker 1 calls the master once.
+                    let r = w.call(ASK, b"who").await.expect("call the master");
+                    assert_eq!(r.status, ANSWERED);
+                    assert_eq!(r.frame.payload, b"master");
+                    w.send(BYE, []).await.expect("bye");
+                }
+                while let Some(c) = w.next_call().await {
+                    match c.request.ty {
+                        UPPER => {
+                            let up = c.request.payload.to_ascii_uppercase();
+                            c.reply(UPPER, up).await.expect("reply");
+                        }
+                        SLOW => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            c.reply(SLOW, b"late").await.expect("reply");
+                        }
+                        DIE => std::process::abort(),
+                        _ => c.refuse(7).await.expect("refuse"),
+                    }
+                }
+            },
+            |m: AsyncMaster| async move {
+                let c = m.next_call().await.expect("worker 1's call");
+                assert_eq!(c.from().map(|id| id.index()), Some(1));
+                assert_eq!(c.request.ty, ASK);
+                c.reply(ASK, b"master").await.expect("answer worker 1");
+                let (_, bye) = m.recv().await.expect("bye");
+                assert_eq!(bye.ty, BYE);
+                let (w0, w1) = (m.workers()[0], m.workers()[1]);
+                for i in 0..100u32 {
+                    let to = if i % 2 == 0 { w0 } else { w1 };
+                    let r = m.call(to, UPPER, format!("req {i}")).await.expect("call");
+                    assert_eq!(r.status, ANSWERED);
+                    assert_eq!(r.frame.ty, UPPER);
+                    assert_eq!(r.frame.payload, format!("REQ {i}").as_bytes());
+                }
+                let r = m.call(w1, 2699, b"?").await.expect("call");
+                assert_eq!(r.status, 7);
+                let late = tokio::time::timeout(Duration::from_millis(5), m.call(w1, SLOW, []));
+                assert!(late.await.is_err(), "the slow call answered within 5 ms");
+                let r = m
+                    .call(w1, UPPER, b"after")
+                    .await
+                    .expect("call after a forgotten one");
+                assert_eq!(r.frame.payload, b"AFTER");
+                assert!(matches!(m.call(w0, DIE, []).await, Err(Error::PeerGone)));
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.killed.is_empty(), "{summary:?}");
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("stream", stream),
@@ -373,5 +441,6 @@ fn main() -> ExitCode {
         ("graceful_stop", graceful_stop),
         ("refused", refused),
         ("panics", panics),
+        ("call", call),
     ])
 }

@@ -317,7 +317,7 @@ impl Driver {
     fn mute_check(&mut self) -> bool {
         let (len, cap) = {
             let s = self.inner.lock();
-            (s.inbox.len(), s.inbox_cap)
+            (s.inbox.len() + s.calls.queued(), s.inbox_cap)
         };
         let want = if self.muted {
             len > cap / 2

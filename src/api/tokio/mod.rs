@@ -47,10 +47,12 @@
 //! assert!(summary.is_clean());
 //! ```
 
+mod call;
 mod driver;
 mod handles;
 mod shared;
 
+pub use call::{Call, Reply, ANSWERED};
 pub use handles::{AsyncMaster, AsyncWorker, Events, Permit, Receiver};
 pub use shared::Frame;
 
@@ -257,6 +259,23 @@ where
             }),
         );
     }
+    // The call frames (call.rs), on both sides.
+    handlers::install_master(
+        call::CALL,
+        Box::new(|_, from, data| driver::with_current(|i| call::on_call(i, Some(from), data))),
+    );
+    handlers::install_master(
+        call::REPLY,
+        Box::new(|_, from, data| driver::with_current(|i| call::on_reply(i, Some(from), data))),
+    );
+    handlers::install_worker(
+        call::CALL,
+        Box::new(|_, data| driver::with_current(|i| call::on_call(i, None, data))),
+    );
+    handlers::install_worker(
+        call::REPLY,
+        Box::new(|_, data| driver::with_current(|i| call::on_reply(i, None, data))),
+    );
     process::set_pacing(false);
     process::set_single_threaded_forks(true);
     let on_event: Box<lifecycle::EventFn> =

@@ -161,6 +161,8 @@ pub(super) struct Shared {
     /// driver) but noted in `self_woken`, and the poll goes round again.
     pub(super) polling: bool,
     pub(super) self_woken: bool,
+    /// Calls made and received (`call.rs`).
+    pub(super) calls: super::call::Calls,
 }
 
 /// Wakes every waker of `v` but those of the task `skip` (polling now); whether one was
@@ -209,6 +211,11 @@ impl Shared {
     }
 
     pub(super) fn set_live(&mut self, live: Vec<WorkerId>) {
+        for id in &self.live {
+            if !live.contains(id) {
+                self.calls.peer_gone(Some(*id));
+            }
+        }
         self.live_at.clear();
         for id in &live {
             let i = id.index();
@@ -256,6 +263,7 @@ impl Shared {
 
     pub(super) fn close(&mut self) {
         self.closed = true;
+        self.calls.close();
         wake_all(&mut self.recv_waiters);
         wake_all(&mut self.event_waiters);
         wake_all(&mut self.quit_waiters);

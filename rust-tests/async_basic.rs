@@ -432,6 +432,44 @@ fn call() {
     assert!(summary.killed.is_empty(), "{summary:?}");
 }
 
+/// CPU time (user + system) of this process, or of its reaped children.
+fn cpu(who: i32) -> Duration {
+    // SAFETY: an all-zero rusage is valid to fill in.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer.
+    assert_eq!(unsafe { libc::getrusage(who, &mut u) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Nothing busy-waits: a master and 2 workers (one on a multi-thread runtime) idle for
+/// 500 ms, each waiting on its receive stream and a pending library timer, use almost no
+/// CPU.
+fn idle() {
+    let before = cpu(libc::RUSAGE_SELF);
+    let summary = Builder::new()
+        .workers(2)
+        .worker_types([REQ])
+        .run(
+            |w: AsyncWorker| async move { while w.recv().await.is_some() {} },
+            |m: AsyncMaster| async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+    let (master, workers) = (cpu(libc::RUSAGE_SELF) - before, cpu(libc::RUSAGE_CHILDREN));
+    assert!(
+        master < Duration::from_millis(100),
+        "master used {master:?} idle"
+    );
+    assert!(
+        workers < Duration::from_millis(100),
+        "workers used {workers:?} idle"
+    );
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("stream", stream),
@@ -442,5 +480,6 @@ fn main() -> ExitCode {
         ("refused", refused),
         ("panics", panics),
         ("call", call),
+        ("idle", idle),
     ])
 }

@@ -442,9 +442,8 @@ fn cpu(who: i32) -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Nothing busy-waits: a master and 2 workers (one on a multi-thread runtime) idle for
-/// 500 ms, each waiting on its receive stream and a pending library timer, use almost no
-/// CPU.
+/// Nothing busy-waits: a master (on a tokio timer) and 2 workers (on their receive
+/// streams) idle for 500 ms use almost no CPU.
 fn idle() {
     let before = cpu(libc::RUSAGE_SELF);
     let summary = Builder::new()

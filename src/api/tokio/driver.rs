@@ -9,7 +9,7 @@
 //! (`reactor::standalone::turn`). The receive queue is bounded: at its capacity the loop
 //! holds RECV back (`set_recv_muted`) until the consumers took half of it.
 
-use super::super::{error::send_error, identity, lifecycle};
+use super::super::{error::send_error, identity, lifecycle, WorkerId};
 use super::shared::{record, Cmd, Dest, Inner};
 use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process::{self, SendError};
@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
@@ -63,6 +64,8 @@ pub(super) struct Driver {
     recheck: bool,
     /// `poll_drive` stopped with more to do.
     more: bool,
+    /// Every worker is being stopped (`shutdown`), with this deadline.
+    stop_all: Option<Duration>,
 }
 
 impl Driver {
@@ -78,7 +81,9 @@ impl Driver {
         // after this driver is dropped (or forgotten, in a worker forked by a restart).
         let afd =
             unsafe { AsyncFd::register_with_interest(Epfd(fd), tokio::io::Interest::READABLE) }?;
-        CURRENT.with_borrow_mut(|c| *c = Some(inner.clone()));
+        // A worker forked by a restart inside the master's driver still names the master's
+        // state here: leaked, as the rest of the master's runtime in that process.
+        CURRENT.with_borrow_mut(|c| std::mem::forget(c.replace(inner.clone())));
         process::set_writable_handler(Some(writable), core::ptr::null_mut());
         let mut d = Driver {
             ev,
@@ -91,6 +96,7 @@ impl Driver {
             ending: false,
             recheck: false,
             more: false,
+            stop_all: None,
         };
         d.refresh();
         Ok(d)
@@ -103,8 +109,18 @@ impl Driver {
             return;
         }
         let children = process::has_children();
-        let live = (g != self.generation).then(identity::live);
+        let mut live = (g != self.generation).then(identity::live);
         self.generation = g;
+        if let (Some(deadline), Some(l)) = (self.stop_all, live.as_ref()) {
+            if !l.is_empty() {
+                // Started after the stop of every worker (a restart under way): stopped too.
+                for &id in l {
+                    self.stop(id, deadline);
+                }
+                self.generation = process::children_generation();
+                live = Some(identity::live());
+            }
+        }
         // Until no child is left, ends (not always a new generation) are looked for.
         self.ending = children && (self.ending || live.as_ref().is_some_and(|l| l.is_empty()));
         let mut s = self.inner.lock();
@@ -149,9 +165,11 @@ impl Driver {
         };
         for c in cmds {
             match c {
-                Cmd::StopWorker(id, deadline) => {
-                    if let Some(f) = identity::fork_of(id) {
-                        let _ = process::stop(self.ev, f, lifecycle::millis(deadline));
+                Cmd::StopWorker(id, deadline) => self.stop(id, deadline),
+                Cmd::StopAll(deadline) => {
+                    self.stop_all = Some(deadline);
+                    for id in identity::live() {
+                        self.stop(id, deadline);
                     }
                 }
             }
@@ -218,6 +236,12 @@ impl Driver {
             }
         }
         queued
+    }
+
+    fn stop(&mut self, id: WorkerId, deadline: Duration) {
+        if let Some(f) = identity::fork_of(id) {
+            let _ = process::stop(self.ev, f, lifecycle::millis(deadline));
+        }
     }
 
     /// Polled by the process's `block_on`: `Pending` while the process runs.

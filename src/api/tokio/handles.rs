@@ -184,12 +184,11 @@ impl AsyncMaster {
     }
 
     /// Graceful stop of every worker: each is stopped as [`AsyncMaster::stop_worker`]
-    /// does, then this waits until every child has ended (their `Exited` events are in
-    /// the event stream). The master's async main may then return.
+    /// does (also a worker restarted meanwhile, once it started), then this waits until
+    /// every child has ended (their `Exited` events are in the event stream). The
+    /// master's async main may then return.
     pub async fn shutdown(&self, deadline: Duration) {
-        for id in self.workers() {
-            self.stop_worker(id, deadline);
-        }
+        self.inner.command(Cmd::StopAll(deadline));
         poll_fn(|cx| {
             let mut s = self.inner.lock();
             if !s.children && s.cmds.is_empty() && !s.nudged || s.closed {

@@ -128,6 +128,8 @@ impl Windows {
 
 pub(super) enum Cmd {
     StopWorker(WorkerId, Duration),
+    /// Every worker, also those that start later (restarts under way).
+    StopAll(Duration),
 }
 
 #[derive(Default)]

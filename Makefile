@@ -146,8 +146,8 @@ doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps $(ASYNC_FEATURES)
 
 example:
-	$(CARGO) run --release --example ping_pong
-	$(CARGO) run --release --example accept_handoff -- --self-test
+	$(CARGO) run --release $(ASYNC_FEATURES) --example ping_pong
+	$(CARGO) run --release $(ASYNC_FEATURES) --example accept_handoff -- --self-test
 	$(CARGO) run --release $(ASYNC_FEATURES) --example async_fanout
 
 # With the async face, and the library without it (what `make build` compiles).

@@ -469,6 +469,71 @@ fn idle() {
     );
 }
 
+/// A worker handler written against the C API (`mln_ipc_handler_register`,
+/// `mln_ipc_worker_send_prepare`): it answers PING with the payload reversed.
+unsafe extern "C" fn c_worker_ping(
+    ev: *mut mln_ipc::abi::mln_event_t,
+    _f: *mut core::ffi::c_void,
+    buf: *mut core::ffi::c_void,
+    len: mln_ipc::abi::mln_u32_t,
+    _udata: *mut *mut core::ffi::c_void,
+) {
+    // SAFETY: `buf` holds `len` bytes during the call; `ev` is the worker's loop.
+    unsafe {
+        let mut reply: Vec<u8> = core::slice::from_raw_parts(buf.cast::<u8>(), len as usize)
+            .iter()
+            .rev()
+            .copied()
+            .collect();
+        let r = mln_ipc::capi::fork::mln_ipc_worker_send_prepare(
+            ev,
+            ANS,
+            reply.as_mut_ptr().cast(),
+            reply.len(),
+        );
+        assert_eq!(r, 0);
+    }
+}
+
+/// The same frames as the C API's: an async master drives a worker handler written
+/// against the C API (in an async worker's loop), and takes its answers from its stream.
+fn c_handlers() {
+    // SAFETY: registration of a valid handler function; its data is unused.
+    let r = unsafe {
+        mln_ipc::capi::ipc::mln_ipc_handler_register(
+            REQ,
+            None,
+            Some(c_worker_ping),
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+    };
+    assert!(!r.is_null());
+    let summary = Builder::new()
+        .workers(2)
+        .master_types([ANS])
+        .run(
+            |w: AsyncWorker| async move { w.quit().await },
+            |m: AsyncMaster| async move {
+                for id in m.workers() {
+                    m.send(id, REQ, format!("abc{}", id.index()))
+                        .await
+                        .expect("send");
+                }
+                let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
+                for _ in 0..2 {
+                    let (from, f) = m.recv().await.expect("answer");
+                    got.push((from.index(), f.payload));
+                }
+                got.sort();
+                assert_eq!(got, [(0, b"0cba".to_vec()), (1, b"1cba".to_vec())]);
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("stream", stream),
@@ -480,5 +545,6 @@ fn main() -> ExitCode {
         ("panics", panics),
         ("call", call),
         ("idle", idle),
+        ("c_handlers", c_handlers),
     ])
 }

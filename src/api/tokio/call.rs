@@ -21,17 +21,24 @@ use std::task::{Context, Poll, Waker};
 pub(super) const CALL: u32 = 1019;
 /// The REPLY frame type.
 pub(super) const REPLY: u32 = 1020;
-/// A REPLY's status: answered.
-pub const ANSWERED: u32 = 0;
+/// A REPLY's status: answered (not `pub`: cbindgen would put it in the C header).
+const ANSWERED: u32 = 0;
 
 /// An answer to [`AsyncMaster::call`] / [`AsyncWorker::call`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// 0 ([`ANSWERED`]) when the peer's handler answered; otherwise the peer's reason
+    /// 0 ([`Reply::answered`]) when the peer's handler answered; otherwise the peer's reason
     /// (the synchronous API's statuses).
     pub status: u32,
     /// The reply's type and payload.
     pub frame: Frame,
+}
+
+impl Reply {
+    /// Whether the peer's handler answered (status 0).
+    pub fn answered(&self) -> bool {
+        self.status == ANSWERED
+    }
 }
 
 /// A call received from the peer, to answer with [`Call::reply`].
@@ -54,7 +61,7 @@ impl Call {
         self.answer(ANSWERED, ty, payload.as_ref()).await
     }
 
-    /// Answers with a status other than [`ANSWERED`] (the call is refused).
+    /// Answers with `status`, which should not be 0 (answered): the call is refused.
     pub async fn refuse(self, status: u32) -> Result<(), Error> {
         self.answer(status, 0, &[]).await
     }

@@ -52,7 +52,7 @@ mod driver;
 mod handles;
 mod shared;
 
-pub use call::{Call, Reply, ANSWERED};
+pub use call::{Call, Reply};
 pub use handles::{AsyncMaster, AsyncWorker, Events, Permit, Receiver};
 pub use shared::Frame;
 

@@ -130,12 +130,14 @@ test:
 
 .PHONY: cargo-test doc-test doc example clippy clippy-melon fmt-check examples-c
 
-# The optional features that the Rust tests, doc tests, docs and clippy cover: `serde`
-# (typed messages through serde; rust-tests/api_serde.rs needs it). It only adds items, so
-# one test build with it runs every test: the library is compiled once more than for
-# `build` (seconds), not the tests twice. `cargo test` without it skips api_serde.rs.
-# clippy also checks the library without it (code that only the feature uses).
-TEST_FEATURES := --features serde
+# The optional features that the Rust tests, doc tests, docs, examples, benchmarks and
+# clippy cover: `serde` (typed messages through serde; rust-tests/api_serde.rs) and `tokio`
+# (the async face, docs/async.md; rust-tests/async_*.rs, examples/async_fanout.rs). They
+# only add items, so every Rust stage builds with the same set: the library is compiled
+# once more than for `build` (the C library, which never has them), not once per stage.
+# `cargo test` without them skips the tests that need them. clippy also checks the library
+# without them (code that only a feature uses).
+TEST_FEATURES := --features serde,tokio
 
 cargo-test:
 	$(CARGO) test --release --all-targets $(TEST_FEATURES)
@@ -147,9 +149,11 @@ doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps $(TEST_FEATURES)
 
 example:
-	$(CARGO) run --release --example ping_pong
-	$(CARGO) run --release --example accept_handoff -- --self-test
+	$(CARGO) run --release $(TEST_FEATURES) --example ping_pong
+	$(CARGO) run --release $(TEST_FEATURES) --example accept_handoff -- --self-test
+	$(CARGO) run --release $(TEST_FEATURES) --example async_fanout
 
+# With the async face, and the library without it (what `make build` compiles).
 clippy:
 	$(CARGO) clippy --all-targets $(TEST_FEATURES) -- -D warnings
 	$(CARGO) clippy --lib -- -D warnings
@@ -330,11 +334,12 @@ BENCH_SRC := benches/ipc_bench.c benches/common.c benches/raw.c benches/mlnipc.c
 bench-build: build
 	@mkdir -p $(TARGET_DIR)/bench
 	$(CC) -O2 $(CTEST_CFLAGS) $(BENCH_SRC) $(LIB_A) $(LIBS) -o $(BENCH_BIN)
-	$(CARGO) bench --no-run
+	$(CARGO) bench --no-run $(TEST_FEATURES)
 
 bench: bench-build
 	$(BENCH_BIN)
 	$(CARGO) bench --bench ipc
+	$(CARGO) bench $(TEST_FEATURES) --bench async_ipc
 
 # Against Melon's own IPC (scripts/bench-melon.sh; docs/performance.md holds a run): the
 # benchmark built with Melon's headers and linked with Melon's IPC, then with melon-ipc's

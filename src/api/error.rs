@@ -52,6 +52,10 @@ pub enum Error {
         /// How many threads this process has (including the caller).
         threads: usize,
     },
+    /// A tokio runtime is running on this thread: forking now would copy it (and its
+    /// threads' locks) into the workers. The async face (feature `tokio`) forks first and
+    /// builds each process's runtime afterwards.
+    RuntimeRunning,
     /// A start hook ([`Builder::on_master_start`](super::Builder::on_master_start))
     /// panicked: `run` stopped the workers and returned this instead of running a loop
     /// the hook may not have set up.
@@ -80,6 +84,9 @@ impl fmt::Display for Error {
             Error::Busy => f.write_str("a rolling restart is already under way"),
             Error::AlreadyStarted => f.write_str("Builder::run was already called in this process"),
             Error::Panicked { hook, message } => write!(f, "{hook} panicked: {message}"),
+            Error::RuntimeRunning => f.write_str(
+                "a tokio runtime is running: fork before building it (the async face does)",
+            ),
             Error::ThreadsRunning { threads } => write!(
                 f,
                 "{threads} threads are running; forking now is unsafe (see Builder::allow_threads)"

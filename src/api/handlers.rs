@@ -309,6 +309,15 @@ pub(super) fn guarded_with(what: fmt::Arguments<'_>, f: impl FnOnce()) -> Result
     }
 }
 
+/// A caught panic's message (empty when its payload is not a string); the payload is
+/// dropped behind the boundary, as [`guarded`] does.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(super) fn panic_message(p: Box<dyn Any + Send>) -> String {
+    let text = message(&*p);
+    drop_payload(p);
+    text
+}
+
 fn message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()

@@ -135,6 +135,8 @@ mod run;
 mod serde_message;
 mod stats;
 mod timers;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use builder::{Builder, RESERVED_MAX};
 pub use call::{CallError, CallId, ReplyTo, CALL_TIMEOUT};

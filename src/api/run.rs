@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Set once, by the first `run` that passed its argument checks: the process is its
 /// thread's (and, after fork, each worker's only thread's).
-static CLAIMED: AtomicBool = AtomicBool::new(false);
+pub(super) static CLAIMED: AtomicBool = AtomicBool::new(false);
 
 /// A worker whose start hook panicked exits with this status, as a Rust program whose
 /// `main` panicked does.
@@ -200,7 +200,7 @@ thread_local! {
 }
 
 /// The checks of `max_message` and `queue_limit` that touch nothing.
-fn check_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
+pub(super) fn check_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
     let max_now = max.unwrap_or_else(process::max_message);
     if !(4..=u32::MAX as usize).contains(&max_now) {
         return Err(Error::InvalidArgument(
@@ -216,7 +216,7 @@ fn check_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
     Ok(())
 }
 
-fn set_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
+pub(super) fn set_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
     let ok = match (max, limit) {
         (None, None) => true,
         (Some(m), None) => process::set_max_message(m),
@@ -238,7 +238,7 @@ fn set_sizes(max: Option<usize>, limit: Option<usize>) -> Result<(), Error> {
 
 /// `timeout` from now; a timeout too long for the clock (`Duration::MAX`) is a deadline a
 /// century away instead of a panic.
-fn deadline_after(timeout: Duration) -> Instant {
+pub(super) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
@@ -246,7 +246,7 @@ fn deadline_after(timeout: Duration) -> Instant {
 }
 
 /// Stops every child (see `Builder::stop_timeout`) and says how it went.
-fn stop_children(timeout: Duration) -> RunSummary {
+pub(super) fn stop_children(timeout: Duration) -> RunSummary {
     let ids = identity::live();
     let s = process::shutdown(deadline_after(timeout), timeout.min(EXIT_WAIT));
     let by_pid = |pids: &[i32]| -> Vec<WorkerId> {
@@ -295,13 +295,13 @@ fn stop_children(timeout: Duration) -> RunSummary {
 }
 
 /// Closes the children started so far, and gives the error back.
-fn abort_start(e: io::Error) -> Error {
+pub(super) fn abort_start(e: io::Error) -> Error {
     process::shutdown(Instant::now(), EXIT_WAIT);
     Error::Io(e)
 }
 
 /// In a worker forked inside the master's loop: forget what belonged to the master.
-fn into_worker(master_ev: *mut mln_event_t) {
+pub(super) fn into_worker(master_ev: *mut mln_event_t) {
     timers::forget_all();
     call::forget_all();
     // SAFETY: our copy of the master's loop; `free` never touches the epoll interest set

@@ -28,27 +28,54 @@ pub(super) unsafe fn run(ev: *mut mln_event_t) {
     let _ = unsafe { iterate(ev) };
 }
 
+/// One non-blocking turn (`turn`): with `look`, what epoll has ready now is queued (a
+/// wait with timeout 0); then steps 1 to 5 and the wait hook run once, as in an iteration.
+/// Returns how many descriptors epoll reported.
+///
+/// # Safety
+/// As [`run`].
+pub(super) unsafe fn turn(ev: *mut mln_event_t, look: bool) -> usize {
+    // SAFETY: caller contract, passed on.
+    unsafe {
+        let n = match leave_if(ev).and_then(|()| if look { wait(ev, false) } else { Ok(0) }) {
+            Ok(n) => n,
+            Err(Leave) => return 0,
+        };
+        let _ = steps(ev);
+        n
+    }
+}
+
 unsafe fn iterate(ev: *mut mln_event_t) -> Result<(), Leave> {
-    // SAFETY (whole body): `ev` is live; handlers run outside every borrow.
+    // SAFETY (whole body): `ev` is live.
     unsafe {
         loop {
-            leave_if(ev)?;
-            // Step 1: the per-iteration callback.
-            let (cb, data) = with_state(ev, |st| (st.callback, st.callback_data)).ok_or(Leave)?;
-            if let Some(cb) = cb {
-                cb(ev, data);
-                leave_if(ev)?;
-            }
-            run_timers(ev)?; // step 2
-            run_active(ev)?; // step 3
-            run_fd_timeouts(ev)?; // step 4
-            run_timers(ev)?; // step 5: e.g. 0 ms timers set by the fd handlers above
-            if let Some(hook) = cell::wait_hook() {
-                hook(ev);
-                leave_if(ev)?;
-            }
-            wait(ev)?; // step 6
+            steps(ev)?;
+            wait(ev, true)?; // step 6
         }
+    }
+}
+
+/// Steps 1 to 5 of an iteration, then the wait hook.
+unsafe fn steps(ev: *mut mln_event_t) -> Result<(), Leave> {
+    // SAFETY (whole body): `ev` is live; handlers run outside every borrow.
+    unsafe {
+        leave_if(ev)?;
+        // Step 1: the per-iteration callback.
+        let (cb, data) = with_state(ev, |st| (st.callback, st.callback_data)).ok_or(Leave)?;
+        if let Some(cb) = cb {
+            cb(ev, data);
+            leave_if(ev)?;
+        }
+        run_timers(ev)?; // step 2
+        run_active(ev)?; // step 3
+        run_fd_timeouts(ev)?; // step 4
+        run_timers(ev)?; // step 5: e.g. 0 ms timers set by the fd handlers above
+        if let Some(hook) = cell::wait_hook() {
+            hook(ev);
+            leave_if(ev)?;
+        }
+        Ok(())
     }
 }
 
@@ -167,7 +194,8 @@ unsafe fn run_fd_timeouts(ev: *mut mln_event_t) -> Result<(), Leave> {
 #[used]
 static WAITING_WITH: AtomicPtr<EpollEvent> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Step 6: block until the next deadline or an event, then queue what fired. The wait
+/// Step 6: block until the next deadline or an event (`block`; otherwise only look), then
+/// queue what fired. The wait
 /// holds no borrow: the events buffer is taken out of the state for it, and the epoll
 /// instance never changes while the loop lives.
 ///
@@ -175,11 +203,12 @@ static WAITING_WITH: AtomicPtr<EpollEvent> = AtomicPtr::new(core::ptr::null_mut(
 /// one; its out-of-line wrapper costs about 10 instructions per iteration (callgrind),
 /// nothing next to the system call, and interleaved A/B runs of the loop and of the IPC
 /// benchmark showed no difference beyond the machine's noise.
-unsafe fn wait(ev: *mut mln_event_t) -> Result<(), Leave> {
+unsafe fn wait(ev: *mut mln_event_t, block: bool) -> Result<usize, Leave> {
     // SAFETY: `ev` is live.
     let (timeout, mut events) = unsafe {
         with_state(ev, |st| {
-            (st.wait_timeout_ms(), std::mem::take(&mut st.events))
+            let ms = if block { st.wait_timeout_ms() } else { 0 };
+            (ms, std::mem::take(&mut st.events))
         })
     }
     .ok_or(Leave)?;
@@ -204,7 +233,9 @@ unsafe fn wait(ev: *mut mln_event_t) -> Result<(), Leave> {
         let mut spare = [EpollEvent::empty(); SPARE_EVENTS];
         let n = wait_into(&mut spare);
         // SAFETY: `ev` is live.
-        return unsafe { with_state(ev, |st| st.take_events(&spare[..n])) }.ok_or(Leave);
+        return unsafe { with_state(ev, |st| st.take_events(&spare[..n])) }
+            .map(|()| n)
+            .ok_or(Leave);
     }
     // While the buffer is out of the state, a global names it: a process killed during the
     // wait (SIGTERM's default action) still has a pointer to it where a leak checker looks
@@ -219,5 +250,6 @@ unsafe fn wait(ev: *mut mln_event_t) -> Result<(), Leave> {
             st.events = events;
         })
     }
+    .map(|()| n)
     .ok_or(Leave)
 }

@@ -158,8 +158,9 @@ fn set_nonblock(fd: c_int, on: bool) {
 /// than kept with no events, because epoll reports ERR/HUP regardless of interest.
 /// MOD falls back to ADD (the user closed and reopened the number) and ADD to MOD (a
 /// registration survived a failed DEL); remaining errors are ignored as in Melon.
-fn sync_epoll(epfd: c_int, fd: c_int, gen: u32, rec: &mut FdRec) {
-    let want = epoll_mask(rec.dirs);
+/// `muted`: directions the loop holds back from epoll for now (`State::muted`).
+fn sync_epoll(epfd: c_int, fd: c_int, gen: u32, rec: &mut FdRec, muted: u32) {
+    let want = epoll_mask(rec.dirs & !muted);
     if want == 0 {
         if rec.in_epoll {
             // A CLR'd or emptied descriptor may already be closed: ignore the error.
@@ -228,7 +229,7 @@ impl State {
             self.live_fd_timeouts -= 1;
         }
         rec.dirs = 0;
-        sync_epoll(epfd, fd, 0, &mut rec);
+        sync_epoll(epfd, fd, 0, &mut rec, 0);
     }
 
     /// Registers or changes `fd` (`fd >= 0`, `flag` masked, not `M_EV_CLR`); `Err` for a
@@ -311,7 +312,7 @@ impl State {
             }
         }
 
-        let epfd = self.epfd;
+        let (epfd, muted) = (self.epfd, self.muted);
         let rec = self.fds[idx].rec.as_deref_mut().expect("created above");
         for (i, d) in DIRS.iter().enumerate() {
             if dirs & d == 0 {
@@ -329,7 +330,7 @@ impl State {
         // direction is the exception here: the descriptor leaves epoll instead of keeping a
         // stale interest whose events nobody would handle.
         if dirs != 0 || resync {
-            sync_epoll(epfd, fd, gen, rec);
+            sync_epoll(epfd, fd, gen, rec, muted);
         }
         Ok(())
     }
@@ -423,11 +424,27 @@ impl State {
         Next::Call(rec.calls[i])
     }
 
+    /// Holds the directions `dirs` of every descriptor back from epoll (0: none), and
+    /// re-arms every registered descriptor accordingly; registrations are kept.
+    pub(super) fn set_muted(&mut self, dirs: u32) {
+        if dirs == self.muted {
+            return;
+        }
+        self.muted = dirs;
+        let epfd = self.epfd;
+        for (fd, slot) in self.fds.iter_mut().enumerate() {
+            let gen = slot.gen;
+            if let Some(rec) = slot.rec.as_deref_mut() {
+                sync_epoll(epfd, fd as c_int, gen, rec, dirs);
+            }
+        }
+    }
+
     /// Records what epoll reported (spec §6 step 6): one-shot directions that fired are
     /// removed now and epoll re-armed with what remains; the handlers run in step 3 of the
     /// next iteration.
     pub(super) fn take_events(&mut self, events: &[EpollEvent]) {
-        let epfd = self.epfd;
+        let (epfd, muted) = (self.epfd, self.muted);
         for e in events {
             let (events, data) = (e.events().bits() as u32, e.data());
             let fd = data as u32 as c_int;
@@ -441,7 +458,7 @@ impl State {
             let Some(rec) = slot.rec.as_deref_mut() else {
                 continue;
             };
-            let fired = fired_dirs(events, rec.dirs);
+            let fired = fired_dirs(events, rec.dirs & !muted);
             if fired == 0 {
                 continue;
             }
@@ -449,7 +466,7 @@ impl State {
             if shot != 0 {
                 rec.dirs &= !shot;
                 rec.oneshot &= !shot;
-                sync_epoll(epfd, fd, gen, rec);
+                sync_epoll(epfd, fd, gen, rec, muted);
             }
             rec.active |= fired;
             if !rec.in_active {

@@ -230,6 +230,60 @@ pub unsafe fn dispatch(ev: *mut mln_event_t) {
     }
 }
 
+/// One non-blocking turn of the loop, for a loop driven from another event loop (the
+/// async face): with `look`, what epoll reports ready now is queued (a wait with timeout
+/// 0; without, only activations queued before run: for a turn made for timers or for the
+/// wait hook's flush); then the timers that are due, the ready descriptors, the fd
+/// timeouts and the wait hook run once, as in one iteration of [`dispatch`] whose wait did
+/// not block. Counts as a `dispatch` while it runs (a `free` from a handler is deferred
+/// to its end). Returns how many descriptors epoll reported ready (0 without `look`): 0
+/// with `look` means the epoll descriptor had nothing ready when the turn began. Returns
+/// 0 at once for a NULL, freed, busy or broken loop.
+pub unsafe fn turn(ev: *mut mln_event_t, look: bool) -> usize {
+    // SAFETY: caller contract: NULL or a live loop.
+    if !unsafe { cell::enter_dispatch(ev) } {
+        return 0;
+    }
+    // SAFETY: entered: the memory stays until `leave_dispatch`, whatever the handlers do.
+    unsafe {
+        let n = dispatch::turn(ev, look);
+        cell::leave_dispatch(ev);
+        n
+    }
+}
+
+/// How long until the loop has work to do by the clock: the earliest timer or fd timeout
+/// (zero if due, or when activations are queued already); `None` when nothing is pending,
+/// and for a NULL, freed or busy loop. For a loop driven by [`turn`]: turn it again then
+/// (or when [`epoll_fd`] is readable).
+pub unsafe fn next_wait(ev: *mut mln_event_t) -> Option<core::time::Duration> {
+    // SAFETY: caller contract.
+    let deadline = unsafe { with_state(ev, |st| st.next_deadline_ns()) }??;
+    let now = state::now_ns();
+    Some(core::time::Duration::from_nanos(
+        deadline.saturating_sub(now),
+    ))
+}
+
+/// The loop's epoll descriptor (readable when one of its descriptors is ready), or -1 for
+/// NULL. It belongs to the loop: never close it; valid until the loop is freed.
+pub unsafe fn epoll_fd(ev: *mut mln_event_t) -> c_int {
+    use std::os::fd::AsRawFd;
+    // SAFETY: caller contract; the reference does not outlive this call.
+    unsafe { cell::epoll(ev) }.map_or(-1, |e| e.0.as_raw_fd())
+}
+
+/// Holds RECV back from epoll on every descriptor of the loop (`true`), or gives it back
+/// (`false`): registrations and their handlers stay, only the reports stop, so a consumer
+/// that cannot keep up stops reading without closing anything (and without the loop's
+/// descriptor staying readable). Activations already queued still run. `false` for a
+/// NULL, freed or busy loop.
+pub unsafe fn set_recv_muted(ev: *mut mln_event_t, muted: bool) -> bool {
+    let dirs = if muted { crate::abi::M_EV_RECV } else { 0 };
+    // SAFETY: caller contract.
+    unsafe { with_state(ev, |st| st.set_muted(dirs)) }.is_some()
+}
+
 /// [`dispatch`], then [`free`] unless a handler freed the loop meanwhile (its memory is
 /// gone then): for the owner of a loop that its handlers may free.
 pub unsafe fn dispatch_and_free(ev: *mut mln_event_t) {
@@ -406,6 +460,106 @@ mod tests {
             with_state(ev, |st| st.events = taken).unwrap();
             free(ev);
             libc::close(efd);
+        }
+    }
+    /// Whether `fd` is readable now (poll with timeout 0).
+    fn readable_now(fd: c_int) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    unsafe extern "C" fn drain_count(_: *mut mln_event_t, fd: c_int, data: *mut c_void) {
+        let mut b = [0u8; 64];
+        // SAFETY: reading into a local buffer; `data` is the test's counter.
+        unsafe {
+            libc::read(fd, b.as_mut_ptr().cast(), b.len());
+            *data.cast::<u32>() += 1;
+        }
+    }
+
+    /// `turn` never blocks: it runs what is due and what epoll has ready, once;
+    /// `next_wait` says when a timer is due; `epoll_fd` is readable when a descriptor is.
+    #[test]
+    fn turn_runs_what_is_ready_without_blocking() {
+        let ev = new();
+        let (mut fired, mut read) = (0u32, 0u32);
+        let mut p = [0; 2];
+        // SAFETY: valid out-array; `ev` is a live loop of this thread; the counters outlive
+        // the loop's use of them.
+        unsafe {
+            assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+            assert_eq!(next_wait(ev), None);
+            let t0 = std::time::Instant::now();
+            turn(ev, true); // nothing to do: returns at once
+            assert!(t0.elapsed() < core::time::Duration::from_millis(500));
+            let data = (&mut read as *mut u32).cast();
+            assert_eq!(fd_set(ev, p[0], M_EV_RECV, -1, data, Some(drain_count)), 0);
+            assert!(!readable_now(epoll_fd(ev)));
+            assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
+            assert!(readable_now(epoll_fd(ev)));
+            assert_eq!(turn(ev, true), 1);
+            assert_eq!(read, 1);
+            assert!(!readable_now(epoll_fd(ev)));
+            assert_eq!(turn(ev, true), 0);
+            let t = timer_set(ev, 30_000, (&mut fired as *mut u32).cast(), Some(count));
+            assert!(!t.is_null());
+            let w = next_wait(ev).expect("a timer is pending");
+            assert!(
+                w > core::time::Duration::from_secs(29) && w <= core::time::Duration::from_secs(30)
+            );
+            timer_cancel(ev, t);
+            assert_eq!(next_wait(ev), None);
+            let t = timer_set(ev, 0, (&mut fired as *mut u32).cast(), Some(count));
+            assert!(!t.is_null());
+            assert_eq!(next_wait(ev), Some(core::time::Duration::ZERO));
+            turn(ev, true);
+            assert_eq!(fired, 1);
+            assert_eq!(next_wait(ev), None);
+            // A broken loop does nothing.
+            assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
+            crate::reactor::break_set(ev);
+            turn(ev, true);
+            assert_eq!(read, 1);
+            free(ev);
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+    }
+
+    /// While RECV is muted, a readable descriptor neither makes the loop's descriptor
+    /// readable nor runs its handler; unmuted, both come back.
+    #[test]
+    fn muted_recv_holds_reports_back() {
+        let ev = new();
+        let mut read = 0u32;
+        let mut p = [0; 2];
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(libc::pipe(p.as_mut_ptr()), 0);
+            let data = (&mut read as *mut u32).cast();
+            assert_eq!(fd_set(ev, p[0], M_EV_RECV, -1, data, Some(drain_count)), 0);
+            assert!(set_recv_muted(ev, true));
+            assert_eq!(libc::write(p[1], b"x".as_ptr().cast(), 1), 1);
+            assert!(!readable_now(epoll_fd(ev)));
+            turn(ev, true);
+            assert_eq!(read, 0);
+            // A registration changed while muted stays muted.
+            assert_eq!(fd_set(ev, p[0], M_EV_RECV, -1, data, Some(drain_count)), 0);
+            assert!(!readable_now(epoll_fd(ev)));
+            assert!(set_recv_muted(ev, false));
+            assert!(readable_now(epoll_fd(ev)));
+            turn(ev, true);
+            assert_eq!(read, 1);
+            assert!(!set_recv_muted(ptr::null_mut(), true));
+            assert_eq!(epoll_fd(ptr::null_mut()), -1);
+            free(ev);
+            libc::close(p[0]);
+            libc::close(p[1]);
         }
     }
 }

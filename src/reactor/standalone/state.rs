@@ -38,6 +38,8 @@ pub(super) struct State {
     /// `epoll_wait`'s buffer. Taken out for the wait (which runs without a borrow) and put
     /// back afterwards; empty while taken.
     pub(super) events: Vec<EpollEvent>,
+    /// Directions held back from epoll on every descriptor (`set_muted`; 0: none).
+    pub(super) muted: u32,
 }
 
 /// Monotonic nanoseconds (D15).
@@ -84,6 +86,7 @@ impl State {
             callback: None,
             callback_data: ptr::null_mut(),
             events,
+            muted: 0,
         })
     }
 
@@ -95,8 +98,22 @@ impl State {
     /// Milliseconds `epoll_wait` may block: until the earliest live deadline, rounded up so
     /// that we never wake before it; -1 when nothing is pending.
     pub(super) fn wait_timeout_ms(&mut self) -> c_int {
-        if !self.active.is_empty() {
+        let Some(deadline) = self.next_deadline_ns() else {
+            return -1;
+        };
+        let now = now_ns();
+        if deadline <= now {
             return 0;
+        }
+        let ms = (deadline - now).div_ceil(NS_PER_MS);
+        c_int::try_from(ms).unwrap_or(c_int::MAX)
+    }
+
+    /// The earliest live deadline (monotonic ns: a timer or an fd timeout), 0 when work is
+    /// queued already (activations not handled yet), `None` when nothing is pending.
+    pub(super) fn next_deadline_ns(&mut self) -> Option<u64> {
+        if !self.active.is_empty() {
+            return Some(0);
         }
         while let Some(Reverse(e)) = self.timer_heap.peek() {
             if self.timer_valid(e) {
@@ -110,19 +127,10 @@ impl State {
             }
             self.fd_timeouts.pop();
         }
-        let next = [self.timer_heap.peek(), self.fd_timeouts.peek()]
+        [self.timer_heap.peek(), self.fd_timeouts.peek()]
             .into_iter()
             .flatten()
             .map(|Reverse(e)| e.0)
-            .min();
-        let Some(deadline) = next else {
-            return -1;
-        };
-        let now = now_ns();
-        if deadline <= now {
-            return 0;
-        }
-        let ms = (deadline - now).div_ceil(NS_PER_MS);
-        c_int::try_from(ms).unwrap_or(c_int::MAX)
+            .min()
     }
 }

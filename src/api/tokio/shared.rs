@@ -1,0 +1,423 @@
+//! What the handles (any thread) and the driver (the loop's thread) share: the receive
+//! queue, the send windows, the worker events, the commands. One mutex, never held while
+//! the core or user code runs.
+
+use super::super::{Error, Message, WorkerEvent, WorkerId};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// One received frame: its type and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame type.
+    pub ty: u32,
+    /// The payload bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The typed message this frame carries: `None` if its type is not `M::TYPE` or its
+    /// payload does not decode.
+    pub fn decode<M: Message>(&self) -> Option<M> {
+        if self.ty == M::TYPE {
+            M::decode(&self.payload)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who a send window leads to: a worker (in the master) or the master (in a worker).
+pub(super) type Dest = Option<WorkerId>;
+
+/// Frames accepted by async sends, waiting to enter the core's queue for one peer: one
+/// buffer of `[u32 type][u32 length][payload]` records (host order), so a send costs no
+/// allocation of its own.
+pub(super) struct Window {
+    pub(super) dest: Dest,
+    pub(super) buf: Vec<u8>,
+    pub(super) frames: usize,
+    /// Payload bytes of `buf` plus bytes reserved by live permits.
+    pub(super) used: usize,
+    /// The core refused the last frame (its queue is full) and has not said writable yet.
+    pub(super) blocked: bool,
+    waiters: Vec<Waker>,
+}
+
+impl Window {
+    fn new(dest: Dest) -> Window {
+        Window {
+            dest,
+            buf: Vec::new(),
+            frames: 0,
+            used: 0,
+            blocked: false,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, ty: u32, payload: &[u8]) {
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        self.buf.extend_from_slice(payload);
+        self.frames += 1;
+        self.used = self.used.saturating_add(payload.len());
+    }
+}
+
+/// The record at `at` in a window's buffer: type, payload, and where the next begins.
+pub(super) fn record(buf: &[u8], at: usize) -> (u32, &[u8], usize) {
+    let word = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
+    let (ty, len) = (word(at), word(at + 4) as usize);
+    let start = at + 8;
+    (ty, &buf[start..start + len], start + len)
+}
+
+/// The windows by peer: slot 0 the master, slot `i + 1` worker index `i` (its current
+/// process; a window of an older process at that index is gone).
+#[derive(Default)]
+pub(super) struct Windows {
+    slots: Vec<Option<Window>>,
+}
+
+fn slot_of(dest: Dest) -> usize {
+    dest.map_or(0, |id| id.index().saturating_add(1))
+}
+
+impl Windows {
+    pub(super) fn get_mut(&mut self, dest: Dest) -> Option<&mut Window> {
+        self.slots
+            .get_mut(slot_of(dest))?
+            .as_mut()
+            .filter(|w| w.dest == dest)
+    }
+
+    /// `dest`'s window, made if needed (replacing an older process's).
+    fn entry(&mut self, dest: Dest) -> &mut Window {
+        let i = slot_of(dest);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let w = self.slots[i].get_or_insert_with(|| Window::new(dest));
+        if w.dest != dest {
+            *w = Window::new(dest);
+        }
+        w
+    }
+
+    pub(super) fn remove(&mut self, dest: Dest) -> Option<Window> {
+        let w = self.slots.get_mut(slot_of(dest))?;
+        if w.as_ref().is_some_and(|w| w.dest == dest) {
+            w.take()
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Window> {
+        self.slots.iter_mut().flatten()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Window> {
+        self.slots.iter().flatten()
+    }
+}
+
+pub(super) enum Cmd {
+    StopWorker(WorkerId, Duration),
+    /// Every worker, also those that start later (restarts under way).
+    StopAll(Duration),
+}
+
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) inbox: VecDeque<(Dest, Frame)>,
+    pub(super) inbox_cap: usize,
+    recv_waiters: Vec<Waker>,
+    pub(super) windows: Windows,
+    pub(super) window_cap: usize,
+    /// Live workers as the driver last saw them (master side).
+    pub(super) live: Vec<WorkerId>,
+    /// The same by index, for the sends' check.
+    pub(super) live_at: Vec<Option<WorkerId>>,
+    /// Children not yet handled to the end (master side): `has_children` after a turn.
+    pub(super) children: bool,
+    pub(super) events: VecDeque<WorkerEvent>,
+    event_waiters: Vec<Waker>,
+    pub(super) quit: bool,
+    quit_waiters: Vec<Waker>,
+    pub(super) cmds: Vec<Cmd>,
+    /// The process is ending: receivers end, sends fail.
+    pub(super) closed: bool,
+    pub(super) driver: Option<Waker>,
+    /// Set by the handles when the driver has something to do (frames to pump, a
+    /// command, room in the receive queue).
+    pub(super) nudged: bool,
+    /// Frames dropped from windows whose peer was gone.
+    pub(super) lost: u64,
+    /// The process's `block_on` is polling its futures (the driver, then the program's):
+    /// wakers of that very task are not woken (a wake would cost a pass through tokio's
+    /// driver) but noted in `self_woken`, and the poll goes round again.
+    pub(super) polling: bool,
+    pub(super) self_woken: bool,
+    /// Calls made and received (`call.rs`).
+    pub(super) calls: super::call::Calls,
+}
+
+/// Wakes every waker of `v` but those of the task `skip` (polling now); whether one was
+/// skipped.
+fn wake_except(v: &mut Vec<Waker>, skip: Option<&Waker>) -> bool {
+    let mut skipped = false;
+    for w in v.drain(..) {
+        if skip.is_some_and(|s| s.will_wake(&w)) {
+            skipped = true;
+        } else {
+            w.wake();
+        }
+    }
+    skipped
+}
+
+fn wake_all(v: &mut Vec<Waker>) {
+    for w in v.drain(..) {
+        w.wake();
+    }
+}
+
+fn park(v: &mut Vec<Waker>, cx: &Context<'_>) {
+    if !v.iter().any(|w| w.will_wake(cx.waker())) {
+        v.push(cx.waker().clone());
+    }
+}
+
+impl Shared {
+    pub(super) fn nudge(&mut self) {
+        if self.nudged {
+            return; // the driver was woken and has not looked yet
+        }
+        self.nudged = true;
+        if self.polling {
+            return; // the poll goes round again (see `polling`)
+        }
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Wakes `v`, or notes the wake of the polling task.
+    fn wake_list(polling: bool, driver: &Option<Waker>, v: &mut Vec<Waker>) -> bool {
+        wake_except(v, driver.as_ref().filter(|_| polling))
+    }
+
+    pub(super) fn set_live(&mut self, live: Vec<WorkerId>) {
+        for id in &self.live {
+            if !live.contains(id) {
+                self.calls.peer_gone(Some(*id));
+            }
+        }
+        self.live_at.clear();
+        for id in &live {
+            let i = id.index();
+            if self.live_at.len() <= i {
+                self.live_at.resize(i + 1, None);
+            }
+            self.live_at[i] = Some(*id);
+        }
+        self.live = live;
+    }
+
+    fn is_live(&self, id: WorkerId) -> bool {
+        self.live_at.get(id.index()).copied().flatten() == Some(id)
+    }
+
+    pub(super) fn push_frame(&mut self, from: Dest, f: Frame) {
+        self.inbox.push_back((from, f));
+        if Shared::wake_list(self.polling, &self.driver, &mut self.recv_waiters) {
+            self.self_woken = true;
+        }
+    }
+
+    pub(super) fn push_event(&mut self, e: WorkerEvent) {
+        self.events.push_back(e);
+        wake_all(&mut self.event_waiters);
+    }
+
+    pub(super) fn park_event(&mut self, cx: &Context<'_>) {
+        park(&mut self.event_waiters, cx);
+    }
+
+    /// Whether children remain; their end wakes whoever waits for events.
+    pub(super) fn set_children(&mut self, children: bool) {
+        if self.children != children {
+            self.children = children;
+            wake_all(&mut self.event_waiters);
+        }
+    }
+
+    pub(super) fn set_quit(&mut self) {
+        self.quit = true;
+        wake_all(&mut self.quit_waiters);
+        wake_all(&mut self.recv_waiters);
+    }
+
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        self.calls.close();
+        wake_all(&mut self.recv_waiters);
+        wake_all(&mut self.event_waiters);
+        wake_all(&mut self.quit_waiters);
+        for w in self.windows.iter_mut() {
+            wake_all(&mut w.waiters);
+        }
+    }
+
+    /// Room again in `dest`'s window (frames went to the core, a permit was dropped, the
+    /// peer is gone): its waiting senders look again.
+    pub(super) fn window_room(&mut self, dest: Dest) {
+        if let Some(w) = self.windows.get_mut(dest) {
+            if Shared::wake_list(self.polling, &self.driver, &mut w.waiters) {
+                self.self_woken = true;
+            }
+        }
+    }
+
+    /// Wakes every waiting sender (the set of live workers changed).
+    pub(super) fn wake_senders(&mut self) {
+        for w in self.windows.iter_mut() {
+            wake_all(&mut w.waiters);
+        }
+    }
+}
+
+/// The shared state behind every handle of one process.
+pub(super) struct Inner {
+    state: Mutex<Shared>,
+}
+
+impl Inner {
+    pub(super) fn new(inbox_cap: usize, window_cap: usize) -> Arc<Inner> {
+        Arc::new(Inner {
+            state: Mutex::new(Shared {
+                inbox_cap: inbox_cap.max(1),
+                window_cap: window_cap.max(1),
+                ..Shared::default()
+            }),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next received frame, when one is there.
+    pub(super) fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<(Dest, Frame)>> {
+        let mut s = self.lock();
+        if let Some(f) = s.inbox.pop_front() {
+            // Reading resumes at half the queue (see the driver's mute).
+            if s.inbox.len() == s.inbox_cap / 2 {
+                s.nudge();
+            }
+            return Poll::Ready(Some(f));
+        }
+        // A worker asked to quit: its stream ends once what came before is taken.
+        if s.closed || s.quit {
+            return Poll::Ready(None);
+        }
+        park(&mut s.recv_waiters, cx);
+        Poll::Pending
+    }
+
+    pub(super) fn poll_event(&self, cx: &Context<'_>) -> Poll<Option<WorkerEvent>> {
+        let mut s = self.lock();
+        if let Some(e) = s.events.pop_front() {
+            return Poll::Ready(Some(e));
+        }
+        if s.closed {
+            return Poll::Ready(None);
+        }
+        park(&mut s.event_waiters, cx);
+        Poll::Pending
+    }
+
+    pub(super) fn poll_quit(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.quit || s.closed {
+            return Poll::Ready(());
+        }
+        park(&mut s.quit_waiters, cx);
+        Poll::Pending
+    }
+
+    /// Room for `len` bytes in `dest`'s window, then `f` with the window (its room
+    /// taken). A frame larger than the whole window gets it once the window is empty.
+    fn poll_room(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        len: usize,
+        f: impl FnOnce(&mut Window),
+    ) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if s.closed || dest.is_some_and(|id| !s.is_live(id)) {
+            return Poll::Ready(Err(Error::PeerGone));
+        }
+        let cap = s.window_cap;
+        let w = s.windows.entry(dest);
+        if w.used == 0 || w.used.saturating_add(len) <= cap {
+            f(w);
+            s.nudge();
+            return Poll::Ready(Ok(()));
+        }
+        park(&mut w.waiters, cx);
+        Poll::Pending
+    }
+
+    /// Reserves `len` bytes of `dest`'s window.
+    pub(super) fn poll_reserve(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        len: usize,
+    ) -> Poll<Result<(), Error>> {
+        self.poll_room(cx, dest, len, |w| w.used = w.used.saturating_add(len))
+    }
+
+    /// Queues a frame in `dest`'s window once it has room: in the poll that completes,
+    /// never before (a send future dropped earlier queued nothing).
+    pub(super) fn poll_send(
+        &self,
+        cx: &Context<'_>,
+        dest: Dest,
+        ty: u32,
+        payload: &[u8],
+    ) -> Poll<Result<(), Error>> {
+        self.poll_room(cx, dest, payload.len(), |w| w.push(ty, payload))
+    }
+
+    /// Gives back `len` reserved bytes that were not used.
+    pub(super) fn unreserve(&self, dest: Dest, len: usize) {
+        let mut s = self.lock();
+        if let Some(w) = s.windows.get_mut(dest) {
+            w.used = w.used.saturating_sub(len);
+        }
+        s.window_room(dest);
+    }
+
+    /// Queues a frame in `dest`'s window, whose `reserved` bytes were reserved for it.
+    pub(super) fn enqueue(&self, dest: Dest, reserved: usize, ty: u32, payload: &[u8]) {
+        let mut s = self.lock();
+        let w = s.windows.entry(dest);
+        w.used = w.used.saturating_sub(reserved);
+        w.push(ty, payload);
+        s.nudge();
+    }
+
+    pub(super) fn command(&self, c: Cmd) {
+        let mut s = self.lock();
+        s.cmds.push(c);
+        s.nudge();
+    }
+}

@@ -17,7 +17,8 @@
 #                       rolling restart, SIGTERM: graceful stop; part of `make test`)
 #   make example-handoff  build examples/accept_handoff.c and run its self-test (accepted
 #                       TCP connections handed to workers round-robin; part of `make test`)
-#   make header         copy the freshly generated header to include/mln_ipc.h
+#   make header         generate the C header (scripts/gen-header: cbindgen) and copy it to
+#                       include/mln_ipc.h
 #   make check-header   fail if include/mln_ipc.h differs from a fresh generation
 #   make check-libs     fail if LIBS below differs from rustc's --print native-static-libs
 #   make install        PREFIX=/usr/local (and DESTDIR): headers into include/mln_ipc/,
@@ -59,8 +60,12 @@ TARGET_DIR := $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
 LIB_A := $(RELEASE_DIR)/libmln_ipc.a
 LIB_SO := $(RELEASE_DIR)/libmln_ipc.so
-# Written by build.rs on every build (never into include/).
-GEN_HEADER := $(RELEASE_DIR)/mln_ipc.h
+# The header generator scripts/gen-header (cbindgen) writes here, only when `make header` or
+# `make check-header` runs it (no build of the library does: a crate that depends on
+# melon-ipc never compiles cbindgen). Every C build here uses the committed
+# include/mln_ipc.h, which check-header (a stage of `make test`) keeps fresh.
+GEN_HEADER := $(TARGET_DIR)/gen-header/mln_ipc.h
+GEN_HEADER_CMD := $(CARGO) run -p mln-ipc-gen-header -- $(GEN_HEADER)
 
 # The melon build has a target directory of its own.
 MELON_FEATURES := --no-default-features --features melon
@@ -153,10 +158,12 @@ example:
 	$(CARGO) run --release $(TEST_FEATURES) --example accept_handoff -- --self-test
 	$(CARGO) run --release $(TEST_FEATURES) --example async_fanout
 
-# With the async face, and the library without it (what `make build` compiles).
+# With the optional features, the library without them (what `make build` compiles), and
+# the header generator (a package of the workspace that plain cargo commands skip).
 clippy:
 	$(CARGO) clippy --all-targets $(TEST_FEATURES) -- -D warnings
 	$(CARGO) clippy --lib -- -D warnings
+	$(CARGO) clippy -p mln-ipc-gen-header -- -D warnings
 
 clippy-melon:
 	$(CARGO) clippy $(MELON_FEATURES) --lib -- -D warnings
@@ -231,15 +238,15 @@ example-handoff: build
 	$(CC) $(CTEST_CFLAGS) examples/accept_handoff.c $(LIB_A) $(LIBS) -o $(TARGET_DIR)/examples/accept_handoff
 	timeout -k 5 90 $(TARGET_DIR)/examples/accept_handoff --self-test
 
-header: build
-	@test -s $(GEN_HEADER) || { echo "error: $(GEN_HEADER) was not generated (see the cargo warnings above)"; exit 1; }
+header:
+	$(GEN_HEADER_CMD)
 	cp $(GEN_HEADER) include/mln_ipc.h
 	@echo "include/mln_ipc.h updated; commit it together with the source change."
 
 # The committed header must be exactly what the pinned cbindgen makes of the current
 # sources; and every public header must compile on its own, as C89, C99 and C++.
-check-header: build
-	@test -s $(GEN_HEADER) || { echo "error: $(GEN_HEADER) was not generated (see the cargo warnings above)"; exit 1; }
+check-header:
+	$(GEN_HEADER_CMD)
 	@if ! cmp -s $(GEN_HEADER) include/mln_ipc.h; then \
 	    echo "error: include/mln_ipc.h is out of date with the Rust sources / cbindgen.toml."; \
 	    echo "       Run 'make header' and commit include/mln_ipc.h. Difference (committed -> fresh):"; \

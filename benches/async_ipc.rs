@@ -68,7 +68,7 @@ fn sync_stream(size: usize, n: u64) -> f64 {
     took.get()
 }
 
-fn async_stream(size: usize, n: u64) -> f64 {
+fn async_stream(size: usize, n: u64, many: bool) -> f64 {
     let took = Rc::new(Cell::new(0.0f64));
     let t = took.clone();
     AsyncBuilder::new()
@@ -88,8 +88,20 @@ fn async_stream(size: usize, n: u64) -> f64 {
             move |m: AsyncMaster| async move {
                 let t0 = Instant::now();
                 m.send(m.workers()[0], GO, []).await.expect("go");
-                for _ in 0..n {
-                    m.recv().await.expect("data");
+                if many {
+                    // The burst taken as it comes: every frame received so far per step.
+                    let mut buf = Vec::with_capacity(4096);
+                    let mut got = 0u64;
+                    while got < n {
+                        buf.clear();
+                        let k = m.recv_many(&mut buf, 4096).await;
+                        assert!(k > 0, "the stream ended early");
+                        got += k as u64;
+                    }
+                } else {
+                    for _ in 0..n {
+                        m.recv().await.expect("data");
+                    }
                 }
                 t.set(t0.elapsed().as_secs_f64());
                 m.shutdown(Duration::from_secs(5)).await;
@@ -161,9 +173,10 @@ fn async_rtt(n: u64) -> f64 {
 fn child(figure: &str) {
     let secs = match figure {
         "sync-64" => sync_stream(64, count_for(64)),
-        "async-64" => async_stream(64, count_for(64)),
+        "async-64" => async_stream(64, count_for(64), false),
+        "async-64-many" => async_stream(64, count_for(64), true),
         "sync-16k" => sync_stream(16384, count_for(16384)),
-        "async-16k" => async_stream(16384, count_for(16384)),
+        "async-16k" => async_stream(16384, count_for(16384), false),
         "sync-rtt" => sync_rtt(count_for(16384)),
         "async-rtt" => async_rtt(count_for(16384)),
         _ => panic!("unknown figure {figure}"),
@@ -208,6 +221,7 @@ fn main() {
     println!("async face vs sync Rust API, median of {reps} (worker -> master stream; round trip)");
     for (name, size, sync, asy) in [
         ("stream 64 B", 64, "sync-64", "async-64"),
+        ("64 B recv_many", 64, "sync-64", "async-64-many"),
         ("stream 16 KiB", 16384, "sync-16k", "async-16k"),
     ] {
         let n = count_for(size) as f64;

@@ -534,9 +534,68 @@ fn c_handlers() {
     assert!(summary.is_clean(), "{summary:?}");
 }
 
+/// A burst taken with `recv_many` (master side) and a second one on the worker side: every
+/// frame once, in order, batches of at most the limit; once a worker was asked to quit and
+/// its frames were taken, `recv_many` gives 0.
+fn recv_many() {
+    const N: u64 = 20_000;
+    const LIMIT: usize = 300;
+    let summary = Builder::new()
+        .workers(1)
+        .master_types([DATA])
+        .worker_types([REQ])
+        .run(
+            |w: AsyncWorker| async move {
+                for i in 0..N {
+                    w.send(DATA, i.to_ne_bytes()).await.expect("data");
+                }
+                let mut buf = Vec::new();
+                let mut next = 0u64;
+                loop {
+                    buf.clear();
+                    let k = w.recv_many(&mut buf, LIMIT).await;
+                    if k == 0 {
+                        break;
+                    }
+                    assert!(k <= LIMIT && k == buf.len());
+                    for f in &buf {
+                        assert_eq!(u64_of(&f.payload), next, "worker: out of order");
+                        next += 1;
+                    }
+                }
+                assert_eq!(next, N, "worker: frames lost before the quit");
+            },
+            |m: AsyncMaster| async move {
+                let to = m.workers()[0];
+                for i in 0..N {
+                    m.send(to, REQ, i.to_ne_bytes()).await.expect("req");
+                }
+                let mut buf = Vec::new();
+                let mut next = 0u64;
+                let mut batches = 0;
+                while next < N {
+                    buf.clear();
+                    let k = m.recv_many(&mut buf, LIMIT).await;
+                    assert!(k > 0 && k <= LIMIT && k == buf.len());
+                    batches += 1;
+                    for (from, f) in &buf {
+                        assert_eq!(*from, to);
+                        assert_eq!(u64_of(&f.payload), next, "master: out of order");
+                        next += 1;
+                    }
+                }
+                assert!(batches < N, "never more than one frame at a time");
+                m.shutdown(Duration::from_secs(5)).await;
+            },
+        )
+        .expect("run");
+    assert!(summary.is_clean(), "{summary:?}");
+}
+
 fn main() -> ExitCode {
     common::main(&[
         ("stream", stream),
+        ("recv_many", recv_many),
         ("backpressure", backpressure),
         ("cancellation", cancellation),
         ("restart", restart),

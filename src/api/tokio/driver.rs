@@ -48,6 +48,36 @@ impl AsRawFd for Epfd {
 thread_local! {
     /// The shared state of this process's driver, for the core's writable callback.
     static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+    /// Frames the core's handlers received during the current turn of the loop, in order:
+    /// they enter the shared inbox together when the turn ends ([`flush_staged`]), one
+    /// lock and one wake per turn instead of one per frame.
+    static STAGED: RefCell<Vec<(Dest, super::Frame)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A frame received by a handler of the core (on the loop's thread, inside a turn).
+pub(super) fn stage(from: Dest, f: super::Frame) {
+    STAGED.with_borrow_mut(|v| v.push((from, f)));
+}
+
+/// Moves the staged frames into the inbox of `inner`, in order (after each turn, and
+/// before a quit or the close, which end the stream only after the frames before them).
+pub(super) fn flush_staged(inner: &Inner) {
+    let staged = STAGED.with_borrow_mut(|v| {
+        if v.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(v))
+        }
+    });
+    if let Some(mut frames) = staged {
+        inner.lock().push_frames(frames.drain(..));
+        // Keep the buffer's capacity for the next turn (the common case: a burst).
+        STAGED.with_borrow_mut(|v| {
+            if v.is_empty() {
+                *v = frames;
+            }
+        });
+    }
 }
 
 pub(super) struct Driver {
@@ -84,6 +114,8 @@ impl Driver {
         // A worker forked by a restart inside the master's driver still names the master's
         // state here: leaked, as the rest of the master's runtime in that process.
         CURRENT.with_borrow_mut(|c| std::mem::forget(c.replace(inner.clone())));
+        // And frames the master staged in the turn that forked it are the master's.
+        STAGED.with_borrow_mut(|v| v.clear());
         process::set_writable_handler(Some(writable), core::ptr::null_mut());
         let mut d = Driver {
             ev,
@@ -280,6 +312,7 @@ impl Driver {
             }
             // SAFETY: as above.
             let seen = unsafe { ev_loop::turn(self.ev, look) };
+            flush_staged(&self.inner);
             if look && seen == 0 {
                 // Nothing was ready when the turn looked: what comes later raises a new
                 // edge in tokio's epoll.
@@ -384,6 +417,7 @@ impl Drop for Driver {
     fn drop(&mut self) {
         process::set_writable_handler(None, core::ptr::null_mut());
         CURRENT.with_borrow_mut(|c| *c = None);
+        flush_staged(&self.inner);
         self.inner.lock().close();
     }
 }
@@ -424,6 +458,9 @@ pub(super) unsafe extern "C" fn quit(
     _ev: *mut mln_event_t,
     _data: *mut c_void,
 ) -> core::ffi::c_int {
-    with_current(|i| i.lock().set_quit());
+    with_current(|i| {
+        flush_staged(i);
+        i.lock().set_quit()
+    });
     1
 }

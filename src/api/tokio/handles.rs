@@ -128,6 +128,18 @@ impl AsyncMaster {
             .map(|(d, f)| from_worker(d, f))
     }
 
+    /// Waits for frames as [`AsyncMaster::recv`] does, then appends up to `limit` of those
+    /// received (at least one) to `buf`, in order, in one step: the way to take a burst.
+    /// Returns how many; 0 only once the async side ends (a `limit` of 0 counts as 1).
+    /// Cancel-safe: frames are moved into `buf` only when it returns.
+    pub async fn recv_many(&self, buf: &mut Vec<(WorkerId, Frame)>, limit: usize) -> usize {
+        poll_fn(|cx| {
+            self.inner
+                .poll_recv_many(cx, limit, |d, f| buf.push(from_worker(d, f)))
+        })
+        .await
+    }
+
     /// The received frames as a stream (shared with [`AsyncMaster::recv`]: each frame
     /// goes to one of them).
     pub fn receiver(&self) -> Receiver<(WorkerId, Frame)> {
@@ -226,6 +238,11 @@ impl AsyncWorker {
     /// asked this worker to quit and the frames that came before were taken.
     pub async fn recv(&self) -> Option<Frame> {
         poll_fn(|cx| self.inner.poll_recv(cx)).await.map(|(_, f)| f)
+    }
+
+    /// Frames from the master in one step, as [`AsyncMaster::recv_many`].
+    pub async fn recv_many(&self, buf: &mut Vec<Frame>, limit: usize) -> usize {
+        poll_fn(|cx| self.inner.poll_recv_many(cx, limit, |_, f| buf.push(f))).await
     }
 
     /// The received frames as a stream.

@@ -231,15 +231,13 @@ where
         handlers::install_master(
             ty,
             Box::new(move |_, from, data| {
-                driver::with_current(|i| {
-                    i.lock().push_frame(
-                        Some(from),
-                        Frame {
-                            ty,
-                            payload: data.to_vec(),
-                        },
-                    )
-                })
+                driver::stage(
+                    Some(from),
+                    Frame {
+                        ty,
+                        payload: data.to_vec(),
+                    },
+                )
             }),
         );
     }
@@ -247,15 +245,13 @@ where
         handlers::install_worker(
             ty,
             Box::new(move |_, data| {
-                driver::with_current(|i| {
-                    i.lock().push_frame(
-                        None,
-                        Frame {
-                            ty,
-                            payload: data.to_vec(),
-                        },
-                    )
-                })
+                driver::stage(
+                    None,
+                    Frame {
+                        ty,
+                        payload: data.to_vec(),
+                    },
+                )
             }),
         );
     }

@@ -233,8 +233,9 @@ impl Shared {
         self.live_at.get(id.index()).copied().flatten() == Some(id)
     }
 
-    pub(super) fn push_frame(&mut self, from: Dest, f: Frame) {
-        self.inbox.push_back((from, f));
+    /// Frames received (in order), with one wake.
+    pub(super) fn push_frames(&mut self, frames: impl Iterator<Item = (Dest, Frame)>) {
+        self.inbox.extend(frames);
         if Shared::wake_list(self.polling, &self.driver, &mut self.recv_waiters) {
             self.self_woken = true;
         }
@@ -325,6 +326,35 @@ impl Inner {
         // A worker asked to quit: its stream ends once what came before is taken.
         if s.closed || s.quit {
             return Poll::Ready(None);
+        }
+        park(&mut s.recv_waiters, cx);
+        Poll::Pending
+    }
+
+    /// Up to `limit` received frames, in order, handed to `take`: how many (0 only once the
+    /// stream ended, as [`Inner::poll_recv`]'s `None`); one lock for the batch.
+    pub(super) fn poll_recv_many(
+        &self,
+        cx: &Context<'_>,
+        limit: usize,
+        mut take: impl FnMut(Dest, Frame),
+    ) -> Poll<usize> {
+        let mut s = self.lock();
+        let before = s.inbox.len();
+        let n = before.min(limit.max(1));
+        if n > 0 {
+            for (d, f) in s.inbox.drain(..n) {
+                take(d, f);
+            }
+            // Reading resumes at half the queue (see the driver's mute).
+            let half = s.inbox_cap / 2;
+            if before > half && s.inbox.len() <= half {
+                s.nudge();
+            }
+            return Poll::Ready(n);
+        }
+        if s.closed || s.quit {
+            return Poll::Ready(0);
         }
         park(&mut s.recv_waiters, cx);
         Poll::Pending

@@ -592,10 +592,118 @@ fn recv_many() {
     assert!(summary.is_clean(), "{summary:?}");
 }
 
+/// Bytes as a typed message of type `T` (for the synchronous API's reply and call).
+struct Text<const T: u32>(Vec<u8>);
+
+impl<const T: u32> mln_ipc::api::Message for Text<T> {
+    const TYPE: u32 = T;
+    fn encode(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Text(bytes.to_vec()))
+    }
+}
+
+const P_ECHO: u32 = 2700;
+const P_UPPER: u32 = 2701;
+const P_ASK: u32 = 2702;
+const P_TOLD: u32 = 2703;
+
+/// The program an async master spawns (this binary, `--sync-program`): written with the
+/// synchronous API's `Program`; it echoes, answers calls, calls its master once at its
+/// start and reports the answer.
+fn sync_program() -> ExitCode {
+    use mln_ipc::api::{CallError, Program, Worker};
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("program failed: {info}");
+        std::process::abort();
+    }));
+    let r = Program::from_env()
+        .expect("started by spawn")
+        .on_worker(P_ECHO, |w: &mut Worker, p: &[u8]| {
+            w.send(P_ECHO, p).expect("echo");
+        })
+        .on_worker_message(|w: &mut Worker, t: Text<P_UPPER>| {
+            w.reply(&Text::<P_UPPER>(t.0.to_ascii_uppercase()))
+                .expect("reply");
+        })
+        .on_start(|w: &mut Worker| {
+            w.call(
+                &Text::<P_ASK>(b"who".to_vec()),
+                |w: &mut Worker, r: Result<Text<P_ASK>, CallError>| {
+                    let answer = r.expect("the async master answers").0;
+                    w.send(P_TOLD, answer).expect("told");
+                },
+            )
+            .expect("call the master");
+        })
+        .run();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("program: {e}");
+            ExitCode::from(9)
+        }
+    }
+}
+
+/// An async master drives a program written with the synchronous API (`Program`), on the
+/// same wire: frames both ways, calls both ways (the async `call` answered by the sync
+/// `reply`, the sync `call` answered by the async `reply`), a graceful stop it obeys.
+fn drives_sync_program() {
+    let exe = std::env::current_exe().expect("current_exe");
+    let summary = Builder::new()
+        .workers(0)
+        .master_types([P_ECHO, P_TOLD])
+        .spawn(&exe, ["--sync-program"], false)
+        .run(
+            |_: AsyncWorker| async move {},
+            |m: AsyncMaster| async move {
+                let c = m.next_call().await.expect("the program's call");
+                assert_eq!(c.request.ty, P_ASK);
+                assert_eq!(c.request.payload, b"who");
+                c.reply(P_ASK, b"the async master").await.expect("answer");
+                let (prog, told) = m.recv().await.expect("told");
+                assert_eq!(told.ty, P_TOLD);
+                assert_eq!(told.payload, b"the async master");
+                for i in 0..1000u32 {
+                    m.send(prog, P_ECHO, i.to_ne_bytes()).await.expect("echo");
+                }
+                for i in 0..1000u32 {
+                    let (from, f) = m.recv().await.expect("echoed");
+                    assert_eq!(from, prog);
+                    assert_eq!(f.payload, i.to_ne_bytes());
+                }
+                let r = m.call(prog, P_UPPER, b"shout").await.expect("call");
+                assert!(r.answered(), "status {}", r.status);
+                assert_eq!(r.frame.ty, P_UPPER);
+                assert_eq!(r.frame.payload, b"SHOUT");
+                let r = m.call(prog, 2799, b"?").await.expect("call");
+                assert_eq!(r.status, 1, "no handler for that type");
+                m.shutdown(Duration::from_secs(5)).await;
+                let mut ev = m.events();
+                loop {
+                    if let Some(WorkerEvent::Exited { how, status, .. }) = next(&mut ev).await {
+                        assert_eq!(how, End::Stopped);
+                        assert_eq!(status.and_then(|s| s.code()), Some(0));
+                        break;
+                    }
+                }
+            },
+        )
+        .expect("run");
+    assert!(summary.killed.is_empty(), "{summary:?}");
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--sync-program") {
+        return sync_program();
+    }
     common::main(&[
         ("stream", stream),
         ("recv_many", recv_many),
+        ("drives_sync_program", drives_sync_program),
         ("backpressure", backpressure),
         ("cancellation", cancellation),
         ("restart", restart),

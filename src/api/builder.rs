@@ -225,26 +225,13 @@ impl Builder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        use std::os::unix::ffi::OsStrExt;
-        let prog = program.as_ref().as_os_str().as_bytes();
-        if prog.is_empty() {
-            return self.fail(Error::InvalidArgument("spawn: empty program path"));
+        match program_argv(program.as_ref(), args) {
+            Ok(v) => {
+                self.programs.push((v, supervised));
+                self
+            }
+            Err(e) => self.fail(e),
         }
-        let mut v = Vec::new();
-        let Ok(p) = CString::new(prog) else {
-            return self.fail(Error::InvalidArgument(
-                "spawn: NUL byte in the program path",
-            ));
-        };
-        v.push(p);
-        for a in args {
-            let Ok(a) = CString::new(a.as_ref()) else {
-                return self.fail(Error::InvalidArgument("spawn: NUL byte in an argument"));
-            };
-            v.push(a);
-        }
-        self.programs.push((v, supervised));
-        self
     }
 
     /// The largest message accepted and sent, counted as the frame's length field (4 +
@@ -400,4 +387,27 @@ pub(super) fn typed_worker<M: Message + 'static>(
             ))
         }
     }
+}
+
+/// A program's `argv` for `spawn` (the Builder's and the async Builder's): the path, then
+/// the arguments, each without a NUL byte.
+pub(super) fn program_argv<I, S>(program: &Path, args: I) -> Result<Vec<CString>, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    use std::os::unix::ffi::OsStrExt;
+    let prog = program.as_os_str().as_bytes();
+    if prog.is_empty() {
+        return Err(Error::InvalidArgument("spawn: empty program path"));
+    }
+    let mut v = vec![CString::new(prog)
+        .map_err(|_| Error::InvalidArgument("spawn: NUL byte in the program path"))?];
+    for a in args {
+        v.push(
+            CString::new(a.as_ref())
+                .map_err(|_| Error::InvalidArgument("spawn: NUL byte in an argument"))?,
+        );
+    }
+    Ok(v)
 }

@@ -351,7 +351,7 @@ fn worker_main(mut start: Option<Box<WorkerStartFn>>, timeout: Duration) -> ! {
     std::process::exit(0)
 }
 
-fn check_executable(program: &CStr) -> Result<(), Error> {
+pub(super) fn check_executable(program: &CStr) -> Result<(), Error> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     let path = Path::new(std::ffi::OsStr::from_bytes(program.to_bytes()));

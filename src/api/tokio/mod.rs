@@ -59,7 +59,7 @@ pub use shared::Frame;
 use super::handlers::{self, guarded_with};
 use super::run::{self as sync_run, CLAIMED};
 use super::{lifecycle, Error, RunSummary, WorkerEvent, RESERVED_MAX};
-use crate::abi::{M_PET_DFL, M_PST_SUP};
+use crate::abi::{M_PET_DFL, M_PET_EXE, M_PST_DFL, M_PST_SUP};
 use crate::process::{self, Forked};
 use crate::reactor::standalone as ev_loop;
 use crate::registry::Side;
@@ -90,6 +90,8 @@ pub struct Builder {
     queue_limit: Option<usize>,
     stop_timeout: Duration,
     worker_runtime: Option<Box<RuntimeFn>>,
+    programs: Vec<(Vec<std::ffi::CString>, bool)>,
+    error: Option<Error>,
 }
 
 impl Default for Builder {
@@ -111,6 +113,8 @@ impl Builder {
             queue_limit: None,
             stop_timeout: super::DRAIN_LIMIT,
             worker_runtime: None,
+            programs: Vec::new(),
+            error: None,
         }
     }
 
@@ -166,6 +170,30 @@ impl Builder {
         self
     }
 
+    /// Also starts `program` with `args`, as [`super::Builder::spawn`]: an executable
+    /// file, given its channel's descriptor number as its last argument; `supervised`:
+    /// executed again when it dies. It speaks the wire format: a C program, or a Rust one
+    /// written with [`super::Program`]. Its frames reach the master's `recv` and calls as
+    /// a worker's do; its index follows the workers'.
+    pub fn spawn<I, S>(
+        mut self,
+        program: impl AsRef<std::path::Path>,
+        args: I,
+        supervised: bool,
+    ) -> Builder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match super::builder::program_argv(program.as_ref(), args) {
+            Ok(v) => self.programs.push((v, supervised)),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
     /// How each worker builds its runtime, after the fork (default: current-thread with
     /// I/O and time). A multi-thread runtime is fine in a worker: its async main and
     /// tasks may use the [`AsyncWorker`] from any thread.
@@ -189,8 +217,14 @@ impl Builder {
         M: FnOnce(AsyncMaster) -> MF,
         MF: Future<Output = ()>,
     {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Error::RuntimeRunning);
+        }
+        for (args, _) in &self.programs {
+            sync_run::check_executable(&args[0])?;
         }
         let threads = process::thread_count();
         if threads > 1 {
@@ -220,7 +254,7 @@ impl Builder {
     }
 }
 
-fn start<W, WF, M, MF>(b: Builder, worker: W, master: M) -> Result<RunSummary, Error>
+fn start<W, WF, M, MF>(mut b: Builder, worker: W, master: M) -> Result<RunSummary, Error>
 where
     W: FnOnce(AsyncWorker) -> WF,
     WF: Future<Output = ()>,
@@ -287,6 +321,13 @@ where
             Ok(Forked::Parent) => {}
             Ok(Forked::Child) => worker_process(&b, worker.take()),
             Err(e) => return Err(sync_run::abort_start(e)),
+        }
+    }
+    for (args, supervised) in std::mem::take(&mut b.programs) {
+        let stype = if supervised { M_PST_SUP } else { M_PST_DFL };
+        let plan = process::new_plan(M_PET_EXE, stype, Some(process::ExecArgs::new(args)));
+        if let Err(e) = process::spawn_plan_checked(plan, null_mut()) {
+            return Err(sync_run::abort_start(e));
         }
     }
     let ev = ev_loop::new();

@@ -119,7 +119,7 @@
 //! [`Master::reply`], their wire and the table of pending calls), `stats` ([`Stats`],
 //! [`RunSummary`]), `builder` ([`Builder`]), `run` (what `Builder::run` does, and a
 //! program's life), `program` ([`Program`]: a program started with `spawn`, written with
-//! the worker's handlers).
+//! the worker's handlers), `tokio` (feature `tokio`: the async face, docs/async.md).
 
 mod builder;
 mod call;

@@ -4,7 +4,8 @@
 //! A handler closure is wrapped, at `run`, into a closure of one shape (loop, the core's
 //! `f_ptr`, payload) that builds its side's context ([`Master`] with the sender's
 //! [`WorkerId`], or [`Worker`]); the wrapped closure is leaked into an [`Entry`] that is
-//! the handler's data slot in the core's tables (which never free an entry).
+//! the handler's data slot in the core's tables (which never free an entry), and freed by
+//! [`drop_all`] once `run` ends, after it is taken out of the tables.
 
 use super::context::{Master, Worker};
 use super::identity::{self, WorkerId};

@@ -148,16 +148,7 @@ pub(crate) fn end_loop_instead(ev: *mut mln_event_t, why: &str) -> bool {
             ch.phase.advance(Phase::Failing);
             if !ch.ev.is_null() {
                 // SAFETY: the channel's loop is live (it is running this pass).
-                unsafe {
-                    reactor::fd_set(
-                        ch.ev,
-                        ch.ch.raw(),
-                        M_EV_CLR,
-                        M_EV_UNLIMITED,
-                        null_mut(),
-                        None,
-                    )
-                };
+                unsafe { reactor::fd_clear(ch.ev, ch.ch.raw()) };
                 ch.ev = null_mut();
             }
         }

@@ -27,7 +27,7 @@ pub(crate) fn register(p: &mut Proc, ev: *mut mln_event_t, peer: Peer) -> bool {
         #[cfg(feature = "standalone")]
         // SAFETY: `old` is live, see above.
         unsafe {
-            reactor::fd_set(old, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None)
+            reactor::fd_clear(old, fd)
         };
     }
     ch.ev = ev;

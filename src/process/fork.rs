@@ -520,16 +520,7 @@ fn discard(c: *mut Child) {
     if let Some(live) = live {
         if !live.chan.ev.is_null() {
             // SAFETY: the channel's loop is live.
-            unsafe {
-                crate::reactor::fd_set(
-                    live.chan.ev,
-                    live.chan.ch.raw(),
-                    M_EV_CLR,
-                    M_EV_UNLIMITED,
-                    null_mut(),
-                    None,
-                )
-            };
+            unsafe { crate::reactor::fd_clear(live.chan.ev, live.chan.ch.raw()) };
         }
     }
     super::pids::kill_and_reap(pid);

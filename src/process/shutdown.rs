@@ -104,7 +104,7 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
                     reactor::timer_cancel(d.ev, d.timer);
                 }
                 if let Some(fd) = d.pidfd.as_ref().and_then(|f| f.raw()) {
-                    reactor::fd_set(d.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+                    reactor::fd_clear(d.ev, fd);
                 }
             }
             if let Some(f) = d.pidfd.take() {
@@ -199,7 +199,7 @@ fn drain_and_close(chan: &mut Chan, deadline: Instant) -> usize {
     };
     if !chan.ev.is_null() {
         // SAFETY: the channel's loop is live (caller's contract).
-        unsafe { reactor::fd_set(chan.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None) };
+        unsafe { reactor::fd_clear(chan.ev, fd) };
         chan.ev = null_mut();
     }
     lost

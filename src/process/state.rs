@@ -224,9 +224,7 @@ impl Live {
         if let Some(fd) = exit_fd.as_ref().and_then(|f| f.raw()) {
             if !ev.is_null() {
                 // SAFETY: registered on that loop (live, as above).
-                unsafe {
-                    crate::reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None)
-                };
+                unsafe { crate::reactor::fd_clear(ev, fd) };
             }
         }
     }

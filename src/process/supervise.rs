@@ -89,16 +89,7 @@ pub(crate) fn close_in(
         if ch.phase != Phase::Closing && !ch.ev.is_null() {
             // SAFETY: the channel's loop is live (forgotten when freed); a CLR inside that
             // fd's own handler is allowed.
-            unsafe {
-                reactor::fd_set(
-                    ch.ev,
-                    ch.ch.raw(),
-                    M_EV_CLR,
-                    M_EV_UNLIMITED,
-                    null_mut(),
-                    None,
-                )
-            };
+            unsafe { reactor::fd_clear(ch.ev, ch.ch.raw()) };
             ch.send_armed = false;
         }
         if ch.phase.advance(Phase::Closing) {
@@ -132,16 +123,7 @@ pub(crate) fn close_in(
     if !chan.ev.is_null() {
         // SAFETY: the channel's loop is live (forgotten when freed); a CLR inside that
         // fd's own handler is allowed.
-        unsafe {
-            reactor::fd_set(
-                chan.ev,
-                chan.ch.raw(),
-                M_EV_CLR,
-                M_EV_UNLIMITED,
-                null_mut(),
-                None,
-            )
-        };
+        unsafe { reactor::fd_clear(chan.ev, chan.ch.raw()) };
     }
     let ev = if chan.ev.is_null() { ev_hint } else { chan.ev };
     let lost = chan.ch.tx.queued_frames();
@@ -349,7 +331,7 @@ fn watch_exit(
             }
             if let Some(f) = &d.pidfd {
                 if let Some(fd) = f.raw() {
-                    reactor::fd_set(ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+                    reactor::fd_clear(ev, fd);
                 }
                 f.kill();
                 f.wait(KILL_WAIT);
@@ -503,7 +485,7 @@ fn finish_dying(p: &mut Proc, mut d: Dying, status: Status) {
             reactor::timer_cancel(d.ev, d.timer);
         }
         if let Some(fd) = d.pidfd.as_ref().and_then(|f| f.raw()) {
-            reactor::fd_set(d.ev, fd, M_EV_CLR, M_EV_UNLIMITED, null_mut(), None);
+            reactor::fd_clear(d.ev, fd);
         }
     }
     d.pidfd = None;

@@ -51,6 +51,24 @@ pub unsafe fn fd_set(
     unsafe { backend::fd_set(ev, fd, flag, timeout_ms, data, h) }
 }
 
+/// Stops watching `fd` on `ev` (Melon's `mln_event_fd_set` with `M_EV_CLR`): the one way
+/// the core takes a descriptor off a loop. A CLR inside that descriptor's own handler is
+/// allowed. `ev` must be a live loop.
+#[inline]
+pub unsafe fn fd_clear(ev: *mut mln_event_t, fd: c_int) -> c_int {
+    // SAFETY: forwarded contract: `ev` is a live loop of this backend.
+    unsafe {
+        backend::fd_set(
+            ev,
+            fd,
+            crate::abi::M_EV_CLR,
+            crate::abi::M_EV_UNLIMITED,
+            core::ptr::null_mut(),
+            None,
+        )
+    }
+}
+
 /// Melon's `mln_event_timer_set`: a one-shot timer; a 0 ms timer set from a handler runs
 /// after the current handlers and before the loop next blocks. NULL on failure: "could not
 /// set now" (no memory, or the loop is busy, see [`is_busy`]).

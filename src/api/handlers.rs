@@ -169,7 +169,7 @@ pub(super) fn serve(
 
 /// # Safety
 /// `buf` is NULL or points at `len` readable bytes that stay valid during the call.
-unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
+pub(super) unsafe fn payload<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
     if buf.is_null() || len == 0 {
         return &[];
     }

@@ -437,16 +437,6 @@ fn parse_reply(b: &[u8]) -> Option<(u64, u32, u32, &[u8])> {
 // The core's handlers, and the hooks of `run`
 // ---------------------------------------------------------------------------------------
 
-/// # Safety
-/// `buf` is NULL or points at `len` readable bytes valid during the call.
-unsafe fn bytes<'a>(buf: *mut c_void, len: u32) -> &'a [u8] {
-    if buf.is_null() || len == 0 {
-        return &[];
-    }
-    // SAFETY: per the contract (a frame's payload in the receive buffer).
-    unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len as usize) }
-}
-
 unsafe extern "C" fn master_call(
     ev: *mut mln_event_t,
     f_ptr: *mut c_void,
@@ -455,7 +445,7 @@ unsafe extern "C" fn master_call(
     _: *mut *mut c_void,
 ) {
     // SAFETY: the core hands the frame's payload, valid during this call.
-    let data = unsafe { bytes(buf, len) };
+    let data = unsafe { handlers::payload(buf, len) };
     guarded(
         format_args!("request from a worker"),
         || match identity::id_of(f_ptr.cast()) {
@@ -475,7 +465,7 @@ unsafe extern "C" fn master_reply(
     _: *mut *mut c_void,
 ) {
     // SAFETY: as in `master_call`.
-    let data = unsafe { bytes(buf, len) };
+    let data = unsafe { handlers::payload(buf, len) };
     guarded(
         format_args!("answer from a worker"),
         || match identity::id_of(f_ptr.cast()) {
@@ -495,7 +485,7 @@ unsafe extern "C" fn worker_call(
     _: *mut *mut c_void,
 ) {
     // SAFETY: as in `master_call`.
-    let data = unsafe { bytes(buf, len) };
+    let data = unsafe { handlers::payload(buf, len) };
     guarded(format_args!("request from the master"), || {
         serve_call(ev, Side::Worker, Peer::Master, f_ptr, data)
     });
@@ -509,7 +499,7 @@ unsafe extern "C" fn worker_reply(
     _: *mut *mut c_void,
 ) {
     // SAFETY: as in `master_call`.
-    let data = unsafe { bytes(buf, len) };
+    let data = unsafe { handlers::payload(buf, len) };
     guarded(format_args!("answer from the master"), || {
         reply_came(ev, None, data)
     });

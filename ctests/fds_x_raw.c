@@ -22,6 +22,7 @@ static int pr[NMODES], pw[NMODES];
 static atomic_int *next_mode;
 static int m_base, eof[NMODES], pings[NMODES], raw_seen, finished;
 static long t0;
+static struct stat pw0; /* identity of pw[0]: tells a child whether it inherited the pipes */
 
 static void put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 
@@ -174,10 +175,29 @@ static void quit_timer(mln_event_t *ev, void *data)
     _exit(0);
 }
 
+/* Whether this process inherited the pipes: forked before master_process closed the
+ * write ends (the descriptor number alone says nothing, it may have been reused since). */
+static int holds_pipes(void)
+{
+    struct stat st;
+    return fstat(pw[0], &st) == 0 && st.st_dev == pw0.st_dev && st.st_ino == pw0.st_ino;
+}
+
 static void worker_process(mln_event_t *ev)
 {
-    int mode = atomic_fetch_add(next_mode, 1), i, sock;
-    if (mode >= NMODES) return; /* a replacement: idle */
+    int mode, i, sock;
+    /* A replacement forked after master_process holds no pipe: it idles and takes no
+     * mode (taking one would leave a late-starting first worker holding every write
+     * end with nothing to do: all modes would look leaked). */
+    if (!holds_pipes()) return;
+    mode = atomic_fetch_add(next_mode, 1);
+    if (mode >= NMODES) { /* nothing left to do: drop the inherited ends, idle */
+        for (i = 0; i < NMODES; ++i) {
+            close(pr[i]);
+            close(pw[i]);
+        }
+        return;
+    }
     for (i = 0; i < NMODES; ++i) {
         close(pr[i]);
         if (i != mode) close(pw[i]);
@@ -264,6 +284,7 @@ int main(int argc, char *argv[])
         pr[i] = p[0];
         pw[i] = p[1];
     }
+    CHECK(fstat(pw[0], &pw0) == 0);
     if (ctest_framework_init(&a) < 0) return 1;
     CHECK(finished != 0);
     return finished == 1 ? 0 : 1;

@@ -4,6 +4,9 @@
  * - The master sends T_OUTER with 2 descriptors (pipes' write ends; it keeps the read
  *   ends). The worker's handler takes fds[0], asks for T_INNER and dispatches until it
  *   was handled.
+ * - T_PLAIN comes first, without descriptors: its (nested) handler sees none (not the
+ *   outer frame's: only frames with descriptors get an entry on the library's stack, so
+ *   this checks that a nested handler of a plain frame does not see the outer entry).
  * - T_INNER comes with 3 descriptors; its (nested) handler sees 3, takes fds[1] and leaves
  *   fds[0] and fds[2], which are closed when it returns.
  * - Back in the outer handler: mln_ipc_fds_count() is 2 again, fds[0] is taken already
@@ -22,9 +25,10 @@
 #define T_ASK 8902
 #define T_INNER 8903
 #define T_DONE 8904
+#define T_PLAIN 8905
 
 static int po[2], pi[3], finished; /* master: read ends */
-static int inner_done;              /* worker */
+static int inner_done, plain_seen;  /* worker */
 
 static void put(int fd, const char *s)
 {
@@ -52,9 +56,20 @@ static void worker_outer(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len,
     CHECK(mln_ipc_worker_send_prepare(ev, T_DONE, NULL, 0) == 0);
 }
 
+static void worker_plain(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
+{
+    (void)ev; (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
+    CHECK(mln_ipc_fds_count() == 0);
+    CHECK(mln_ipc_fds_truncated() == 0);
+    errno = 0;
+    CHECK(mln_ipc_fd_take(1) == -1 && errno == ENOENT);
+    ++plain_seen;
+}
+
 static void worker_inner(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
     (void)f_ptr; (void)buf; (void)len; (void)udata_ptr;
+    CHECK(plain_seen == 1);
     CHECK(mln_ipc_fds_count() == 3);
     put(mln_ipc_fd_take(1), "i1");
     inner_done = 1;
@@ -70,6 +85,7 @@ static void master_ask(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, v
         pi[k] = p[0];
         fds[k] = p[1];
     }
+    CHECK(mln_ipc_master_send_prepare(ev, T_PLAIN, NULL, 0, f_ptr) == 0);
     CHECK(mln_ipc_master_send_fds_prepare(ev, T_INNER, NULL, 0, fds, 3, f_ptr) == 0);
     for (k = 0; k < 3; ++k) close(fds[k]);
 }
@@ -113,6 +129,7 @@ static int global_init(void)
     mln_ipc_child_event_handler_set(fds_exit_fails, NULL);
     if (!mln_ipc_handler_register(T_OUTER, NULL, worker_outer, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_INNER, NULL, worker_inner, NULL, NULL)) return -1;
+    if (!mln_ipc_handler_register(T_PLAIN, NULL, worker_plain, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_ASK, master_ask, NULL, NULL, NULL)) return -1;
     if (!mln_ipc_handler_register(T_DONE, master_done, NULL, NULL, NULL)) return -1;
     return 0;

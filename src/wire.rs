@@ -93,7 +93,30 @@ impl Decoder {
     }
 
     /// Decodes the next frame from `input`, the bytes received and not yet consumed.
+    #[inline]
     pub fn next<'a>(&mut self, input: &'a [u8]) -> Step<'a> {
+        // The common case, a whole valid frame at the start of `input`, without the loop
+        // (this runs for every frame received); the rest in `next_general`.
+        if self.discard == 0 {
+            if let Some((len_bytes, rest)) = input.split_first_chunk::<LEN_LEN>() {
+                let n = u32::from_ne_bytes(*len_bytes) as usize;
+                if (TYPE_LEN..=self.max).contains(&n) {
+                    if let Some((ty_bytes, _)) = rest.split_first_chunk::<TYPE_LEN>() {
+                        if let Some(payload) = rest.get(TYPE_LEN..n) {
+                            return Step::Frame {
+                                ty: u32::from_ne_bytes(*ty_bytes),
+                                payload,
+                                consumed: LEN_LEN + n,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        self.next_general(input)
+    }
+
+    fn next_general<'a>(&mut self, input: &'a [u8]) -> Step<'a> {
         let mut pos = 0;
         loop {
             if self.discard > 0 {

@@ -58,6 +58,7 @@ pub(crate) fn guard<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
 /// `guard` without the errno save and restore, for the two send functions (run once per
 /// message): their body leaves errno alone on success by itself (the channel layer puts
 /// errno back around the system calls that fail, e.g. a write that meets a full socket).
+#[inline(always)]
 pub(crate) fn guard_send<R: Fallback>(name: &str, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,

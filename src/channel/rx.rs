@@ -48,7 +48,8 @@ pub(crate) enum Next {
         ptr: *mut u8,
         len: usize,
         pin: Pin,
-        fds: Option<FrameFds>,
+        /// Boxed: rare, and this enum is returned for every frame.
+        fds: Option<Box<FrameFds>>,
     },
     /// No complete frame in the buffer.
     More,
@@ -99,7 +100,7 @@ pub(crate) struct Rx {
     /// Descriptor batches received, in order, not yet claimed by an announcing frame.
     batches: VecDeque<FdBatch>,
     /// The descriptors announced for the next frame.
-    pending: Option<FrameFds>,
+    pending: Option<Box<FrameFds>>,
     /// Descriptors received so far.
     fds_received: u64,
     /// Announced descriptors that did not come (truncated batches).
@@ -240,6 +241,7 @@ impl Rx {
     }
 
     /// The next complete frame in the buffer. A frame pins the buffer until `unpin`.
+    #[inline(always)]
     pub(crate) fn next(&mut self) -> Next {
         loop {
             if self.start == self.end {
@@ -300,7 +302,7 @@ impl Rx {
         self.fds_missing += count.saturating_sub(fds.len()) as u64;
         fds.truncate(count);
         // A second announcement before a frame (a hostile peer): the first one's go.
-        self.pending = Some(FrameFds { fds, truncated });
+        self.pending = Some(Box::new(FrameFds { fds, truncated }));
     }
 
     /// Whether `next` would hand out a frame (or report a length that ends the stream)

@@ -244,7 +244,7 @@ impl Tx {
     }
 
     /// Queues one frame (copied).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, ty: u32, payload: &[u8]) -> Result<(), Refused> {
         let h = wire::encode_header(ty, payload.len()).ok_or(Refused::Unframeable)?;
         let total = wire::HEADER_LEN + payload.len();

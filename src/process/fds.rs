@@ -1,11 +1,11 @@
 //! Descriptors that came with the frame a handler is handling (extension, issue 23):
 //! `mln_ipc_fds_count`, `mln_ipc_fd_take`, `mln_ipc_fds_truncated`, and the Rust API's
-//! `take_fds`. A stack, one entry per handler running (a handler may run the loop, and the
-//! nested handlers have frames of their own); what a handler did not take is closed when
-//! it returns.
+//! `take_fds`. A stack, one entry per running handler whose frame came with descriptors
+//! (a handler may run the loop, and the nested handlers have frames of their own); what a
+//! handler did not take is closed when it returns.
 
 use crate::channel::FrameFds;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{IntoRawFd, OwnedFd};
 
 struct Handled {
@@ -13,48 +13,93 @@ struct Handled {
     fds: Vec<Option<OwnedFd>>,
     count: u32,
     truncated: bool,
+    /// The handler depth (`DEPTH`) of the handler whose frame these are.
+    depth: u32,
 }
 
 thread_local! {
-    // The loop thread's: handlers run there.
+    // The loop thread's: handlers run there. Only frames that came with descriptors get an
+    // entry (most frames have none, and this runs for every frame handled); `DEPTH` counts
+    // the handlers running, so a nested handler of a frame without descriptors sees none,
+    // not its outer handler's.
     static STACK: RefCell<Vec<Handled>> = const { RefCell::new(Vec::new()) };
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    // Entries in `STACK` (checked without touching it).
+    static HELD: Cell<u32> = const { Cell::new(0) };
 }
 
 /// A handler is about to run for a frame that came with `fds` (or none).
-pub(crate) fn enter(fds: Option<FrameFds>) {
-    let h = match fds {
-        Some(f) => Handled {
-            count: f.fds.len() as u32,
-            fds: f.fds.into_iter().map(Some).collect(),
-            truncated: f.truncated,
-        },
-        None => Handled {
-            fds: Vec::new(),
-            count: 0,
-            truncated: false,
-        },
+#[inline]
+pub(crate) fn enter(fds: Option<Box<FrameFds>>) {
+    let Ok(depth) = DEPTH.try_with(|d| {
+        let n = d.get().saturating_add(1);
+        d.set(n);
+        n
+    }) else {
+        return;
+    };
+    if let Some(f) = fds {
+        enter_with(*f, depth);
+    }
+}
+
+#[cold]
+fn enter_with(f: FrameFds, depth: u32) {
+    let h = Handled {
+        count: f.fds.len() as u32,
+        fds: f.fds.into_iter().map(Some).collect(),
+        truncated: f.truncated,
+        depth,
     };
     let _ = STACK.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
-            s.push(h)
+            s.push(h);
+            let _ = HELD.try_with(|n| n.set(s.len() as u32));
         }
     });
 }
 
 /// The handler returned: what it did not take is closed.
+#[inline]
 pub(crate) fn leave() {
+    let Ok(depth) = DEPTH.try_with(|d| {
+        let n = d.get();
+        d.set(n.saturating_sub(1));
+        n
+    }) else {
+        return;
+    };
+    if HELD.try_with(Cell::get).is_ok_and(|n| n > 0) {
+        leave_with(depth);
+    }
+}
+
+#[cold]
+fn leave_with(depth: u32) {
     let left = STACK
-        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            // Entries of deeper handlers are gone already (each handler's leave pops its
+            // own); `>=` also drops any left by a handler that never returned here.
+            let h = if s.last().is_some_and(|h| h.depth >= depth) {
+                s.pop()
+            } else {
+                None
+            };
+            let _ = HELD.try_with(|n| n.set(s.len() as u32));
+            h
+        })
         .ok()
         .flatten();
     drop(left);
 }
 
 fn with_top<R>(f: impl FnOnce(&mut Handled) -> R) -> Option<R> {
+    let depth = DEPTH.try_with(Cell::get).ok()?;
     STACK
         .try_with(|s| {
             let mut s = s.try_borrow_mut().ok()?;
-            s.last_mut().map(f)
+            s.last_mut().filter(|h| h.depth == depth).map(f)
         })
         .ok()
         .flatten()

@@ -144,6 +144,7 @@ pub(crate) enum Target {
 
 /// `mln_ipc_master_send_prepare`. `ev`: the caller's loop (live during the call, NULL if
 /// none); only asked whether a signal handler interrupted its bookkeeping.
+#[inline]
 pub(crate) fn send_to_child(
     ev: *mut mln_event_t,
     f: *const mln_fork_t,
@@ -154,6 +155,7 @@ pub(crate) fn send_to_child(
 }
 
 /// `mln_ipc_worker_send_prepare`; `ev` as for `send_to_child`.
+#[inline]
 pub(crate) fn send_to_master(
     ev: *mut mln_event_t,
     ty: u32,
@@ -395,7 +397,7 @@ fn refused(r: Refused) -> SendError {
 /// Queues one frame. `parked`: a frame a signal handler parked, already accepted (its send
 /// returned 0), or a frame of the library's own ([`send_control`]): it goes in whatever the
 /// queue limit says (at most 32 x 4 KiB over it), also to a child being stopped.
-#[inline]
+#[inline(always)]
 fn send_in(
     p: &mut Proc,
     t: Target,
@@ -453,7 +455,7 @@ fn send_in(
 
 /// A frame of `total` wire bytes was queued to `peer`: keep the socket busy during a
 /// burst (a channel no loop watches is written at once), pace, and schedule a flush.
-#[inline]
+#[inline(always)]
 fn queued(p: &mut Proc, peer: Peer, ch: &mut Chan, total: usize) -> Result<(), SendError> {
     let fd = ch.ch.raw();
     if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {

@@ -338,7 +338,7 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     }
     p.head = null_mut();
     p.tail = null_mut();
-    p.live.clear();
+    p.clear_live();
     for t in p.graveyard.drain(..) {
         // SAFETY: tombstones we own.
         p.inherited

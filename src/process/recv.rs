@@ -52,7 +52,7 @@ enum Step {
         ptr: *mut u8,
         len: usize,
         pin: Pin,
-        fds: Option<FrameFds>,
+        fds: Option<Box<FrameFds>>,
     },
     Skipped,
     More,
@@ -275,9 +275,9 @@ fn deliver(
     side: Side,
     f_ptr: *mut c_void,
 ) -> Option<End> {
+    // SAFETY (every dereference of `ch`): as in `pass`.
+    let mut step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
     loop {
-        // SAFETY (every dereference of `ch`): as in `pass`.
-        let step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
         match step {
             Step::Call {
                 h,
@@ -293,21 +293,26 @@ fn deliver(
                 unsafe { h(ev, f_ptr, ptr.cast(), len as u32, slot) };
                 // What the handler did not take is closed (in a new child too: its copies).
                 super::fds::leave();
+                // One borrow for the end of this frame and the next one's lookup (this
+                // runs for every frame).
                 let after = PROC.with(|p| {
                     // The handler returned (in this process, parent or new child).
                     p.callbacks = p.callbacks.saturating_sub(1);
                     if p.epoch != epoch {
-                        return None;
+                        return Err(End::Forked);
                     }
                     let c = unsafe { &mut *ch };
                     c.ch.rx.unpin(pin);
-                    Some(c.phase == Phase::Closing)
+                    if c.phase == Phase::Closing {
+                        return Err(End::Stopped);
+                    }
+                    Ok(next_step(p, c, side))
                 });
                 match after {
-                    None => return Some(End::Forked),
-                    Some(true) => return Some(End::Stopped),
-                    Some(false) => {}
+                    Err(end) => return Some(end),
+                    Ok(next) => step = next,
                 }
+                continue;
             }
             Step::Skipped => {}
             Step::Ready => PROC.with(|p| super::lifecycle::on_ready(p, f_ptr.cast())),
@@ -321,11 +326,12 @@ fn deliver(
             Step::TooLong(n) => return Some(End::TooLong(n)),
             Step::Stopped => return Some(End::Stopped),
         }
+        step = PROC.with(|p| next_step(p, unsafe { &mut *ch }, side));
     }
 }
 
 /// Takes the next frame of channel `ch` and finds its handler.
-#[inline]
+#[inline(always)]
 fn next_step(p: &mut Proc, ch: &mut Chan, side: Side) -> Step {
     if p.dispatch_stopped || ch.phase == Phase::Closing {
         // A handler stopped this process, or closed this channel's child: the frames

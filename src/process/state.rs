@@ -28,6 +28,7 @@ use crate::abi::*;
 use crate::channel::Channel;
 use core::ffi::{c_char, c_void};
 use core::ptr::null_mut;
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::CString;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -379,6 +380,9 @@ pub(crate) struct Proc {
     pub head: *mut Child,
     pub tail: *mut Child,
     pub live: HashSet<usize, BuildHasherDefault<AddrHasher>>,
+    /// The member of `live` found last (0: none): a program sending to one child in a
+    /// loop finds it without hashing. Cleared when it leaves `live`.
+    hot: Cell<usize>,
     pub graveyard: VecDeque<*mut Child>,
     pub master: *mut MasterConn,
     pub is_worker: bool,
@@ -494,6 +498,7 @@ impl Proc {
             head: null_mut(),
             tail: null_mut(),
             live: HashSet::with_hasher(BuildHasherDefault::new()),
+            hot: Cell::new(0),
             graveyard: VecDeque::new(),
             master: null_mut(),
             is_worker: false,
@@ -553,9 +558,21 @@ impl Proc {
     /// The live child whose `mln_fork_t` is at `f`.
     #[inline]
     pub(crate) fn find(&self, f: *const mln_fork_t) -> Option<*mut Child> {
-        self.live
-            .contains(&(f as usize))
-            .then_some(f.cast_mut().cast())
+        let k = f as usize;
+        if k != 0 && self.hot.get() == k {
+            return Some(f.cast_mut().cast());
+        }
+        if !self.live.contains(&k) {
+            return None;
+        }
+        self.hot.set(k);
+        Some(f.cast_mut().cast())
+    }
+
+    /// Empties the live set (a new child forgets its parent's children).
+    pub(crate) fn clear_live(&mut self) {
+        self.live.clear();
+        self.hot.set(0);
     }
 
     /// `f` if it is a live child that no one has asked to close or stop. A close asked for
@@ -636,6 +653,9 @@ impl Proc {
     pub(crate) fn bury(&mut self, c: *mut Child) -> Option<Box<Live>> {
         if !self.live.remove(&(c as usize)) {
             return None;
+        }
+        if self.hot.get() == c as usize {
+            self.hot.set(0);
         }
         // SAFETY: `c` was a live member; its neighbours are live members or NULL.
         let live = unsafe {

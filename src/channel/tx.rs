@@ -129,6 +129,10 @@ struct Chunk {
     head_completes: bool,
     /// Its payload bytes (counted when it completes).
     head_payload: usize,
+    /// The program's frames that end in this chunk and are not counted as sent yet, and
+    /// their payload bytes: a chunk written out whole is counted without a scan.
+    ends: usize,
+    ends_payload: u64,
 }
 
 impl Chunk {
@@ -140,7 +144,18 @@ impl Chunk {
             head_end: 0,
             head_completes: false,
             head_payload: 0,
+            ends: 0,
+            ends_payload: 0,
         }
+    }
+
+    /// Appends a whole frame (it fits: `room() >= h.len() + payload.len()`).
+    #[inline(always)]
+    fn append_frame(&mut self, h: &[u8], payload: &[u8]) {
+        self.buf.extend_from_slice(h);
+        self.buf.extend_from_slice(payload);
+        self.ends += 1;
+        self.ends_payload += payload.len() as u64;
     }
 
     fn room(&self) -> usize {
@@ -250,9 +265,7 @@ impl Tx {
         let total = wire::HEADER_LEN + payload.len();
         self.admit(total)?;
         if payload.len() <= LARGE {
-            let c = self.small_chunk(total)?;
-            c.buf.extend_from_slice(&h);
-            c.buf.extend_from_slice(payload);
+            self.small_chunk(total)?.append_frame(&h, payload);
         } else {
             self.append_spanning(&h, payload, 0)?;
         }
@@ -328,8 +341,13 @@ impl Tx {
         let mut started_before = skip > 0;
         if tail_room > 0 {
             let k = tail_room.min(left);
-            copy(&mut self.chunks.back_mut().expect("tail").buf, k);
+            let tail = self.chunks.back_mut().expect("tail");
+            copy(&mut tail.buf, k);
             left -= k;
+            if left == 0 {
+                tail.ends += 1;
+                tail.ends_payload += payload.len() as u64;
+            }
             started_before = true;
         }
         while left > 0 {
@@ -342,6 +360,10 @@ impl Tx {
                 c.head_completes = left == 0;
                 c.head_payload = payload.len();
                 c.scan = k;
+            }
+            if left == 0 {
+                c.ends += 1;
+                c.ends_payload += payload.len() as u64;
             }
             started_before = true;
             self.chunks.push_back(c);
@@ -486,6 +508,25 @@ impl Tx {
 
 /// Frames of `c` completed by its `sent` bytes and not counted yet: (frames, payload bytes).
 fn count_completed(c: &mut Chunk) -> (usize, u64) {
+    if c.sent == c.buf.len() {
+        // Written out whole: every frame that ends here is complete.
+        let r = (c.ends, c.ends_payload);
+        c.ends = 0;
+        c.ends_payload = 0;
+        c.head_end = 0;
+        c.scan = c.buf.len();
+        return r;
+    }
+    let (frames, payload) = scan_completed(c);
+    debug_assert!(c.ends >= frames && c.ends_payload >= payload);
+    c.ends = c.ends.saturating_sub(frames);
+    c.ends_payload = c.ends_payload.saturating_sub(payload);
+    (frames, payload)
+}
+
+/// `count_completed` for a chunk written in part: walks the frames the written bytes
+/// complete.
+fn scan_completed(c: &mut Chunk) -> (usize, u64) {
     let mut frames = 0;
     let mut payload = 0u64;
     if c.head_end > 0 {

@@ -53,10 +53,7 @@ impl Tx {
         }
         self.account(ctl, 0);
         let r = if payload.len() <= LARGE {
-            self.small_chunk(total).map(|c| {
-                c.buf.extend_from_slice(&h);
-                c.buf.extend_from_slice(payload);
-            })
+            self.small_chunk(total).map(|c| c.append_frame(&h, payload))
         } else {
             self.append_spanning(&h, payload, 0)
         };

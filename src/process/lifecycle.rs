@@ -39,7 +39,7 @@ use crate::reactor;
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -191,6 +191,9 @@ const FREE_STOP: ParkedStop = ParkedStop {
 static PARKED: [ParkedStop; PARKED_STOPS] = [FREE_STOP; PARKED_STOPS];
 /// The parked stop of every child (one is enough).
 static PARKED_ALL: ParkedStop = FREE_STOP;
+/// Set after a slot became ready: the loop looks at the slots only then (it asks before
+/// every wait).
+static ANY_PARKED: AtomicBool = AtomicBool::new(false);
 
 fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Result<(), i32> {
     // A stop of everything already waiting covers this one (a handler that stops on every
@@ -219,6 +222,7 @@ fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Resu
             s.f.store(f, Ordering::Relaxed);
             s.deadline_ms.store(deadline_ms, Ordering::Relaxed);
             s.state.store(2, Ordering::Release);
+            ANY_PARKED.store(true, Ordering::Release);
             crate::sigsafe::kick();
             return Ok(());
         }
@@ -233,6 +237,10 @@ fn park_stop(ev: *mut mln_event_t, f: *mut mln_fork_t, deadline_ms: u32) -> Resu
 /// Carries out the stops parked by signal handlers (loop context, inside a borrow); the
 /// deadline counts from now.
 fn drain_parked_stops(p: &mut Proc) {
+    // Cleared before the walk: a slot made ready during it sets the flag again.
+    if !ANY_PARKED.load(Ordering::Relaxed) || !ANY_PARKED.swap(false, Ordering::AcqRel) {
+        return;
+    }
     for s in PARKED.iter().chain(core::iter::once(&PARKED_ALL)) {
         if s.state.load(Ordering::Acquire) != 2 {
             continue;

@@ -558,15 +558,21 @@ impl Proc {
     /// The live child whose `mln_fork_t` is at `f`.
     #[inline]
     pub(crate) fn find(&self, f: *const mln_fork_t) -> Option<*mut Child> {
-        let k = f as usize;
+        self.is_live(f as usize).then_some(f.cast_mut().cast())
+    }
+
+    /// Whether the record at address `k` is a live child (the last one found is
+    /// remembered: a program busy with one child finds it without hashing).
+    #[inline]
+    fn is_live(&self, k: usize) -> bool {
         if k != 0 && self.hot.get() == k {
-            return Some(f.cast_mut().cast());
+            return true;
         }
         if !self.live.contains(&k) {
-            return None;
+            return false;
         }
         self.hot.set(k);
-        Some(f.cast_mut().cast())
+        true
     }
 
     /// Empties the live set (a new child forgets its parent's children).
@@ -590,7 +596,7 @@ impl Proc {
     /// The phase of live child `c`'s channel.
     #[inline]
     pub(crate) fn chan_phase(&self, c: *mut Child) -> Option<Phase> {
-        if !self.live.contains(&(c as usize)) {
+        if !self.is_live(c as usize) {
             return None;
         }
         // SAFETY: a live record (in the live set).
@@ -602,7 +608,7 @@ impl Proc {
     pub(crate) fn chan(&mut self, peer: Peer) -> Option<&mut Chan> {
         match peer {
             Peer::Child(c) => {
-                if !self.live.contains(&(c as usize)) {
+                if !self.is_live(c as usize) {
                     return None;
                 }
                 // SAFETY: a live record (in the live set), reached through this borrow.
@@ -614,7 +620,7 @@ impl Proc {
 
     /// The live parts of child `c` (a live record).
     pub(crate) fn live_of(&mut self, c: *mut Child) -> Option<&mut Live> {
-        if !self.live.contains(&(c as usize)) {
+        if !self.is_live(c as usize) {
             return None;
         }
         // SAFETY: as in `chan`.

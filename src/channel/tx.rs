@@ -281,7 +281,9 @@ impl Tx {
                 Some(b) => b,
                 None => self.take_buffers(1)?.pop().expect("one buffer"),
             };
-            self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+            if self.chunks.len() == self.chunks.capacity() {
+                self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+            }
             self.chunks.push_back(Chunk::new(buf));
         }
         Ok(self.chunks.back_mut().expect("a chunk was just ensured"))

@@ -38,6 +38,7 @@ mod fork;
 mod global;
 mod handlers;
 mod lifecycle;
+mod liveset;
 #[cfg(not(feature = "standalone"))]
 pub(crate) mod melon_conf;
 mod peer;

@@ -23,15 +23,14 @@
 
 use super::global::Global;
 use super::handlers::Cache;
+use super::liveset::LiveSet;
 use super::peer::Phase;
 use crate::abi::*;
 use crate::channel::Channel;
 use core::ffi::{c_char, c_void};
 use core::ptr::null_mut;
-use std::cell::Cell;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::CString;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -308,23 +307,6 @@ pub(crate) fn conn_new(fd: i32) -> mln_tcp_conn_t {
 // The process state
 // ---------------------------------------------------------------------------------------
 
-/// Hashes record addresses (distinct multiples of the allocation alignment).
-#[derive(Default)]
-pub(crate) struct AddrHasher(u64);
-impl Hasher for AddrHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// A restart waiting for its timer (backoff, or "after the current callback").
 pub(crate) struct PendingRestart {
     pub ev: *mut mln_event_t,
@@ -379,10 +361,7 @@ pub(crate) struct Dying {
 pub(crate) struct Proc {
     pub head: *mut Child,
     pub tail: *mut Child,
-    pub live: HashSet<usize, BuildHasherDefault<AddrHasher>>,
-    /// The member of `live` found last (0: none): a program sending to one child in a
-    /// loop finds it without hashing. Cleared when it leaves `live`.
-    hot: Cell<usize>,
+    pub live: LiveSet,
     pub graveyard: VecDeque<*mut Child>,
     pub master: *mut MasterConn,
     pub is_worker: bool,
@@ -497,8 +476,7 @@ impl Proc {
         Proc {
             head: null_mut(),
             tail: null_mut(),
-            live: HashSet::with_hasher(BuildHasherDefault::new()),
-            hot: Cell::new(0),
+            live: LiveSet::new(),
             graveyard: VecDeque::new(),
             master: null_mut(),
             is_worker: false,
@@ -558,27 +536,14 @@ impl Proc {
     /// The live child whose `mln_fork_t` is at `f`.
     #[inline]
     pub(crate) fn find(&self, f: *const mln_fork_t) -> Option<*mut Child> {
-        self.is_live(f as usize).then_some(f.cast_mut().cast())
-    }
-
-    /// Whether the record at address `k` is a live child (the last one found is
-    /// remembered: a program busy with one child finds it without hashing).
-    #[inline]
-    fn is_live(&self, k: usize) -> bool {
-        if k != 0 && self.hot.get() == k {
-            return true;
-        }
-        if !self.live.contains(&k) {
-            return false;
-        }
-        self.hot.set(k);
-        true
+        self.live
+            .contains(f as usize)
+            .then_some(f.cast_mut().cast())
     }
 
     /// Empties the live set (a new child forgets its parent's children).
     pub(crate) fn clear_live(&mut self) {
         self.live.clear();
-        self.hot.set(0);
     }
 
     /// `f` if it is a live child that no one has asked to close or stop. A close asked for
@@ -596,7 +561,7 @@ impl Proc {
     /// The phase of live child `c`'s channel.
     #[inline]
     pub(crate) fn chan_phase(&self, c: *mut Child) -> Option<Phase> {
-        if !self.is_live(c as usize) {
+        if !self.live.contains(c as usize) {
             return None;
         }
         // SAFETY: a live record (in the live set).
@@ -608,7 +573,7 @@ impl Proc {
     pub(crate) fn chan(&mut self, peer: Peer) -> Option<&mut Chan> {
         match peer {
             Peer::Child(c) => {
-                if !self.is_live(c as usize) {
+                if !self.live.contains(c as usize) {
                     return None;
                 }
                 // SAFETY: a live record (in the live set), reached through this borrow.
@@ -620,7 +585,7 @@ impl Proc {
 
     /// The live parts of child `c` (a live record).
     pub(crate) fn live_of(&mut self, c: *mut Child) -> Option<&mut Live> {
-        if !self.is_live(c as usize) {
+        if !self.live.contains(c as usize) {
             return None;
         }
         // SAFETY: as in `chan`.
@@ -657,11 +622,8 @@ impl Proc {
 
     /// Unlinks `c` and makes it a tombstone; returns its live parts.
     pub(crate) fn bury(&mut self, c: *mut Child) -> Option<Box<Live>> {
-        if !self.live.remove(&(c as usize)) {
+        if !self.live.remove(c as usize) {
             return None;
-        }
-        if self.hot.get() == c as usize {
-            self.hot.set(0);
         }
         // SAFETY: `c` was a live member; its neighbours are live members or NULL.
         let live = unsafe {

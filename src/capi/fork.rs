@@ -121,6 +121,34 @@ pub unsafe extern "C" fn mln_fork_worker_num_set(n: mln_u32_t) {
     guard("mln_fork_worker_num_set", || process::set_worker_num(n))
 }
 
+/// Extension (not in Melon, standalone build only): with `on` non-zero, `mln_fork` (and
+/// `mln_framework_init`) ends by starting a fork server, and every later fork of the
+/// master (restarts, `mln_fork_restart`, rolling restarts, `mln_fork_spawn`) is made by
+/// it, so the master may run threads (a thread's lock is never copied into a child). Call
+/// it before `mln_fork`, while the process has one thread (otherwise `mln_fork` returns
+/// -1 with EDEADLK once its workers are started).
+///
+/// The server is a single-threaded copy of the process as it is at the end of `mln_fork`;
+/// it makes each new child as a child of the master (exit status, events and supervision
+/// unchanged) and is none of the master's children itself (never listed, no events, not
+/// restarted; ps shows it as `mln-forkserver`). What changes for the program:
+/// - a new plain worker is a copy of the process as it was when `mln_fork` returned, not
+///   of the master at the fork: it returns 0 from that `mln_fork` (in the framework: runs
+///   `worker_process`), not from `mln_fork_restart` or from inside the master's loop,
+///   and what the master changed since (globals, handlers, the resource-clear handler) is
+///   not in it;
+/// - a fork fails with ECHILD once the server is gone (killed, or not answering within 5
+///   s: it is then killed), with the usual retries and M_IPC_CHILD_RESTART_FAILED event;
+/// - the server ends when the master does (the end of `mln_framework_init`, or the
+///   master's exit).
+///
+/// Default off; the setting is read by `mln_fork`.
+#[cfg(feature = "standalone")]
+#[no_mangle]
+pub unsafe extern "C" fn mln_fork_server_set(on: c_int) {
+    guard("mln_fork_server_set", || process::set_fork_server(on != 0))
+}
+
 /// Forks and executes `args[0]` with `args[0..n_args]` plus one more argument: the decimal
 /// number of the program's socketpair descriptor (the only descriptor of ours it
 /// inherits; it starts with default SIGPIPE and SIGCHLD dispositions). `stype` M_PST_SUP

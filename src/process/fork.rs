@@ -9,7 +9,16 @@
 //! wake-up descriptor of its own, runs the resource-clear handler, and takes the new
 //! socketpair end as its master connection. Nothing in the inherited event loop is
 //! touched: its epoll instance is shared with the parent until the child leaves it.
+//!
+//! # One path, two ways to make the child
+//! A fork is: make the child, then the child side ([`child_side`]) in the child and the
+//! parent side ([`parent_side`]: listing, handshake) in the parent. The child is made by
+//! this process's own fork ([`fork_here`]), or, once this process has started a fork
+//! server ([`start_fork_server`]), by the server (`forkserver`): the new process is then a
+//! copy of the server, runs the same child side, and comes back from
+//! `start_fork_server`.
 
+use super::forkserver;
 use super::handlers;
 use super::peer::{Phase, HANDSHAKE_DEADLINE};
 use super::pids::start_ticks_of;
@@ -76,23 +85,62 @@ pub(crate) fn my_slot() -> Option<u32> {
 }
 
 /// Socketpair, fork, handshake (spec §4.5). In the parent the child is appended to the
-/// list and, if `ev` is given, registered there for receiving.
+/// list and, if `ev` is given, registered there for receiving. The child is made here, or
+/// by the fork server when this process has one (`forkserver`): either way it runs
+/// [`child_side`], and the parent lists it with [`parent_side`].
 pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> {
-    if super::settings::single_threaded_forks() {
-        let threads = super::pids::thread_count();
-        if threads > 1 {
-            let what = match &plan.args {
-                Some(a) => format!("program '{}'", a.name()),
-                None => format!("worker {}", plan.slot),
-            };
-            log::error(format_args!(
-                "fork of {what} refused: {threads} threads run in this process, and a lock \
-                 one of them holds would stay locked for ever in the child (the Rust API's \
-                 Builder::allow_threads opts out)"
-            ));
-            return Err(io::Error::from_raw_os_error(libc::EDEADLK));
+    fork_reporting(ev, plan, None)
+}
+
+/// [`fork_core`]; `report`: the descriptor a program's child reports a failed `execv` on.
+fn fork_reporting(
+    ev: *mut mln_event_t,
+    plan: Plan,
+    report: Option<&OwnedFd>,
+) -> io::Result<Forked> {
+    let (pid, mine) = if forkserver::active() {
+        // Forked by the server, which has one thread: no check of ours applies.
+        let announce_ready = PROC.with(|p| p.announce_ready);
+        forkserver::request(&forkserver::Request {
+            slot: plan.slot,
+            announce_ready,
+            exec: plan.args.as_ref(),
+            report: report.map(|r| r.as_raw_fd()),
+        })?
+    } else {
+        refuse_beside_threads(&plan)?;
+        match fork_here(ev, &plan)? {
+            Some(made) => made,
+            None => return Ok(Forked::Child),
         }
+    };
+    parent_side(ev, plan, pid, mine)
+}
+
+/// The refusal of forks while other threads run (`set_single_threaded_forks`).
+fn refuse_beside_threads(plan: &Plan) -> io::Result<()> {
+    if !super::settings::single_threaded_forks() {
+        return Ok(());
     }
+    let threads = super::pids::thread_count();
+    if threads <= 1 {
+        return Ok(());
+    }
+    let what = match &plan.args {
+        Some(a) => format!("program '{}'", a.name()),
+        None => format!("worker {}", plan.slot),
+    };
+    log::error(format_args!(
+        "fork of {what} refused: {threads} threads run in this process, and a lock one of \
+         them holds would stay locked for ever in the child (the Rust API's \
+         Builder::allow_threads opts out)"
+    ));
+    Err(io::Error::from_raw_os_error(libc::EDEADLK))
+}
+
+/// Socketpair and fork in this process: in the parent the child's pid and the parent's
+/// end; `None` in the child (which ran [`child_side`]).
+fn fork_here(ev: *mut mln_event_t, plan: &Plan) -> io::Result<Option<(i32, OwnedFd)>> {
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -102,7 +150,7 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
     flush_stdio();
     // Holding the handler lock across fork() keeps another thread from leaving it locked
     // mid-update in the child; the forking thread releases it on both sides.
-    let mut guard = handlers::lock();
+    let guard = handlers::lock();
     // SAFETY: the child only runs this thread's code (the program is single-threaded
     // there, see README "Threads and signals"). `pids::fork` keeps a plain worker's exit
     // status where SIGCHLD is ignored.
@@ -113,63 +161,131 @@ pub(crate) fn fork_core(ev: *mut mln_event_t, plan: Plan) -> io::Result<Forked> 
             Err(e.into())
         }
         Ok(nix::unistd::ForkResult::Child) => {
-            MY_SLOT.store(u64::from(plan.slot), std::sync::atomic::Ordering::Relaxed);
-            handlers::after_fork_in_child(&mut guard);
-            drop(guard);
             drop(mine);
-            in_child(theirs, ev);
-            Ok(Forked::Child)
+            child_side(theirs, ev, plan.slot, guard);
+            Ok(None)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(guard);
             drop(theirs);
-            let pid = child.as_raw();
-            let start_ticks = start_ticks_of(pid);
-            if !ev.is_null() {
-                // From the loop (the loop never blocks on a peer): the child is listed at
-                // once, in phase `Handshake`; its first byte, read by the loop, completes
-                // the handshake (`recv`), and a deadline closes it if that never comes.
-                let watched =
-                    PROC.with(|p| add_child(p, ev, mine, pid, start_ticks, plan, Phase::Handshake));
-                if !watched {
-                    // Nothing could ever read its handshake: the start fails.
-                    let e = io::Error::last_os_error();
-                    discard(PROC.with(|p| p.tail));
-                    return Err(e);
-                }
-                return Ok(Forked::Parent);
-            }
-            // No loop to wait from (the initial start of the workers): wait here. The
-            // child writes one byte once its post-fork clean-up is done; EOF means it died
-            // first: fail instead of spinning (D5).
-            let mut mine = UnixStream::from(mine);
-            let mut byte = [0u8; 1];
-            let failed = match retry_eintr(|| mine.read(&mut byte)) {
-                Ok(1) => None,
-                Ok(_) => Some(io::Error::other("child exited before the fork handshake")),
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                // The child closed its end (or died): make sure it is gone, and reap it.
-                super::pids::kill_and_reap(pid);
-                return Err(e);
-            }
-            log::info(format_args!("{} started", super::state::label(pid, &plan)));
-            PROC.with(|p| {
-                add_child(
-                    p,
-                    ev,
-                    OwnedFd::from(mine),
-                    pid,
-                    start_ticks,
-                    plan,
-                    Phase::Live,
-                );
-                // Delivered once a loop of the master runs.
-                let c = p.tail;
-                p.push_started(c);
-            });
+            Ok(Some((child.as_raw(), mine)))
+        }
+    }
+}
+
+/// The child's side of a new child of `slot`, made by this process's fork or by the fork
+/// server's clone: `guard` is the handler lock held across it.
+fn child_side(theirs: OwnedFd, ev: *mut mln_event_t, slot: u32, mut guard: handlers::Guard) {
+    MY_SLOT.store(u64::from(slot), std::sync::atomic::Ordering::Relaxed);
+    handlers::after_fork_in_child(&mut guard);
+    drop(guard);
+    in_child(theirs, ev);
+}
+
+/// The parent's side of a new child `pid` of `plan` (`mine`: the parent's end): listed,
+/// and either registered on `ev` in phase `Handshake` or, with no loop, its handshake
+/// waited for here.
+fn parent_side(ev: *mut mln_event_t, plan: Plan, pid: i32, mine: OwnedFd) -> io::Result<Forked> {
+    let start_ticks = start_ticks_of(pid);
+    if !ev.is_null() {
+        // From the loop (the loop never blocks on a peer): the child is listed at once, in
+        // phase `Handshake`; its first byte, read by the loop, completes the handshake
+        // (`recv`), and a deadline closes it if that never comes.
+        let watched =
+            PROC.with(|p| add_child(p, ev, mine, pid, start_ticks, plan, Phase::Handshake));
+        if !watched {
+            // Nothing could ever read its handshake: the start fails.
+            let e = io::Error::last_os_error();
+            discard(PROC.with(|p| p.tail));
+            return Err(e);
+        }
+        return Ok(Forked::Parent);
+    }
+    // No loop to wait from (the initial start of the workers): wait here. The child writes
+    // one byte once its post-fork clean-up is done; EOF means it died first: fail instead
+    // of spinning (D5).
+    let mut mine = UnixStream::from(mine);
+    let mut byte = [0u8; 1];
+    let failed = match retry_eintr(|| mine.read(&mut byte)) {
+        Ok(1) => None,
+        Ok(_) => Some(io::Error::other("child exited before the fork handshake")),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = failed {
+        // The child closed its end (or died): make sure it is gone, and reap it.
+        super::pids::kill_and_reap(pid);
+        return Err(e);
+    }
+    log::info(format_args!("{} started", super::state::label(pid, &plan)));
+    PROC.with(|p| {
+        add_child(
+            p,
+            ev,
+            OwnedFd::from(mine),
+            pid,
+            start_ticks,
+            plan,
+            Phase::Live,
+        );
+        // Delivered once a loop of the master runs.
+        let c = p.tail;
+        p.push_started(c);
+    });
+    Ok(Forked::Parent)
+}
+
+/// Starts this process's fork server (`forkserver`), unless one runs: from then on its
+/// forks are the server's. To be called before any other thread exists (EDEADLK
+/// otherwise): the server is a copy of the process as it is now, and so is every child it
+/// makes. `Forked::Parent` here; `Forked::Child` in a new plain worker the server made
+/// later (a program's child executes its program instead, and never returns).
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn start_fork_server() -> io::Result<Forked> {
+    if forkserver::running() {
+        return Ok(Forked::Parent);
+    }
+    let threads = super::pids::thread_count();
+    if threads > 1 {
+        log::error(format_args!(
+            "the fork server cannot start: {threads} threads run in this process"
+        ));
+        return Err(io::Error::from_raw_os_error(libc::EDEADLK));
+    }
+    let (master_end, server_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    flush_stdio();
+    let master = std::process::id() as i32;
+    let guard = handlers::lock();
+    // SAFETY: one thread (checked above). `pids::fork` gives the server the exit signal a
+    // worker of ours gets, and so the server's children (`pids::fork_for_parent`).
+    let r = unsafe { super::pids::fork(false) };
+    drop(guard);
+    match r {
+        Err(e) => Err(e.into()),
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(server_end);
+            forkserver::started(master_end, child.as_raw())?;
+            log::info(format_args!("fork server {child} started"));
             Ok(Forked::Parent)
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(master_end);
+            // Nothing of the master's stays open here: its children's sockets, pidfds, the
+            // wake-up descriptor.
+            PROC.with(forget_parent);
+            crate::sigsafe::after_fork();
+            let s = forkserver::serve(server_end, master);
+            // A new child of the master, made by the server.
+            PROC.with(|p| p.announce_ready = s.announce_ready);
+            child_side(s.theirs, null_mut(), s.slot, s.guard);
+            match s.exec {
+                Some(a) => exec_reporting(a, s.report),
+                None => Ok(Forked::Child),
+            }
         }
     }
 }
@@ -318,6 +434,30 @@ fn in_child(theirs: OwnedFd, ev: *mut mln_event_t) {
 }
 
 fn become_child(p: &mut Proc, fd: OwnedFd) {
+    forget_parent(p);
+    p.epoch += 1;
+    p.is_worker = true;
+    let raw = fd.as_raw_fd();
+    // A worker that forks inside its own handler: that handler's `buf` points into the old
+    // master connection's buffers.
+    if let Some(old) = p.master().chan.take() {
+        keep_buffers(p, old);
+    }
+    let m = p.master();
+    // Held until the handshake byte is written (`in_child`).
+    m.chan = Some(Chan::new(
+        Channel::new(fd, super::max_message(), super::queue_limit()),
+        Phase::Held,
+    ));
+    m.conn = conn_new(raw);
+    crate::sigsafe::after_fork();
+    super::adopt::after_fork();
+    p.publish();
+}
+
+/// In a new process (a child, or the fork server): the parent's children, restarts,
+/// events and loops are not ours.
+fn forget_parent(p: &mut Proc) {
     // The siblings' descriptors close now; their records and buffers are kept until no
     // callback can hold them: if this fork happened inside a user callback (a handler, an
     // iterate callback), the rest of that callback runs here with the `buf`, `f_ptr` and
@@ -374,24 +514,6 @@ fn become_child(p: &mut Proc, fd: OwnedFd) {
     p.overfull.clear();
     // `callbacks` stays: the callbacks running when the fork happened go on here, and each
     // counts itself out when it returns.
-    p.epoch += 1;
-    p.is_worker = true;
-    let raw = fd.as_raw_fd();
-    // A worker that forks inside its own handler: that handler's `buf` points into the old
-    // master connection's buffers.
-    if let Some(old) = p.master().chan.take() {
-        keep_buffers(p, old);
-    }
-    let m = p.master();
-    // Held until the handshake byte is written (`in_child`).
-    m.chan = Some(Chan::new(
-        Channel::new(fd, super::max_message(), super::queue_limit()),
-        Phase::Held,
-    ));
-    m.conn = conn_new(raw);
-    crate::sigsafe::after_fork();
-    super::adopt::after_fork();
-    p.publish();
 }
 
 /// Closes `chan`'s descriptor and keeps its buffers (where a running handler's `buf` may
@@ -416,6 +538,12 @@ pub(crate) fn fork_workers() -> io::Result<Forked> {
         if let Forked::Child = restart(null_mut())? {
             return Ok(Forked::Child);
         }
+    }
+    if super::settings::fork_server() {
+        // A new child the server makes later comes back from here, as these did.
+        return start_fork_server().inspect_err(|e| {
+            log::error(format_args!("fork server: {e}"));
+        });
     }
     Ok(Forked::Parent)
 }
@@ -472,7 +600,7 @@ fn spawn_with(plan: Plan, ev: *mut mln_event_t, checked: bool) -> io::Result<()>
     } else {
         None
     };
-    match fork_core(ev, plan)? {
+    match fork_reporting(ev, plan, report.as_ref().map(|(_, w)| w))? {
         Forked::Child => exec_reporting(exec, report.map(|(_, w)| w)),
         Forked::Parent => {
             let Some((r, w)) = report else { return Ok(()) };

@@ -23,13 +23,16 @@ pub(crate) fn with_handlers<R>(f: impl FnOnce(&mut Handlers) -> R) -> R {
     r
 }
 
-pub(crate) fn lock() -> MutexGuard<'static, Option<Handlers>> {
+/// The handler lock, as held across a fork.
+pub(crate) type Guard = MutexGuard<'static, Option<Handlers>>;
+
+pub(crate) fn lock() -> Guard {
     HANDLERS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// In a new child, while the forking thread still holds the lock: the master table goes
 /// (as in Melon), the worker table stays.
-pub(crate) fn after_fork_in_child(g: &mut MutexGuard<'static, Option<Handlers>>) {
+pub(crate) fn after_fork_in_child(g: &mut Guard) {
     if let Some(hs) = g.as_mut() {
         hs.master.clear();
     }

@@ -15,7 +15,10 @@
 //! * `supervise`: deaths, making sure a child is gone, restarts with backoff, the
 //!   handshake's deadline and completion, a stop's deadline;
 //! * `ending`: how a child ended, the restart policy, a rolling restart's ends;
-//! * `fork`: socketpair, fork, handshake, the child's clean-up, exec;
+//! * `fork`: socketpair, fork, handshake, the child's clean-up, exec; starts the fork
+//!   server;
+//! * `forkserver`: the fork server (a zygote forked before any thread exists, which makes
+//!   the master's children for it) and the master's requests to it;
 //! * `adopt`: a worker not forked by its master (an exec'd program) takes the descriptor
 //!   it was given as its master connection;
 //! * `events`: registration with loops, `mln_fork_iterate`;
@@ -35,6 +38,7 @@ mod events;
 pub(crate) mod fds;
 mod flush;
 mod fork;
+mod forkserver;
 mod global;
 mod handlers;
 mod lifecycle;
@@ -68,7 +72,9 @@ pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::my_slot;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
+pub(crate) use fork::{
+    fork_core, fork_workers, new_plan, spawn_plan_checked, start_fork_server, Forked,
+};
 pub(crate) use fork::{restart, spawn};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use handlers::handler_data;
@@ -81,7 +87,7 @@ pub(crate) use settings::set_fds_limit;
 pub(crate) use settings::set_worker_num;
 pub(crate) use settings::{max_message, queue_limit, set_max_message, set_queue_limit};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use settings::{set_exit_hook, set_single_threaded_forks};
+pub(crate) use settings::{set_exit_hook, set_fork_server, set_single_threaded_forks};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use shutdown::{children, shutdown};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]

@@ -341,12 +341,32 @@ pub(crate) unsafe fn fork(exec: bool) -> nix::Result<ForkResult> {
     if !exec && sigchld_discarded() {
         match ForkByClone::prepare() {
             // SAFETY: caller's contract.
-            Ok(c) => return unsafe { c.fork() },
+            Ok(c) => return unsafe { c.fork(0) },
             Err(why) => not_by_clone_once(&why),
         }
     }
     // SAFETY: caller's contract.
     unsafe { nix::unistd::fork() }
+}
+
+/// Makes a new child of this process's parent: a `fork()` (the clone of [`fork`]) with
+/// `CLONE_PARENT`, so that the child is the parent's, not ours. The fork server makes the
+/// master's workers so (`forkserver`). The child's exit signal is ours (the kernel gives a
+/// `CLONE_PARENT` child its creator's): the server, forked by [`fork`], has the one a
+/// worker forked by the master would have had. Err: the errno to report (EOPNOTSUPP where
+/// the clone cannot be a `fork()`, logged).
+///
+/// # Safety
+/// As [`fork`]; the calling process must have one thread (checked: EOPNOTSUPP otherwise).
+pub(crate) unsafe fn fork_for_parent() -> io::Result<ForkResult> {
+    match ForkByClone::prepare() {
+        // SAFETY: caller's contract.
+        Ok(c) => unsafe { c.fork(libc::CLONE_PARENT as libc::c_long) }.map_err(io::Error::from),
+        Err(why) => {
+            crate::log::error(format_args!("fork server: cannot clone a worker: {why}"));
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        }
+    }
 }
 
 /// Says once per process why workers are forked by `fork()` although SIGCHLD is ignored.
@@ -432,11 +452,13 @@ impl ForkByClone {
         Ok(ForkByClone { tid, robust })
     }
 
+    /// `extra`: more clone flags (`CLONE_PARENT`).
+    ///
     /// # Safety
     /// As [`fork`].
-    unsafe fn fork(self) -> nix::Result<ForkResult> {
+    unsafe fn fork(self, extra: libc::c_long) -> nix::Result<ForkResult> {
         // Exit signal 0 (the low byte): not reaped by the kernel, waited for with __WALL.
-        let flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as libc::c_long;
+        let flags = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID) as libc::c_long | extra;
         // As glibc's fork: no signal handler runs in the child before its thread state is
         // complete (the robust list below).
         let mut saved = SigSet::empty();

@@ -104,3 +104,17 @@ pub(crate) fn set_exit_hook(h: fn()) {
 pub(crate) fn exit_hook() -> Option<fn()> {
     EXIT_HOOK.get().copied()
 }
+
+/// `mln_fork_server_set`: `mln_fork` (standalone build) starts a fork server after the
+/// workers (`fork::start_fork_server`).
+static FORK_SERVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn set_fork_server(on: bool) {
+    FORK_SERVER.store(on, Ordering::Relaxed);
+}
+
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+pub(crate) fn fork_server() -> bool {
+    FORK_SERVER.load(Ordering::Relaxed)
+}

@@ -84,9 +84,11 @@ pub(crate) struct Shutdown {
 /// `deadline`, and at least `grace` after the channels closed, and kills those still
 /// running. Children closed earlier and not yet gone (exit watches) are waited for and
 /// killed the same way, not reported. Every child is reaped unless SIGCHLD is ignored.
-/// The loops the channels are registered on must still be live.
+/// The loops the channels are registered on must still be live. A fork server ends too
+/// (its socket closes first; it is waited for as the children are, not reported).
 pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     let mut out = Shutdown::default();
+    let server = super::forkserver::close();
     let (chans, master, pids, dying) = PROC.with(|p| {
         // Frames that signal handlers parked were accepted (their sends returned 0): they
         // join their queues first, to be written with the rest.
@@ -155,6 +157,16 @@ pub(crate) fn shutdown(deadline: Instant, grace: Duration) -> Shutdown {
     }
     for (pid, fd) in dying {
         let _ = wait_gone(pid, &fd, end);
+    }
+    if let Some((pid, ticks)) = server {
+        match Pidfd::open(pid, ticks) {
+            Some(fd) => {
+                let _ = wait_gone(pid, &fd, end);
+            }
+            None => {
+                let _ = reap(pid);
+            }
+        }
     }
     out
 }

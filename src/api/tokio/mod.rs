@@ -6,8 +6,10 @@
 //! [`Error::ThreadsRunning`]); then each worker builds its own runtime
 //! ([`Builder::worker_runtime`]: current-thread by default, multi-thread if the program
 //! wants) and runs its async main with an [`AsyncWorker`]; the master runs its async main
-//! with an [`AsyncMaster`] on a current-thread runtime (restarts fork the master while it
-//! runs: it must stay single-threaded, see docs/async.md).
+//! with an [`AsyncMaster`] on a current-thread runtime, or on the runtime
+//! [`Builder::master_runtime`] builds (multi-thread included: the restarts are then forked
+//! by a fork server, a copy of the master made before its runtime existed; see
+//! docs/async.md).
 //!
 //! Nothing is reimplemented: each process runs the core's standalone loop, one
 //! non-blocking turn at a time, from a driver future polled by `block_on` on the process's
@@ -75,6 +77,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 
 type RuntimeFn = dyn Fn() -> io::Result<Runtime>;
+type MasterRuntimeFn = dyn FnOnce() -> io::Result<Runtime>;
 
 /// A worker whose async main panicked exits with this status.
 const PANIC_STATUS: i32 = 101;
@@ -90,6 +93,7 @@ pub struct Builder {
     queue_limit: Option<usize>,
     stop_timeout: Duration,
     worker_runtime: Option<Box<RuntimeFn>>,
+    master_runtime: Option<Box<MasterRuntimeFn>>,
     programs: Vec<(Vec<std::ffi::CString>, bool)>,
     error: Option<Error>,
 }
@@ -113,6 +117,7 @@ impl Builder {
             queue_limit: None,
             stop_timeout: super::DRAIN_LIMIT,
             worker_runtime: None,
+            master_runtime: None,
             programs: Vec::new(),
             error: None,
         }
@@ -202,10 +207,29 @@ impl Builder {
         self
     }
 
+    /// How the master builds its runtime, once the workers are forked (default:
+    /// current-thread with I/O and time). Any runtime, multi-thread included: its tasks
+    /// may use the [`AsyncMaster`] from any thread, and the master may start threads.
+    ///
+    /// With this set, `run` starts a **fork server** before it builds the runtime: a
+    /// single-threaded copy of this process as it is then (workers forked, no runtime, no
+    /// other thread), which makes every later worker (restarts; also programs restarted)
+    /// as a child of the master, so no thread of the master is ever copied into a worker.
+    /// A worker it makes is a copy of the process as it was when `run` started the server
+    /// (as the initial workers are), never of the master's later state. The server is not
+    /// a worker (not listed, no events, never restarted) and ends with the master; if it
+    /// dies, restarts fail with [`WorkerEvent::RestartFailed`] (`errno` ECHILD). See
+    /// docs/async.md.
+    pub fn master_runtime(mut self, f: impl FnOnce() -> io::Result<Runtime> + 'static) -> Builder {
+        self.master_runtime = Some(Box::new(f));
+        self
+    }
+
     /// Forks the workers, then runs `master` on a current-thread runtime in this process
-    /// and `worker` in each worker (and in each restarted one) on its own runtime. When
-    /// `master`'s future returns, what it sent is written and every worker is stopped as
-    /// [`super::Builder::run`] does; `run` returns the [`RunSummary`]. A worker whose
+    /// (or on [`Builder::master_runtime`]'s) and `worker` in each worker (and in each
+    /// restarted one) on its own runtime. When `master`'s future returns, what it sent is
+    /// written and every worker is stopped as [`super::Builder::run`] does (the fork
+    /// server too); `run` returns the [`RunSummary`]. A worker whose
     /// future returns exits with status 0 once what it sent is written (101 if it
     /// panicked); the master restarts workers that end unasked. Errors before any fork:
     /// [`Error::RuntimeRunning`], [`Error::ThreadsRunning`], [`Error::AlreadyStarted`],
@@ -330,6 +354,15 @@ where
             return Err(sync_run::abort_start(e));
         }
     }
+    let master_runtime = b.master_runtime.take();
+    if master_runtime.is_some() {
+        // Before any runtime or thread: later forks are the server's (docs/async.md).
+        match process::start_fork_server() {
+            Ok(Forked::Parent) => {}
+            Ok(Forked::Child) => worker_process(&b, worker.take()),
+            Err(e) => return Err(sync_run::abort_start(e)),
+        }
+    }
     let ev = ev_loop::new();
     if ev.is_null() {
         return Err(sync_run::abort_start(io::Error::other(
@@ -337,10 +370,13 @@ where
         )));
     }
     process::master_events_set(ev);
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match master_runtime {
+        Some(f) => f(),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             // SAFETY: never dispatched; nothing else refers to it.

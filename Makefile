@@ -28,7 +28,7 @@
 #                       include/mln_ipc_melon/, mln_ipc_melon.pc naming MELON_PREFIX)
 #   make check-install  install into a temporary prefix, link through pkg-config, run
 #   make check-install-melon  the same for mln_ipc_melon.pc (needs Melon at MELON_PREFIX)
-#   make bench          benchmarks: melon-ipc against this machine's raw limit (a few minutes)
+#   make bench          benchmarks: melon-ipc against this machine's raw limit (about 4 minutes)
 #   make bench-melon    the benchmark against Melon's own IPC (needs Melon at MELON_PREFIX)
 #   make bench-build    compile the benchmarks without running them (part of `make test`)
 #   make melon          the melon build (libmln_ipc.a/.so for linking before -lmelon) into
@@ -332,8 +332,9 @@ else
 endif
 
 # Benchmarks (benches/README.md says how to read them, docs/performance.md has figures).
-# `make test` only builds them: timing never decides a test. BENCH_REPS, BENCH_SCALE and
-# BENCH_ONLY are passed on.
+# `make test` only builds them: timing never decides a test. Every figure's count is
+# calibrated for samples of 0.5 s (at least 0.3 s), BENCH_REPS (5) interleaved samples,
+# median and spread. BENCH_REPS, BENCH_SCALE and BENCH_ONLY are passed on.
 # The C program is benches/*.c (bench.h says which part is where).
 BENCH_BIN := $(TARGET_DIR)/bench/ipc_bench
 BENCH_SRC := benches/ipc_bench.c benches/common.c benches/raw.c benches/mlnipc.c
@@ -350,8 +351,9 @@ bench: bench-build
 
 # Against Melon's own IPC (scripts/bench-melon.sh; docs/performance.md holds a run): the
 # benchmark built with Melon's headers and linked with Melon's IPC, then with melon-ipc's
-# melon build, with the Melon at MELON_PREFIX. A few minutes; says so and does nothing
-# without a Melon there. BENCH_REPS (3) and BENCH_ROUNDS (9) are passed on.
+# melon build, with the Melon at MELON_PREFIX, and checks the round-trip targets (the melon
+# build's at most Melon's own, at most 1.1x raw through epoll). A few minutes; says so and
+# does nothing without a Melon there. BENCH_REPS (5) and BENCH_ROUNDS (9) are passed on.
 bench-melon:
 ifneq ($(MELON_INSTALLED),)
 	$(MAKE) --no-print-directory bench-build melon

@@ -19,10 +19,13 @@
 #define T_DONE  6003 /* worker -> master: everything received */
 #define T_PING  6004
 #define T_PONG  6005
-#define T_READY 6006 /* worker -> master: ready to receive a burst */
+#define T_READY 6006 /* worker -> master: ready (for a burst, or for the next round of one) */
+#define T_START 6007 /* master -> workers (fan-in): every worker is ready, burst now */
 
 #define RAW_CHUNK (64 * 1024)
-#define FANOUT 4
+#define FANOUT 4       /* workers of the windowed fan-out stream (fanout) */
+#define FANIN 16       /* workers of the fan-in bursts (fanin, rawfanin) by default */
+#define MAX_WORKERS 256
 
 /* Exit statuses of a measurement process, read by the driver. */
 #define EXIT_ERRNO   2 /* a system call failed */
@@ -30,9 +33,12 @@
 #define EXIT_REFUSED 4 /* a send_prepare returned -1 */
 
 /* The message being sent: msg_size bytes, bytes 0..3 the sequence number; msg_count of
- * them (in total). */
+ * them (in total). Bursts come in rounds of msg_burst messages (in total over the workers;
+ * msg_count when one burst is the whole measurement); msg_workers is the worker count of
+ * the kinds that take one (fanin, rr, rawfanin). */
 extern size_t msg_size;
-extern long msg_count;
+extern long msg_count, msg_burst;
+extern int msg_workers;
 extern unsigned char *msg;
 
 void die(const char *what);
@@ -49,8 +55,12 @@ int run_raw(int pingpong);
 /* raw.c: descriptors, one per frame, with sendmsg/recvmsg (SCM_RIGHTS); prints the result
  * line. */
 int run_raw_fds(void);
+/* raw.c: fan-in, msg_workers processes each writing msg_count / msg_workers frames on a
+ * socketpair of its own (as the raw sender), one process reading them all through epoll;
+ * prints the result line. */
+int run_raw_fanin(void);
 /* mlnipc.c: one melon-ipc measurement of KIND (w2m, m2w, pp, fanout, bw2m, bm2w, cw2m,
- * fdm2w); prints the result line. Returns 2 for an unknown kind. */
+ * fdm2w, fanin, rr); prints the result line. Returns 2 for an unknown kind. */
 int run_melon(const char *kind);
 
 #endif

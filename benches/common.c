@@ -9,7 +9,8 @@
 #include "bench.h"
 
 size_t msg_size;
-long msg_count;
+long msg_count, msg_burst;
+int msg_workers;
 unsigned char *msg;
 
 void die(const char *what)

@@ -5,9 +5,15 @@
 //! benches/README.md.
 //!
 //! `cargo bench --bench ipc` runs each figure in a fresh process (the library's state is
-//! per process), `BENCH_REPS` times (default 5), and prints median [min .. max] and the
-//! ratio to the raw figure of the same run. Under `cargo test` (no `--bench` argument) it
-//! only says it was skipped: timing never decides a test.
+//! per process). The sampling rule is the C benchmark's: each figure's count is calibrated
+//! first (the fastest pace of two runs of at least 0.08 s, for samples of 0.5 s; the burst
+//! in whole rounds of 20,000 x 16 KiB), then every figure runs `BENCH_REPS` times (default
+//! 5), interleaved, and the table prints median [min .. max], the ratio to the raw figure
+//! of the same run with the spread of the per-repetition ratios, the count and the shortest
+//! sample. A sample under 0.3 s is measured again with the count raised (`+`; marked `!`
+//! if still short after three). `BENCH_SCALE` multiplies the durations and the burst.
+//! Under `cargo test` (no `--bench` argument) it only says it was skipped: timing never
+//! decides a test.
 
 use core::ffi::{c_int, c_void};
 use core::ptr;
@@ -44,8 +50,10 @@ struct St {
     msg: Vec<u8>,
     child: *mut mln_fork_t,
     t0: Option<Instant>,
-    /// A burst: the worker queues everything from one handler call, no window.
+    /// A burst: the worker queues a round of `round` messages from one handler call, no
+    /// window; the master asks for the next round (T_GO) once the last has arrived.
     burst: bool,
+    round: u64,
     master: libc::pid_t,
 }
 
@@ -61,6 +69,7 @@ static mut ST: St = St {
     child: ptr::null_mut(),
     t0: None,
     burst: false,
+    round: 0,
     master: 0,
 };
 
@@ -134,14 +143,15 @@ unsafe fn break_loop(ev: *mut mln_event_t) {
     unsafe { (*ev).is_break = 1 };
 }
 
-/// Worker: queue while the credit window allows; a burst queues everything now, counting
-/// refused sends (-1): any refusal fails the figure loudly (the worker takes the master
-/// down with it, so the driver sees it at once).
+/// Worker: queue while the credit window allows; a burst queues its next round now,
+/// counting refused sends (-1): any refusal fails the figure loudly (the worker takes the
+/// master down with it, so the driver sees it at once).
 unsafe fn fill(ev: *mut mln_event_t) {
     let s = st();
     if s.burst {
         let mut refused = 0u64;
-        for seq in 0..s.count {
+        let end = (s.sent + s.round).min(s.count);
+        for seq in s.sent..end {
             set_seq(&mut s.msg, seq);
             // SAFETY: valid buffer of `size` bytes; `ev` is the live loop.
             let r = unsafe {
@@ -151,12 +161,12 @@ unsafe fn fill(ev: *mut mln_event_t) {
                 refused += 1;
             }
         }
-        s.sent = s.count;
+        s.sent = end;
         if refused > 0 {
             eprintln!(
                 "ipc bench: burst of {} x {} B: {refused} send_prepare call(s) returned -1; \
                  the row FAILS",
-                s.count, s.size
+                s.round, s.size
             );
             // SAFETY: signalling our own master, then leaving without its exit handlers.
             unsafe {
@@ -231,7 +241,13 @@ unsafe extern "C" fn m_data(
         report_rss();
         // SAFETY: handler's loop.
         unsafe { break_loop(ev) };
-    } else if !s.burst && s.received.is_multiple_of(s.ack_every) {
+    } else if s.burst {
+        if s.received.is_multiple_of(s.round) {
+            // SAFETY: no payload; `f` is the sending worker.
+            let r = unsafe { mln_ipc_master_send_prepare(ev, T_GO, ptr::null_mut(), 0, f.cast()) };
+            assert_eq!(r, 0, "send go");
+        }
+    } else if s.received.is_multiple_of(s.ack_every) {
         let mut n = s.received.to_ne_bytes();
         // SAFETY: valid 8-byte buffer; `f` is the sending worker.
         let r =
@@ -457,10 +473,11 @@ fn run_raw(pingpong: bool) {
     report(ns, count);
 }
 
-fn one(kind: &str, size: usize, count: u64) {
+fn one(kind: &str, size: usize, count: u64, round: u64) {
     let s = st();
     s.size = size;
     s.count = count;
+    s.round = round.max(1);
     s.msg = (0..size).map(|i| (i * 7 + 3) as u8).collect();
     match kind {
         "raw" => run_raw(false),
@@ -476,7 +493,7 @@ fn one(kind: &str, size: usize, count: u64) {
 }
 
 /// One measurement: (ns, msgs, sender and receiver peak RSS in KiB; 0 when not reported).
-fn measure(kind: &str, size: usize, count: u64) -> (f64, f64, f64, f64) {
+fn measure(kind: &str, size: usize, count: u64, round: u64) -> (f64, f64, f64, f64) {
     let out = Command::new(std::env::current_exe().expect("current_exe"))
         .args([
             "--bench",
@@ -484,6 +501,7 @@ fn measure(kind: &str, size: usize, count: u64) -> (f64, f64, f64, f64) {
             kind,
             &size.to_string(),
             &count.to_string(),
+            &round.to_string(),
         ])
         .env(
             "MLN_IPC_LOG",
@@ -527,6 +545,57 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     (med, v[0], v[n - 1])
 }
 
+/// The sampling rule (the C benchmark's): every sample lasts at least `SAMPLE_MIN` s; the
+/// count is calibrated for `SAMPLE_GOAL` s at the fastest pace of `CAL_RUNS` runs of at
+/// least `CAL_MIN` s. `BENCH_SCALE` multiplies the durations.
+const SAMPLE_MIN: f64 = 0.3;
+const SAMPLE_GOAL: f64 = 0.5;
+const CAL_MIN: f64 = 0.08;
+const CAL_RUNS: usize = 2;
+const CAL_TRIES: usize = 8;
+/// How many times one sample may be measured again with a raised count.
+const RAISE_MAX: usize = 3;
+
+/// The count of every sample of a figure, and its round (bursts: the burst; otherwise the
+/// count): from a first run of `first` (bursts: one burst), grown until runs last
+/// `CAL_MIN`, the count lasting `SAMPLE_GOAL` at the fastest pace seen (whole bursts).
+fn calibrate(kind: &str, size: usize, first: u64, scale: f64) -> (u64, u64) {
+    let burst = kind.starts_with('b');
+    let unit = if burst {
+        ((first as f64 * scale) as u64).max(8)
+    } else {
+        1
+    };
+    let round_up = |n: f64| ((n / unit as f64).ceil() as u64).max(1) * unit;
+    let mut c = if burst {
+        unit
+    } else {
+        round_up(first as f64 * scale)
+    };
+    let (mut pace, mut good) = (f64::INFINITY, 0);
+    for _ in 0..CAL_TRIES {
+        if good == CAL_RUNS {
+            break;
+        }
+        let d = measure(kind, size, c, if burst { unit } else { c }).0 / 1e9;
+        if d > 0.0 {
+            pace = pace.min(d / c as f64);
+        }
+        if d >= CAL_MIN * scale {
+            good += 1;
+        } else {
+            let g = if d > 0.0 {
+                1.5 * CAL_MIN * scale / d
+            } else {
+                64.0
+            };
+            c = round_up(c as f64 * g.clamp(2.0, 64.0));
+        }
+    }
+    let n = round_up(SAMPLE_GOAL * scale / pace.max(1e-12));
+    (n, if burst { unit } else { n })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
@@ -537,7 +606,8 @@ fn main() {
         let kind = &args[i + 1];
         let size = args[i + 2].parse().expect("size");
         let count = args[i + 3].parse().expect("count");
-        one(kind, size, count);
+        let round = args.get(i + 4).map_or(count, |r| r.parse().expect("round"));
+        one(kind, size, count, round);
         return;
     }
     let reps: usize = std::env::var("BENCH_REPS")
@@ -545,43 +615,105 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
         .max(1);
-    // (name, kind, size, count, raw figure)
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &f64| *v > 0.0)
+        .unwrap_or(1.0);
+    // (name, kind, size, first calibration count (bursts: the burst), raw figure)
     let figs: [(&str, &str, usize, u64, Option<usize>); 7] = [
-        ("raw64", "raw", 64, 12_000_000, None),
-        ("raw16k", "raw", 16384, 150_000, None),
-        ("rawpp", "rawpp", 16, 20_000, None),
-        ("w2m64", "w2m", 64, 8_000_000, Some(0)),
-        ("w2m16k", "w2m", 16384, 100_000, Some(1)),
-        ("pp", "pp", 16, 20_000, Some(2)),
-        // 20,000 x 16 KiB queued from one handler call, no window.
+        ("raw64", "raw", 64, 3_000_000, None),
+        ("raw16k", "raw", 16384, 40_000, None),
+        ("rawpp", "rawpp", 16, 10_000, None),
+        ("w2m64", "w2m", 64, 2_000_000, Some(0)),
+        ("w2m16k", "w2m", 16384, 25_000, Some(1)),
+        ("pp", "pp", 16, 10_000, Some(2)),
+        // Rounds of 20,000 x 16 KiB queued from one handler call, no window.
         ("bw2m16k", "bw2m", 16384, 20_000, Some(1)),
     ];
+    // Calibration: the count of every sample of each figure (see the module docs).
+    let mut counts: Vec<(u64, u64)> = figs
+        .iter()
+        .map(|f| calibrate(f.1, f.2, f.3, scale))
+        .collect();
+    let mut raised = vec![0u32; figs.len()];
     let mut res: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); figs.len()];
     for _ in 0..reps {
         for (i, f) in figs.iter().enumerate() {
-            res[i].push(measure(f.1, f.2, f.3));
+            // A sample shorter than SAMPLE_MIN is measured again with the count raised for
+            // SAMPLE_GOAL at its pace (kept for the following samples), up to RAISE_MAX times.
+            for k in 0..=RAISE_MAX {
+                let (n, round) = counts[i];
+                let r = measure(f.1, f.2, n, round);
+                let d = r.0 / 1e9;
+                if d >= SAMPLE_MIN * scale || k == RAISE_MAX {
+                    res[i].push(r);
+                    break;
+                }
+                let unit = if f.1.starts_with('b') { round } else { 1 };
+                let c = ((n as f64 * SAMPLE_GOAL * scale / d.max(1e-9) / unit as f64).ceil()
+                    as u64)
+                    .max(n / unit + 1)
+                    * unit;
+                counts[i] = (c, if unit == 1 { c } else { round });
+                raised[i] += 1;
+            }
         }
     }
-    println!("\nRust driver (crate extern fns), {reps} repetitions: median [min .. max]");
+    println!(
+        "\nRust driver (crate extern fns), {reps} interleaved repetitions: median [min .. max]; \
+         ratio [min .. max] per repetition; count per sample (+: raised after a short one); \
+         shortest sample (s, ! under {:.2})",
+        SAMPLE_MIN * scale
+    );
     let mut kv = String::new();
-    let mut meds = vec![0f64; figs.len()];
+    let value = |i: usize, r: &(f64, f64, f64, f64)| {
+        if figs[i].1.ends_with("pp") {
+            r.0 / 1e3 / r.1
+        } else {
+            r.1 / (r.0 / 1e9)
+        }
+    };
     for (i, f) in figs.iter().enumerate() {
         let pp = f.1.ends_with("pp");
-        let vals: Vec<f64> = res[i]
+        let (med, lo, hi) = stats(res[i].iter().map(|r| value(i, r)).collect());
+        let shortest = res[i]
             .iter()
-            .map(|&(ns, m, _, _)| if pp { ns / 1e3 / m } else { m / (ns / 1e9) })
-            .collect();
-        let (med, lo, hi) = stats(vals);
-        meds[i] = med;
-        let ratio = f.4.map(|r| med / meds[r]);
+            .map(|r| r.0 / 1e9)
+            .fold(f64::INFINITY, f64::min);
+        let mark = if shortest < SAMPLE_MIN * scale {
+            "!"
+        } else {
+            ""
+        };
+        let ratio = f.4.map(|r| {
+            let (rmed, _, _) = stats(res[r].iter().map(|x| value(r, x)).collect());
+            let per_rep = res[i]
+                .iter()
+                .zip(&res[r])
+                .map(|(a, b)| value(i, a) / value(r, b))
+                .collect();
+            let (_, qlo, qhi) = stats(per_rep);
+            (med / rmed, qlo, qhi, figs[r].0)
+        });
         let ratio_s = match ratio {
-            Some(x) if pp => format!("{x:.2}x {}", figs[f.4.unwrap_or(0)].0),
-            Some(x) => format!("{:.1}% {}", 100.0 * x, figs[f.4.unwrap_or(0)].0),
+            Some((x, a, b, n)) if pp => format!("{x:.2}x [{a:.2} .. {b:.2}] {n}"),
+            Some((x, a, b, n)) => format!(
+                "{:.1}% [{:.1} .. {:.1}] {n}",
+                100.0 * x,
+                100.0 * a,
+                100.0 * b
+            ),
             None => String::new(),
         };
+        let plus = if raised[i] > 0 { "+" } else { "" };
+        let tail = format!(
+            "  count {}{plus}  shortest {shortest:.2}{mark}",
+            counts[i].0
+        );
         if pp {
             println!(
-                "  {:<8} {med:>9.2} us/rt  [{lo:.2} .. {hi:.2}]  {ratio_s}",
+                "  {:<8} {med:>9.2} us/rt  [{lo:.2} .. {hi:.2}]  {ratio_s}{tail}",
                 f.0
             );
             kv += &format!("rs_{}_rtt_us={med:.2} ", f.0);
@@ -596,7 +728,7 @@ fn main() {
                 String::new()
             };
             println!(
-                "  {:<8} {:>9.2} M msgs/s [{:.2} .. {:.2}]  {mbs:>7.0} MB/s  {ratio_s}{rss}",
+                "  {:<8} {:>9.2} M msgs/s [{:.2} .. {:.2}]  {mbs:>7.0} MB/s  {ratio_s}{tail}{rss}",
                 f.0,
                 med / 1e6,
                 lo / 1e6,
@@ -610,9 +742,16 @@ fn main() {
                 );
             }
         }
-        if let Some(x) = ratio {
-            kv += &format!("rs_{}_ratio={x:.3} ", f.0);
+        if let Some((x, a, b, _)) = ratio {
+            kv += &format!(
+                "rs_{0}_ratio={x:.3} rs_{0}_ratio_min={a:.3} rs_{0}_ratio_max={b:.3} ",
+                f.0
+            );
         }
+        kv += &format!(
+            "rs_{0}_count={1} rs_{0}_shortest_s={shortest:.3} ",
+            f.0, counts[i].0
+        );
     }
     println!("{}", kv.trim_end());
 }

@@ -10,7 +10,13 @@
  * message when mln_ipc_writable_handler_set's handler says the queue drained); fdm2w, the
  * master hands descriptors to the worker, one per frame (mln_ipc_master_send_fds_prepare),
  * as fast as the descriptor limit lets it (it sends until a send is refused with EAGAIN and
- * resumes in the writable callback), and the worker takes each one and closes it.
+ * resumes in the writable callback), and the worker takes each one and closes it;
+ * fanin, msg_workers workers (16) burst to the master at once (each its share of a round,
+ * started together by T_START once every worker said it is ready); rr, the master bursts
+ * to msg_workers workers in turn (round-robin, one message each, from one handler call).
+ * Bursts (bw2m, bm2w, fanin, rr) come in rounds of msg_burst messages: the next round
+ * starts once the last one has arrived, so a long measurement never queues more than one
+ * burst.
  *
  * Built with -DBENCH_MELON against Melon's headers it is a Melon framework program: the
  * IPC is whatever the link line brings (Melon's own with libmelon alone, melon-ipc's melon
@@ -24,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,11 +61,13 @@
  * writable callback), as the limit is. */
 #define FDS_LIMIT 1024
 
-enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M, K_FDM2W };
+enum kind { K_W2M, K_M2W, K_PP, K_FANOUT, K_BW2M, K_BM2W, K_CW2M, K_FDM2W, K_FANIN, K_RR };
 static enum kind kind;
 static const char *kind_name;
 static long long t_start;
 static long window_msgs, ack_every; /* ack_every 0: no window, no acknowledgements */
+static long round_msgs;   /* bursts: one round's messages per stream */
+static long long send_ns; /* rr: time spent in the master's burst loops */
 static pid_t master_pid;
 /* Payload of the control messages (Melon's send_prepare wants a buffer). */
 static unsigned char ctl[1];
@@ -69,11 +78,14 @@ struct stream {
     pid_t pid;
     long count, sent, acked, received;
 };
-static struct stream streams[FANOUT];
-static int n_streams, n_done;
+static struct stream streams[MAX_WORKERS];
+static int n_workers, n_streams, n_done, n_ready, n_round_done;
 static struct stream wstream; /* a worker's own stream (sending or receiving) */
 
-static int worker_sends(void) { return kind == K_W2M || kind == K_BW2M || kind == K_CW2M; }
+static int worker_sends(void)
+{
+    return kind == K_W2M || kind == K_BW2M || kind == K_CW2M || kind == K_FANIN;
+}
 
 static int send_one(mln_event_t *ev, struct stream *s, mln_u32_t type, void *p, size_t n)
 {
@@ -105,33 +117,63 @@ static void fill_window(mln_event_t *ev, struct stream *s)
     }
 }
 
-/* The whole burst from this one call, as a Melon handler does. A refused send (-1) fails
- * the row: counted, printed, and the measurement ends with EXIT_REFUSED (a worker takes
- * its master down with it so that the driver sees it at once). */
-static void burst(mln_event_t *ev, struct stream *s)
+/* One message of a burst. A refused send (-1) is counted (burst_checked fails the row). */
+static long refused, first_refused = -1;
+static int refused_err;
+
+static void burst_one(mln_event_t *ev, struct stream *s)
 {
-    long refused = 0, first = -1;
-    int err = 0;
-    for (s->sent = 0; s->sent < s->count; ++s->sent) {
-        set_seq(msg, (uint32_t)s->sent);
-        if (send_one(ev, s, T_DATA, msg, msg_size) != 0 && refused++ == 0) {
-            first = s->sent;
-            err = errno;
-        }
+    set_seq(msg, (uint32_t)s->sent);
+    if (send_one(ev, s, T_DATA, msg, msg_size) != 0 && refused++ == 0) {
+        first_refused = s->sent;
+        refused_err = errno;
     }
+    ++s->sent;
+}
+
+/* After a round of a burst: a refused send fails the row, printed, and the measurement
+ * ends with EXIT_REFUSED (a worker takes its master down with it so that the driver sees
+ * it at once). */
+static void burst_checked(void)
+{
     if (refused == 0) return;
     printf("refused=%ld\n", refused);
     fflush(stdout);
-    fprintf(stderr, "ipc_bench: %s burst of %ld x %zu B (%s, pid %d): %ld send_prepare call(s) "
-            "returned -1, the first for message %ld (errno %d: %s); the row FAILS\n", kind_name,
-            s->count, msg_size, s->f != NULL ? "master" : "worker", (int)getpid(), refused,
-            first, err, strerror(err));
+    fprintf(stderr, "ipc_bench: %s burst rounds of %ld x %zu B (%s, pid %d): %ld send_prepare "
+            "call(s) returned -1, the first for message %ld (errno %d: %s); the row FAILS\n",
+            kind_name, round_msgs, msg_size, getpid() == master_pid ? "master" : "worker",
+            (int)getpid(), refused, first_refused, refused_err, strerror(refused_err));
     if (getpid() != master_pid) {
         kill(master_pid, SIGKILL);
         _exit(EXIT_REFUSED);
     }
     stop_workers();
     exit(EXIT_REFUSED);
+}
+
+/* The next round of a burst to (or from) one peer, from this one call, as a Melon handler
+ * does. */
+static void burst(mln_event_t *ev, struct stream *s)
+{
+    long end = s->sent + round_msgs;
+    if (end > s->count) end = s->count;
+    while (s->sent < end) burst_one(ev, s);
+    burst_checked();
+}
+
+/* rr: the next round, to every worker in turn (one message each, round-robin), from this
+ * one call. */
+static void burst_round_robin(mln_event_t *ev)
+{
+    long long t0 = now_ns();
+    long i, n = round_msgs * n_streams;
+    int j = 0;
+    for (i = 0; i < n; ++i) {
+        burst_one(ev, &streams[j]);
+        if (++j == n_streams) j = 0;
+    }
+    send_ns += now_ns() - t0;
+    burst_checked();
 }
 
 /* cw2m: sends until a send is refused (EAGAIN) or all are sent; the writable callback calls
@@ -232,16 +274,24 @@ static void finish(mln_event_t *ev)
     printf("ns=%lld msgs=%lld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t_start, msgs,
            msgs * (long long)msg_size, worker_sends() ? rss_w : rss_m,
            worker_sends() ? rss_m : rss_w);
+    if (kind == K_RR) printf("send_ns=%lld\n", send_ns);
     fflush(stdout);
     stop_workers();
     exit(0);
 }
 
+/* Looks at up to WATCH_EACH workers per tick, in turn (reading /proc for 200 workers every
+ * 100 ms would weigh on the figure it watches). */
+#define WATCH_EACH 8
+static int watch_next;
+
 static void watchdog(mln_event_t *ev, void *data)
 {
-    int i;
+    int i, k;
     (void)data;
-    for (i = 0; i < n_streams; ++i)
+    for (k = 0; k < WATCH_EACH && k < n_streams; ++k) {
+        i = watch_next;
+        watch_next = (watch_next + 1) % n_streams;
         if (!proc_alive(streams[i].pid)) {
             if (worker_sends())
                 fprintf(stderr, "ipc_bench: %s %zu B: worker pid %d died during the measurement "
@@ -253,6 +303,7 @@ static void watchdog(mln_event_t *ev, void *data)
             stop_workers();
             exit(EXIT_CHECK);
         }
+    }
     if (mln_event_timer_set(ev, WATCH_MS, NULL, watchdog) == NULL) fail("timer");
 }
 
@@ -262,10 +313,30 @@ static void nop(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u
 }
 
 /* Master handlers. */
+static void start_all(mln_event_t *ev)
+{
+    int i;
+    for (i = 0; i < n_streams; ++i)
+        if (mln_ipc_master_send_prepare(ev, T_START, ctl, sizeof(ctl), streams[i].f) != 0)
+            fail("send start");
+}
+
 static void m_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
 {
+    struct stream *s = stream_of(f_ptr);
+    int last = take_data(ev, s, buf, len);
     (void)u;
-    if (take_data(ev, stream_of(f_ptr), buf, len)) finish(ev);
+    if (kind == K_FANIN) {
+        /* A round ends when every worker's share of it has arrived. */
+        if (s->received % round_msgs != 0 || ++n_round_done < n_streams) return;
+        n_round_done = 0;
+        if (last) finish(ev); /* every stream ends with the same round */
+        start_all(ev);
+    } else if (last) {
+        finish(ev);
+    } else if (kind == K_BW2M && s->received % round_msgs == 0) {
+        if (mln_ipc_master_send_prepare(ev, T_GO, ctl, sizeof(ctl), s->f) != 0) fail("send go");
+    }
 }
 
 static void m_ack(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
@@ -285,10 +356,19 @@ static void m_done(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void 
     if (++n_done == n_streams) finish(ev);
 }
 
+/* Every worker is ready (for the first round, or the next one: bm2w, fanin, rr). The
+ * clock starts when all are ready the first time. */
 static void m_ready(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
 {
     (void)buf; (void)len; (void)u;
-    burst(ev, stream_of(f_ptr));
+    (void)stream_of(f_ptr);
+    if (++n_ready < n_streams) return;
+    n_ready = 0;
+    if (t_start == 0) t_start = now_ns();
+    if (kind == K_BM2W) burst(ev, &streams[0]);
+    else if (kind == K_RR) burst_round_robin(ev);
+    else if (kind == K_FANIN) start_all(ev);
+    else fail("unexpected ready");
 }
 
 static void m_pong(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
@@ -307,9 +387,16 @@ static void w_go(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **
     (void)f_ptr; (void)buf; (void)len; (void)u;
     if (kind == K_BW2M) burst(ev, &wstream);
     else if (kind == K_CW2M) stream_until_refused(ev, &wstream);
-    else if (kind == K_BM2W) {
+    else if (kind == K_BM2W || kind == K_FANIN || kind == K_RR) {
         if (mln_ipc_worker_send_prepare(ev, T_READY, ctl, sizeof(ctl)) != 0) fail("send ready");
     } else fill_window(ev, &wstream);
+}
+
+static void w_start(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
+{
+    (void)f_ptr; (void)buf; (void)len; (void)u;
+    if (kind != K_FANIN) fail("unexpected start");
+    burst(ev, &wstream);
 }
 
 static void w_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
@@ -320,8 +407,12 @@ static void w_data(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void 
         if (mln_ipc_fds_count() != 1 || fd < 0) fail("not exactly one descriptor with the frame");
         if (close(fd) != 0) fail("close (a received descriptor)");
     }
-    if (take_data(ev, &wstream, buf, len))
+    if (take_data(ev, &wstream, buf, len)) {
         if (mln_ipc_worker_send_prepare(ev, T_DONE, ctl, sizeof(ctl)) != 0) fail("send done");
+    } else if ((kind == K_BM2W || kind == K_RR) && wstream.received % round_msgs == 0) {
+        /* This round has arrived: ready for the next. */
+        if (mln_ipc_worker_send_prepare(ev, T_READY, ctl, sizeof(ctl)) != 0) fail("send ready");
+    }
 }
 
 static void w_ack(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **u)
@@ -343,7 +434,7 @@ static void w_ping(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void 
 static int add_stream(mln_event_t *ev, mln_fork_t *f, void *data)
 {
     (void)ev; (void)data;
-    if (n_streams == FANOUT) fail("too many workers");
+    if (n_streams == MAX_WORKERS) fail("too many workers");
     streams[n_streams].f = f;
     streams[n_streams].pid = f->pid;
     ++n_streams;
@@ -389,17 +480,18 @@ static void conf_remove(void)
 
 static void master_process(mln_event_t *ev)
 {
-    int i, workers = kind == K_FANOUT ? FANOUT : 1;
+    int i;
 #ifdef BENCH_MELON
     conf_remove();
 #endif
     mln_fork_iterate(ev, add_stream, NULL);
-    if (n_streams != workers) fail("worker count");
+    if (n_streams != n_workers) fail("worker count");
     for (i = 0; i < n_streams; ++i)
         streams[i].count = msg_count / n_streams + (i < msg_count % n_streams ? 1 : 0);
     /* Not during ping-pong: nothing but the two processes' messages in that loop. */
     if (kind != K_PP && mln_event_timer_set(ev, WATCH_MS, NULL, watchdog) == NULL) fail("timer");
-    t_start = now_ns();
+    /* The kinds that wait until every worker is ready start the clock then (m_ready). */
+    if (kind != K_BM2W && kind != K_FANIN && kind != K_RR) t_start = now_ns();
     for (i = 0; i < n_streams; ++i) {
         struct stream *s = &streams[i];
         switch (kind) {
@@ -407,6 +499,8 @@ static void master_process(mln_event_t *ev)
         case K_BW2M:
         case K_BM2W:
         case K_CW2M:
+        case K_FANIN:
+        case K_RR:
             if (mln_ipc_master_send_prepare(ev, T_GO, ctl, sizeof(ctl), s->f) != 0)
                 fail("send go");
             break;
@@ -440,11 +534,11 @@ static int global_init(void)
     static const struct { mln_u32_t type; ipc_handler m, w; } h[] = {
         {T_GO, nop, w_go},       {T_DATA, m_data, w_data}, {T_ACK, m_ack, w_ack},
         {T_DONE, m_done, nop},   {T_PING, nop, w_ping},    {T_PONG, m_pong, nop},
-        {T_READY, m_ready, nop},
+        {T_READY, m_ready, nop}, {T_START, nop, w_start},
     };
     size_t i;
 #ifndef BENCH_MELON
-    mln_fork_worker_num_set(kind == K_FANOUT ? FANOUT : 1);
+    mln_fork_worker_num_set((mln_u32_t)n_workers);
 #endif
     if (kind == K_CW2M) {
         /* Both processes (set before the fork). */
@@ -477,6 +571,27 @@ static int global_init(void)
     return 0;
 }
 
+/* The master holds a socketpair end per worker (and the library a few descriptors more):
+ * raises RLIMIT_NOFILE's soft limit up to the hard one if FDS_PER_WORKER per worker + 64
+ * do not fit, and fails the row with what is needed if they still do not. */
+#define FDS_PER_WORKER 2
+
+static void descriptors_for(int workers)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)workers * FDS_PER_WORKER + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) die("getrlimit");
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+            fprintf(stderr, "ipc_bench: %s with %d workers needs %lu descriptors (ulimit -n; "
+                    "the hard limit is %lu)\n", kind_name, workers, (unsigned long)need,
+                    (unsigned long)rl.rlim_max);
+            exit(EXIT_CHECK);
+        }
+    }
+}
+
 /* The credit window in bytes: BENCH_WINDOW (bytes) or WINDOW_BYTES. */
 static size_t window_bytes(void)
 {
@@ -489,6 +604,7 @@ int run_melon(const char *k)
     static const struct { const char *name; enum kind kind; } kinds[] = {
         {"w2m", K_W2M}, {"m2w", K_M2W}, {"pp", K_PP}, {"fanout", K_FANOUT},
         {"bw2m", K_BW2M}, {"bm2w", K_BM2W}, {"cw2m", K_CW2M}, {"fdm2w", K_FDM2W},
+        {"fanin", K_FANIN}, {"rr", K_RR},
     };
     static char arg0[] = "ipc_bench", *argv[] = {arg0, NULL};
     struct mln_framework_attr a;
@@ -502,9 +618,16 @@ int run_melon(const char *k)
     }
     kind = kinds[i].kind;
     kind_name = kinds[i].name;
-    if (kind == K_FANOUT && msg_count % FANOUT != 0) fail("fan-out count must divide by 4");
-    per_worker = kind == K_FANOUT ? msg_count / FANOUT : msg_count;
-    if (kind == K_BW2M || kind == K_BM2W || kind == K_CW2M || kind == K_FDM2W) {
+    n_workers = kind == K_FANOUT ? FANOUT : kind == K_FANIN || kind == K_RR ? msg_workers : 1;
+    if (n_workers < 1 || n_workers > MAX_WORKERS) fail("worker count out of range");
+    if (msg_count % n_workers != 0) fail("the count must divide by the worker count");
+    if (msg_burst % n_workers != 0 || msg_count % msg_burst != 0)
+        fail("the burst must divide by the worker count, and the count by the burst");
+    per_worker = msg_count / n_workers;
+    round_msgs = msg_burst / n_workers;
+    if (n_workers > 1) descriptors_for(n_workers);
+    if (kind == K_BW2M || kind == K_BM2W || kind == K_CW2M || kind == K_FDM2W || kind == K_FANIN
+        || kind == K_RR) {
         window_msgs = msg_count;
         ack_every = 0;
     } else {
@@ -516,7 +639,7 @@ int run_melon(const char *k)
     wstream.count = per_worker;
     master_pid = getpid();
 #ifdef BENCH_MELON
-    conf_write(kind == K_FANOUT ? FANOUT : 1);
+    conf_write(n_workers);
 #endif
     a.argc = 1; /* Melon parses boot options (-r, -s, -h) out of argv */
     a.argv = argv;

@@ -4,7 +4,9 @@
  * it is full; the receiver parses frames out of 64 KiB reads. Ping-pong: one frame back and
  * forth with blocking write/read, or (rawepp) through epoll_wait and non-blocking reads,
  * the floor of any event-loop design. Descriptors (rawfd): one frame per blocking sendmsg
- * with one descriptor attached (SCM_RIGHTS), one recvmsg per frame, the descriptor closed. */
+ * with one descriptor attached (SCM_RIGHTS), one recvmsg per frame, the descriptor closed.
+ * Fan-in (rawfanin): several raw senders, each on a socketpair of its own, and one
+ * receiver reading them all through epoll (non-blocking, 64 KiB reads, frames parsed). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -329,6 +331,125 @@ int run_raw_fds(void)
     write_all(sv[0], "g", 1);
     raw_fd_receiver(sv[0]);
     return raw_finish(pid, t0);
+}
+
+/* ---- fan-in (rawfanin): msg_workers raw senders, one epoll receiver ---- */
+
+/* One sender's stream as the receiver sees it: its own buffer (room for two frames and two
+ * reads, as raw_receiver's), frames parsed in place. */
+struct in_stream {
+    int fd;
+    unsigned char *buf;
+    size_t start, end;
+    long seq;
+};
+
+/* Reads once (64 KiB) from a ready stream and parses the frames that are complete; returns
+ * 1 when the stream has brought all `per` frames. */
+static int fanin_read(struct in_stream *s, size_t cap, long per)
+{
+    ssize_t r;
+    if (cap - s->end < RAW_CHUNK) {
+        memmove(s->buf, s->buf + s->start, s->end - s->start);
+        s->end -= s->start;
+        s->start = 0;
+    }
+    r = read(s->fd, s->buf + s->end, RAW_CHUNK);
+    if (r < 0) {
+        if (errno == EINTR || errno == EAGAIN) return 0;
+        die("read");
+    }
+    if (r == 0) fail("unexpected end of stream");
+    s->end += (size_t)r;
+    while (s->end - s->start >= 8) {
+        uint32_t len, type;
+        memcpy(&len, s->buf + s->start, 4);
+        if (s->end - s->start < 4 + (size_t)len) break;
+        memcpy(&type, s->buf + s->start + 4, 4);
+        if (type != T_DATA) fail("frame type");
+        check_msg(s->buf + s->start + 8, len - 4, s->seq, per);
+        ++s->seq;
+        s->start += 4 + (size_t)len;
+    }
+    if (s->start == s->end) s->start = s->end = 0;
+    return s->seq == per;
+}
+
+/* rawfanin: msg_workers children each send msg_count / msg_workers frames (raw_sender: the
+ * 64 KiB batches of the raw stream) on a socketpair of its own, all at once on this
+ * process's "go"; this process reads them all through one epoll instance (level-triggered,
+ * non-blocking sockets, one 64 KiB read per ready socket per epoll_wait). */
+int run_raw_fanin(void)
+{
+    int n = msg_workers, i, left, epfd, sv[2];
+    long per = msg_count / msg_workers;
+    size_t cap = 2 * (8 + msg_size) + 2 * RAW_CHUNK;
+    struct in_stream *in = calloc((size_t)n, sizeof(*in));
+    pid_t *pids = calloc((size_t)n, sizeof(*pids));
+    struct epoll_event e, evs[MAX_WORKERS];
+    long long t0, t1;
+    long rss_send = 0, rss_recv;
+    if (in == NULL || pids == NULL) die("calloc");
+    if (per * n != msg_count) fail("fan-in count must divide by the worker count");
+    for (i = 0; i < n; ++i) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0) die("socketpair");
+        pids[i] = fork();
+        if (pids[i] < 0) die("fork");
+        if (pids[i] == 0) {
+            int j;
+            for (j = 0; j < i; ++j) close(in[j].fd);
+            close(sv[0]);
+            msg_count = per;
+            raw_sender(sv[1]);
+            _exit(0);
+        }
+        close(sv[1]);
+        in[i].fd = sv[0];
+        in[i].buf = malloc(cap);
+        if (in[i].buf == NULL) die("malloc");
+    }
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) die("epoll_create1");
+    for (i = 0; i < n; ++i) {
+        if (fcntl(in[i].fd, F_SETFL, fcntl(in[i].fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
+        memset(&e, 0, sizeof(e));
+        e.events = EPOLLIN;
+        e.data.u32 = (uint32_t)i;
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, in[i].fd, &e) < 0) die("epoll_ctl");
+    }
+    t0 = now_ns();
+    for (i = 0; i < n; ++i) write_all(in[i].fd, "g", 1);
+    for (left = n; left > 0;) {
+        int k, got = epoll_wait(epfd, evs, n, -1);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (k = 0; k < got; ++k) {
+            struct in_stream *s = &in[evs[k].data.u32];
+            if (s->seq < per && fanin_read(s, cap, per)) {
+                if (epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL) < 0) die("epoll_ctl");
+                --left;
+            }
+        }
+    }
+    t1 = now_ns();
+    rss_recv = peak_rss_kib(getpid());
+    for (i = 0; i < n; ++i) {
+        int status;
+        struct rusage ru;
+        if (wait4(pids[i], &status, 0, &ru) < 0) die("wait4");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("raw child failed");
+        if (ru.ru_maxrss > rss_send) rss_send = ru.ru_maxrss;
+        close(in[i].fd);
+        free(in[i].buf);
+    }
+    close(epfd);
+    printf("ns=%lld msgs=%ld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t0, msg_count,
+           (long long)msg_count * (long long)msg_size, rss_send, rss_recv);
+    free(in);
+    free(pids);
+    return 0;
 }
 
 /* pingpong: 0 stream, 1 ping-pong with blocking read/write, 2 ping-pong through epoll. */

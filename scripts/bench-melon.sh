@@ -9,11 +9,15 @@
 #   ipc_bench_mlnipc_melon   melon-ipc's melon build on Melon's event loop: the same, with
 #                            our melon archive forced in before libmelon_static.a
 # then runs bursts, windowed streams and ping-pong with the last two (a row whose IPC dies
-# reads FAILED and the run goes on), and an interleaved round-trip comparison of all four
-# (raw included). Prints when, where and what was measured first.
+# reads FAILED and the run goes on), and an interleaved round-trip comparison of all three
+# and the raw round trips (blocking, and through epoll_wait: the floor of any event loop),
+# with its targets: the melon build's round trip at most Melon's own, and both builds' at
+# most 1.1x the raw one through epoll. Prints when, where and what was measured first.
+# Every sample lasts at least 0.3 s (ipc_bench calibrates its own; the round trips' count
+# is calibrated here so that the fastest, raw, lasts 0.5 s).
 #
 # Environment: CC, LIBS, TARGET_DIR, MELON_PREFIX (/usr/local/melon), MELON_COMMIT (printed
-# when given: an install does not record Melon's commit), BENCH_REPS (3), BENCH_ROUNDS (9).
+# when given: an install does not record Melon's commit), BENCH_REPS (5), BENCH_ROUNDS (9).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +29,7 @@ if [ -z "${LIBS:-}" ]; then
     LIBS=$(sed -n 's/^LIBS *= *//p' Makefile | head -n 1)
 fi
 rounds=${BENCH_ROUNDS:-9}
-export BENCH_REPS=${BENCH_REPS:-3}
+export BENCH_REPS=${BENCH_REPS:-5}
 export BENCH_TIMEOUT=${BENCH_TIMEOUT:-60}
 
 if [ ! -f "$MELON_PREFIX/include/mln_framework.h" ] || [ ! -f "$MELON_PREFIX/lib/libmelon_static.a" ]; then
@@ -60,9 +64,9 @@ fi
 
 echo "== bench-melon: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm), $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== melon-ipc $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)')$(git diff --quiet HEAD 2>/dev/null || echo ' (modified)'); Melon at $MELON_PREFIX${MELON_COMMIT:+, commit $MELON_COMMIT}; $("$CC" --version | head -n 1)"
-echo "== $BENCH_REPS interleaved repetitions per program, median; BENCH_TIMEOUT=$BENCH_TIMEOUT s"
+echo "== $BENCH_REPS interleaved repetitions per program, median [min .. max]; samples of at least 0.3 s; BENCH_TIMEOUT=$BENCH_TIMEOUT s"
 
-export BENCH_ONLY=raw64,raw16k,raw256k,raw1m,rawpp,pp,w2m64,m2w64,w2m16k,m2w16k,bw2m64,bw2m16k,bw2m256k,bw2m1m,bm2w64,bm2w16k,bm2w256k,bm2w1m
+export BENCH_ONLY=raw64,raw16k,raw256k,raw1m,rawpp,rawepp,pp,w2m64,m2w64,w2m16k,m2w16k,bw2m64,bw2m16k,bw2m256k,bw2m1m,bm2w64,bm2w16k,bm2w256k,bm2w1m
 status=0
 echo
 echo "== Melon's own IPC ($melon)"
@@ -72,24 +76,41 @@ echo "== melon-ipc's melon build on Melon's loop ($ours)"
 "$ours" || status=2
 unset BENCH_ONLY
 
-# Round trip, interleaved: one measurement of each per round, microseconds per round trip,
-# sorted; with 9 rounds the 5th value is the median.
+# Round trip, interleaved: one sample of each per round, microseconds per round trip,
+# sorted, median and [min .. max]. The count of round trips is the same for all: the one
+# that makes the fastest (raw, blocking; the quickest of two calibration runs) last 0.5 s.
+cal_us=$(for _ in 1 2; do "$standalone" one rawpp 16 10000; done |
+    awk '{split($1, n, "="); split($2, m, "="); u = n[2] / 1000 / m[2]; if (b == "" || u < b) b = u} END {printf "%.3f\n", b}')
+count=$(awk -v u="$cal_us" 'BEGIN {c = u > 0 ? int(500000 / u) + 1 : 30000; if (c < 1000) c = 1000; print c}')
 echo
-echo "== round trip, 16 B, $rounds interleaved rounds of 30,000 round trips, microseconds, sorted"
+echo "== round trip, 16 B, $rounds interleaved rounds of $count round trips (a sample lasts >= 0.5 s at raw's pace, ${cal_us} us), microseconds"
 for _ in $(seq "$rounds"); do
-    echo "raw $("$standalone" one rawpp 16 30000)"
-    echo "melon $("$melon" one pp 16 30000)"
-    echo "mlnipc-on-melon $("$ours" one pp 16 30000)"
-    echo "mlnipc-standalone $("$standalone" one pp 16 30000)"
-done | awk '{split($2, n, "="); split($3, m, "="); if (m[2] > 0) printf "%s %.2f\n", $1, n[2] / 1000 / m[2]; else print $1, "FAILED"}' |
+    echo "raw $("$standalone" one rawpp 16 "$count")"
+    echo "raw-epoll $("$standalone" one rawepp 16 "$count")"
+    echo "melon $("$melon" one pp 16 "$count")"
+    echo "mlnipc-on-melon $("$ours" one pp 16 "$count")"
+    echo "mlnipc-standalone $("$standalone" one pp 16 "$count")"
+done | awk '{split($2, n, "="); split($3, m, "="); if (m[2] > 0) printf "%s %.2f %.3f\n", $1, n[2] / 1000 / m[2], n[2] / 1e9; else print $1, "FAILED", 0}' |
     sort -k1,1 -k2,2n |
-    awk '{t[$1] = t[$1] sprintf(" %s", $2); c[$1]++; v[$1, c[$1]] = $2}
+    awk '{c[$1]++; v[$1, c[$1]] = $2; t[$1] = t[$1] " " $2; if ($2 == "FAILED") bad[$1] = 1;
+          if ($3 < 0.3) short[$1]++}
          END {
-             split("raw melon mlnipc-on-melon mlnipc-standalone", order, " ");
-             for (i = 1; i <= 4; i++) {
-                 k = order[i]; m = v[k, int((c[k] + 1) / 2)];
-                 printf "  %-18s median %6s us:%s\n", k ":", m, t[k];
+             split("raw raw-epoll melon mlnipc-on-melon mlnipc-standalone", order, " ");
+             for (i = 1; i <= 5; i++) {
+                 k = order[i];
+                 if (c[k] == 0 || bad[k]) { printf "  %-19s FAILED:%s\n", k ":", t[k]; continue }
+                 med[k] = c[k] % 2 ? v[k, (c[k] + 1) / 2] : (v[k, c[k] / 2] + v[k, c[k] / 2 + 1]) / 2;
+                 printf "  %-19s median %6.2f us [%.2f .. %.2f]%s:%s\n", k ":", med[k], v[k, 1], v[k, c[k]],
+                     short[k] ? sprintf(" (%d sample(s) under 0.3 s)", short[k]) : "", t[k];
              }
+             print "  targets (on the medians):";
+             check("melon build round trip <= Melon'"'"'s own", med["mlnipc-on-melon"], med["melon"], 1);
+             check("melon build round trip <= 1.1x raw epoll", med["mlnipc-on-melon"], med["raw-epoll"], 1.1);
+             check("standalone round trip <= 1.1x raw epoll", med["mlnipc-standalone"], med["raw-epoll"], 1.1);
+         }
+         function check(what, a, b, lim) {
+             if (a == "" || b == "") { printf "    %-44s     -  FAIL (a row failed)\n", what; return }
+             printf "    %-44s %5.2fx  %s\n", what, a / b, a <= lim * b ? "PASS" : "FAIL";
          }'
 # Melon's own rows are expected to fail (its first EAGAIN closes the channel): only the
 # melon-ipc program's status counts.

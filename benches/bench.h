@@ -44,6 +44,8 @@ extern unsigned char *msg;
 void die(const char *what);
 void fail(const char *what);
 long long now_ns(void);
+/* CPU time of the calling thread (its own work and the kernel's on its behalf), ns. */
+long long cpu_ns(void);
 long peak_rss_kib(pid_t pid);
 int proc_alive(pid_t pid);
 void make_msg(void);

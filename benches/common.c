@@ -32,6 +32,13 @@ long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+long long cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Peak resident set of a process in KiB (VmHWM), or -1. */
 long peak_rss_kib(pid_t pid)
 {

@@ -68,6 +68,7 @@ static long long t_start;
 static long window_msgs, ack_every; /* ack_every 0: no window, no acknowledgements */
 static long round_msgs;   /* bursts: one round's messages per stream */
 static long long send_ns; /* rr: time spent in the master's burst loops */
+static long long send_cpu_ns; /* rr: the master's CPU time in them (its cost per send) */
 static pid_t master_pid;
 /* Payload of the control messages (Melon's send_prepare wants a buffer). */
 static unsigned char ctl[1];
@@ -165,7 +166,7 @@ static void burst(mln_event_t *ev, struct stream *s)
  * one call. */
 static void burst_round_robin(mln_event_t *ev)
 {
-    long long t0 = now_ns();
+    long long t0 = now_ns(), c0 = cpu_ns();
     long i, n = round_msgs * n_streams;
     int j = 0;
     for (i = 0; i < n; ++i) {
@@ -173,6 +174,7 @@ static void burst_round_robin(mln_event_t *ev)
         if (++j == n_streams) j = 0;
     }
     send_ns += now_ns() - t0;
+    send_cpu_ns += cpu_ns() - c0;
     burst_checked();
 }
 
@@ -274,7 +276,7 @@ static void finish(mln_event_t *ev)
     printf("ns=%lld msgs=%lld bytes=%lld rss_send=%ld rss_recv=%ld\n", t1 - t_start, msgs,
            msgs * (long long)msg_size, worker_sends() ? rss_w : rss_m,
            worker_sends() ? rss_m : rss_w);
-    if (kind == K_RR) printf("send_ns=%lld\n", send_ns);
+    if (kind == K_RR) printf("send_ns=%lld send_cpu_ns=%lld\n", send_ns, send_cpu_ns);
     fflush(stdout);
     stop_workers();
     exit(0);

@@ -62,8 +62,26 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// While a burst is queued, write whenever this many bytes accumulated.
+/// While a burst is queued, write whenever this many bytes accumulated (at most; see
+/// [`opportunistic`]).
 pub(crate) const OPPORTUNISTIC: usize = crate::channel::tx::CHUNK;
+/// What may wait, over every peer being sent to, between opportunistic writes: about what
+/// a core's cache holds. A program sending to many peers in turn writes each one sooner,
+/// so the bytes it queues are still in the cache when the kernel copies them (200 workers
+/// x 64 KiB waiting: the master's CPU per send 3.2-3.4x that of 2 workers; with this
+/// budget and the 16 KiB floor 1.5-1.8x, `make bench`'s rr200, where the rest is mostly
+/// the kernel waking the 200 receivers).
+const OPPORTUNISTIC_BUDGET: usize = 1024 * 1024;
+/// ... but no less than this between two writes to one peer (system calls per frame: 8
+/// KiB cost more than they saved, 32 KiB no less than 16).
+const OPPORTUNISTIC_MIN: usize = 16 * 1024;
+
+/// Bytes queued to one peer between two opportunistic writes while `dirty` peers have
+/// frames queued in this pass.
+#[inline]
+fn opportunistic(dirty: usize) -> usize {
+    (OPPORTUNISTIC_BUDGET / dirty.max(1)).clamp(OPPORTUNISTIC_MIN, OPPORTUNISTIC)
+}
 /// Payloads at least this large are written straight from the caller's buffer when
 /// nothing is queued.
 pub(crate) const DIRECT_MIN: usize = 16 * 1024;
@@ -458,7 +476,9 @@ fn send_in(
 #[inline(always)]
 fn queued(p: &mut Proc, peer: Peer, ch: &mut Chan, total: usize) -> Result<(), SendError> {
     let fd = ch.ch.raw();
-    if ch.phase.writes() && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= OPPORTUNISTIC) {
+    if ch.phase.writes()
+        && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= opportunistic(p.dirty.len()))
+    {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
             // This frame is queued behind bytes the peer will never read: refused (the
             // program is told), so not counted among the frames lost at the close.

@@ -71,10 +71,10 @@ pub(crate) use flush::{
 pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::my_slot;
-#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
-pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 #[cfg(feature = "tokio")]
 pub(crate) use fork::start_fork_server;
+#[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
+pub(crate) use fork::{fork_core, fork_workers, new_plan, spawn_plan_checked, Forked};
 pub(crate) use fork::{restart, spawn};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use handlers::handler_data;

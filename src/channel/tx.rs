@@ -274,19 +274,26 @@ impl Tx {
     }
 
     /// The chunk a small frame of `total` bytes goes to: the last one if it fits.
-    #[inline]
+    #[inline(always)]
     fn small_chunk(&mut self, total: usize) -> Result<&mut Chunk, Refused> {
         if self.chunks.back().is_none_or(|c| c.room() < total) {
-            let buf = match self.spare.pop() {
-                Some(b) => b,
-                None => self.take_buffers(1)?.pop().expect("one buffer"),
-            };
-            if self.chunks.len() == self.chunks.capacity() {
-                self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
-            }
-            self.chunks.push_back(Chunk::new(buf));
+            self.add_chunk()?;
         }
         Ok(self.chunks.back_mut().expect("a chunk was just ensured"))
+    }
+
+    /// A new last chunk (once per 64 KiB queued: kept out of the per-frame path).
+    #[inline(never)]
+    fn add_chunk(&mut self) -> Result<(), Refused> {
+        let buf = match self.spare.pop() {
+            Some(b) => b,
+            None => self.take_buffers(1)?.pop().expect("one buffer"),
+        };
+        if self.chunks.len() == self.chunks.capacity() {
+            self.chunks.try_reserve(1).map_err(|_| Refused::NoMemory)?;
+        }
+        self.chunks.push_back(Chunk::new(buf));
+        Ok(())
     }
 
     /// `n` empty chunk buffers (recycled ones first), all or none.

@@ -63,7 +63,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// While a burst is queued, write whenever this many bytes accumulated (at most; see
-/// [`opportunistic`]).
+/// [`opportunistic_due`]).
 pub(crate) const OPPORTUNISTIC: usize = crate::channel::tx::CHUNK;
 /// What may wait, over every peer being sent to, between opportunistic writes: about what
 /// a core's cache holds. A program sending to many peers in turn writes each one sooner,
@@ -76,11 +76,14 @@ const OPPORTUNISTIC_BUDGET: usize = 1024 * 1024;
 /// KiB cost more than they saved, 32 KiB no less than 16).
 const OPPORTUNISTIC_MIN: usize = 16 * 1024;
 
-/// Bytes queued to one peer between two opportunistic writes while `dirty` peers have
-/// frames queued in this pass.
-#[inline]
-fn opportunistic(dirty: usize) -> usize {
-    (OPPORTUNISTIC_BUDGET / dirty.max(1)).clamp(OPPORTUNISTIC_MIN, OPPORTUNISTIC)
+/// Whether `since` bytes queued to one peer since its last write attempt call for a write
+/// now, while `dirty` peers have frames queued in this pass: `since` reached
+/// `OPPORTUNISTIC_BUDGET / dirty`, within `OPPORTUNISTIC_MIN..=OPPORTUNISTIC` (without a
+/// division: this runs for every frame sent).
+#[inline(always)]
+fn opportunistic_due(since: usize, dirty: usize) -> bool {
+    since >= OPPORTUNISTIC
+        || (since >= OPPORTUNISTIC_MIN && since.saturating_mul(dirty) >= OPPORTUNISTIC_BUDGET)
 }
 /// Payloads at least this large are written straight from the caller's buffer when
 /// nothing is queued.
@@ -477,7 +480,7 @@ fn send_in(
 fn queued(p: &mut Proc, peer: Peer, ch: &mut Chan, total: usize) -> Result<(), SendError> {
     let fd = ch.ch.raw();
     if ch.phase.writes()
-        && (ch.ev.is_null() || ch.ch.tx.since_attempt() >= opportunistic(p.dirty.len()))
+        && (ch.ev.is_null() || opportunistic_due(ch.ch.tx.since_attempt(), p.dirty.len()))
     {
         if let Flushed::Error(e) = ch.ch.tx.write(fd) {
             // This frame is queued behind bytes the peer will never read: refused (the

@@ -761,7 +761,7 @@ void mln_fork_worker_num_set(mln_u32_t n);
  * master (restarts, `mln_fork_restart`, rolling restarts, `mln_fork_spawn`) is made by
  * it, so the master may run threads (a thread's lock is never copied into a child). Call
  * it before `mln_fork`, while the process has one thread (otherwise `mln_fork` returns
- * -1 with EDEADLK once its workers are started).
+ * -1 with EDEADLK and forks nothing).
  *
  * The server is a single-threaded copy of the process as it is at the end of `mln_fork`;
  * it makes each new child as a child of the master (exit status, events and supervision

@@ -234,6 +234,19 @@ fn parent_side(ev: *mut mln_event_t, plan: Plan, pid: i32, mine: OwnedFd) -> io:
     Ok(Forked::Parent)
 }
 
+/// EDEADLK (logged) when a fork server cannot start: other threads run in this process.
+#[cfg_attr(not(feature = "standalone"), allow(dead_code))]
+fn server_possible() -> io::Result<()> {
+    let threads = super::pids::thread_count();
+    if threads > 1 {
+        log::error(format_args!(
+            "the fork server cannot start: {threads} threads run in this process"
+        ));
+        return Err(io::Error::from_raw_os_error(libc::EDEADLK));
+    }
+    Ok(())
+}
+
 /// Starts this process's fork server (`forkserver`), unless one runs: from then on its
 /// forks are the server's. To be called before any other thread exists (EDEADLK
 /// otherwise): the server is a copy of the process as it is now, and so is every child it
@@ -244,13 +257,7 @@ pub(crate) fn start_fork_server() -> io::Result<Forked> {
     if forkserver::running() {
         return Ok(Forked::Parent);
     }
-    let threads = super::pids::thread_count();
-    if threads > 1 {
-        log::error(format_args!(
-            "the fork server cannot start: {threads} threads run in this process"
-        ));
-        return Err(io::Error::from_raw_os_error(libc::EDEADLK));
-    }
+    server_possible()?;
     let (master_end, server_end) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -533,13 +540,20 @@ pub(crate) fn restart(ev: *mut mln_event_t) -> io::Result<Forked> {
 /// `mln_fork`: the standalone build starts `mln_fork_worker_num_set` workers.
 #[cfg_attr(not(feature = "standalone"), allow(dead_code))]
 pub(crate) fn fork_workers() -> io::Result<Forked> {
+    let server = super::settings::fork_server();
+    if server && !forkserver::running() {
+        // Before any fork: workers forked beside other threads would copy the locks they
+        // hold, which is what the server is for, and the caller, told that `mln_fork`
+        // failed, would not know it has workers.
+        server_possible().inspect_err(|e| log::error(format_args!("fork server: {e}")))?;
+    }
     let n = super::settings::worker_num();
     for _ in 0..n {
         if let Forked::Child = restart(null_mut())? {
             return Ok(Forked::Child);
         }
     }
-    if super::settings::fork_server() {
+    if server {
         // A new child the server makes later comes back from here, as these did.
         return start_fork_server().inspect_err(|e| {
             log::error(format_args!("fork server: {e}"));

@@ -1,0 +1,90 @@
+/* Adversarial: mln_fork with the fork server asked for (mln_fork_server_set) while the
+ * process already runs a second thread, which holds a lock. The server cannot start (it
+ * must be a single-threaded copy of the process), so mln_fork fails with EDEADLK; it must
+ * fail before it forks anything: a worker forked now would be a copy of a process whose
+ * other thread holds a lock (here: the worker would hang on it for ever), which is what
+ * the server is there to prevent, and the caller, told that mln_fork failed, would not
+ * know that it has workers.
+ * CTEST_STANDALONE_ONLY: mln_fork_server_set is an extension of the standalone build.
+ * Checks: mln_fork() returns -1 with errno EDEADLK in this process, no other process
+ * returns from it, and this process has no child afterwards (none forked). */
+#define _GNU_SOURCE
+#include "ctest.h"
+#include <dirent.h>
+#include <pthread.h>
+
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
+static int locked_pipe[2], release_pipe[2];
+
+static void *hold(void *arg)
+{
+    char c;
+    (void)arg;
+    CHECK(pthread_mutex_lock(&held) == 0);
+    CHECK(write(locked_pipe[1], "l", 1) == 1);
+    while (read(release_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    CHECK(pthread_mutex_unlock(&held) == 0);
+    return NULL;
+}
+
+/* The processes whose parent is `parent` (killed with SIGKILL if `kill_them`). */
+static int children_of(pid_t parent, int kill_them)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        char path[64], buf[512], state;
+        int pid = atoi(e->d_name), ppid, fd;
+        ssize_t len;
+        char *c;
+        if (pid <= 0) continue;
+        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+        fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        len = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (len <= 0) continue;
+        buf[len] = 0;
+        c = strrchr(buf, ')');
+        if (c != NULL && sscanf(c + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
+            ++n;
+            if (kill_them) kill(pid, SIGKILL);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int main(void)
+{
+    pthread_t t;
+    pid_t me = getpid();
+    char c;
+    int r, e, n;
+    alarm(30);
+    CHECK(pipe(locked_pipe) == 0 && pipe(release_pipe) == 0);
+    CHECK(pthread_create(&t, NULL, hold, NULL) == 0);
+    CHECK(read(locked_pipe[0], &c, 1) == 1);
+    mln_fork_worker_num_set(2);
+    mln_fork_server_set(1);
+    CHECK(mln_fork_prepare() == 0);
+    errno = 0;
+    r = mln_fork();
+    e = errno;
+    if (getpid() != me) {
+        /* A worker forked beside the thread: it cannot take the lock. */
+        fprintf(stderr, "worker %d returned %d from mln_fork\n", (int)getpid(), r);
+        for (;;) pause(); /* the master sees it, and kills it */
+    }
+    n = children_of(me, 1);
+    if (r != -1 || e != EDEADLK || n != 0)
+        fprintf(stderr, "mln_fork: %d (errno %d), %d children forked\n", r, e, n);
+    CHECK(r == -1 && e == EDEADLK);
+    CHECK(n == 0);
+    CHECK(write(release_pipe[1], "r", 1) == 1);
+    CHECK(pthread_join(t, NULL) == 0);
+    return 0;
+}

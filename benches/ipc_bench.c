@@ -344,8 +344,7 @@ static struct stat3 stat_of(const struct figure *f, double (*get)(const struct r
 static double get_msgs(const struct result *r) { return r->msgs / (r->ns / 1e9); }
 static double get_mbs(const struct result *r) { return r->bytes / (r->ns / 1e3); } /* 1e6 B/s */
 static double get_rtt(const struct result *r) { return r->ns / 1e3 / r->msgs; }    /* us */
-/* The fan-out's cost per send: the master's CPU time in its send loops per message (its
- * wall time there also counts the 2..200 receivers that share the machine's cores). */
+/* Fan-out's cost per send: the master's CPU in its send loops (wall time counts receivers). */
 static double get_cost(const struct result *r) { return r->send_cpu_ns / r->msgs; } /* ns */
 static double get_wall(const struct result *r) { return r->ns / r->msgs; }         /* ns */
 static double get_send(const struct result *r) { return r->send_ns / r->msgs; }    /* ns */

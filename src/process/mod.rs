@@ -48,6 +48,7 @@ pub(crate) mod melon_conf;
 mod peer;
 mod pids;
 mod recv;
+mod send_fds;
 mod settings;
 mod shutdown;
 mod state;
@@ -64,9 +65,7 @@ pub(crate) use events::{iterate, master_events_set, worker_events_set};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use flush::set_pacing;
 pub(crate) use flush::set_writable_handler;
-pub(crate) use flush::{
-    send_fds_to_child, send_fds_to_master, send_to_child, send_to_master, SendError,
-};
+pub(crate) use flush::{send_to_child, send_to_master, SendError};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use fork::flush_stdio;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
@@ -82,6 +81,7 @@ pub(crate) use handlers::{handler_set, install_registry, register, unregister};
 pub(crate) use lifecycle::{rolling_restart, set_event_handler, set_quit_handler, stop};
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use pids::thread_count;
+pub(crate) use send_fds::{send_fds_to_child, send_fds_to_master};
 pub(crate) use settings::set_fds_limit;
 #[cfg_attr(not(feature = "standalone"), allow(unused_imports))]
 pub(crate) use settings::set_worker_num;

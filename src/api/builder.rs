@@ -3,7 +3,7 @@
 
 use super::handlers::{MasterFn, MasterWritableFn, WorkerFn, WorkerWritableFn};
 use super::identity;
-use super::lifecycle::{EventFn, QuitFn};
+use super::lifecycle::{self, EventFn, QuitFn};
 use super::{run, Error, Master, Message, RunSummary, Worker, WorkerEvent, WorkerId, DRAIN_LIMIT};
 use crate::log;
 use crate::process;
@@ -295,13 +295,13 @@ impl Builder {
     /// up (the default). A non-zero `intensity` needs a `period` of at least a
     /// millisecond (saturated at about 49 days).
     pub fn restart_policy(mut self, intensity: u32, period: Duration) -> Self {
-        if intensity > 0 && period < Duration::from_millis(1) {
-            return self.fail(Error::InvalidArgument(
-                "restart_policy: a non-zero intensity needs a period of at least 1 ms",
-            ));
+        match lifecycle::check_restart_policy(intensity, period) {
+            Ok(p) => {
+                self.restart_policy = Some(p);
+                self
+            }
+            Err(e) => self.fail(e),
         }
-        self.restart_policy = Some((intensity, period));
-        self
     }
 
     /// On SIGTERM or SIGINT the master stops every worker gracefully (as

@@ -175,6 +175,26 @@ thread_local! {
     static LIFE: RefCell<Life> = RefCell::default();
 }
 
+/// `Builder::restart_policy`'s arguments, checked (both builders).
+pub(super) fn check_restart_policy(
+    intensity: u32,
+    period: Duration,
+) -> Result<(u32, Duration), super::Error> {
+    if intensity > 0 && period < Duration::from_millis(1) {
+        return Err(super::Error::InvalidArgument(
+            "restart_policy: a non-zero intensity needs a period of at least 1 ms",
+        ));
+    }
+    Ok((intensity, period))
+}
+
+/// Gives the core the restart policy (before the workers are forked).
+pub(super) fn set_restart_policy(policy: Option<(u32, Duration)>) {
+    if let Some((n, period)) = policy {
+        process::set_restart_policy(n, millis(period).max(u32::from(n > 0)));
+    }
+}
+
 /// Milliseconds for the core, saturated.
 pub(super) fn millis(d: Duration) -> u32 {
     d.as_millis().min(u32::MAX as u128) as u32
@@ -298,6 +318,7 @@ unsafe extern "C" fn event_trampoline(
     LIFE.with_borrow_mut(|l| l.running = false);
     if matches!(event, WorkerEvent::Exited { .. })
         && SIGNALLED.load(Ordering::Relaxed)
+        && STOP_MASTER.load(Ordering::Relaxed)
         && !process::has_children()
     {
         // Stopping on a signal: the last worker is gone, the master stops too.
@@ -325,12 +346,21 @@ static MASTER_LOOP: AtomicPtr<mln_event_t> = AtomicPtr::new(null_mut());
 static SIGNAL_DEADLINE_MS: AtomicU32 = AtomicU32::new(0);
 /// A stop signal came: the master stops once its last worker has ended.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
+/// Whether the master's loop stops once the last worker has ended after a stop signal
+/// (the synchronous `run`); the async face ends its streams instead (its driver looks).
+static STOP_MASTER: AtomicBool = AtomicBool::new(true);
 /// The self-pipe that tells the master's loop a stop signal came (read end, write end).
 static PIPE: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
 
 /// Installs the SIGTERM / SIGINT handlers of `Builder::stop_on_signals` (in the master,
-/// once its loop exists; workers restore the default dispositions).
-pub(super) fn stop_on_signals(ev: *mut mln_event_t, deadline: Duration) -> std::io::Result<()> {
+/// once its loop exists; workers restore the default dispositions). `stop_master`: the
+/// master's loop stops once the last worker has ended.
+pub(super) fn stop_on_signals(
+    ev: *mut mln_event_t,
+    deadline: Duration,
+    stop_master: bool,
+) -> std::io::Result<()> {
+    STOP_MASTER.store(stop_master, Ordering::Relaxed);
     let mut fds = [-1; 2];
     // SAFETY: `fds` has room for the two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -415,8 +445,14 @@ unsafe extern "C" fn stop_signal_ready(ev: *mut mln_event_t, fd: c_int, _data: *
         crate::log::info(format_args!(
             "stop signal: stopping every worker gracefully"
         ));
-        if !process::has_children() {
+        if !process::has_children() && STOP_MASTER.load(Ordering::Relaxed) {
             Master::new(ev).stop();
         }
     });
+}
+
+/// Whether a stop signal came (`stop_on_signals`).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+pub(super) fn stop_signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
 }

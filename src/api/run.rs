@@ -101,9 +101,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     // Every later fork (restarts, rolling restarts, restarted programs) is checked too: a
     // thread started after this point (in a start hook, a handler) makes them refused.
     process::set_single_threaded_forks(!allow_threads);
-    if let Some((n, period)) = restart_policy {
-        process::set_restart_policy(n, lifecycle::millis(period).max(u32::from(n > 0)));
-    }
+    lifecycle::set_restart_policy(restart_policy);
     lifecycle::install(on_event, on_quit);
     if let Some(n) = fds_limit {
         process::set_fds_limit(n);
@@ -131,7 +129,7 @@ pub(super) fn run(b: Builder) -> Result<RunSummary, Error> {
     }
     process::master_events_set(ev);
     if let Some(deadline) = stop_on_signals {
-        if let Err(e) = lifecycle::stop_on_signals(ev, deadline) {
+        if let Err(e) = lifecycle::stop_on_signals(ev, deadline, true) {
             // SAFETY: not dispatched yet; nothing else refers to it.
             unsafe { ev_loop::free(ev) };
             return Err(abort_start(e));

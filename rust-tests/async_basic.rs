@@ -523,7 +523,7 @@ fn c_handlers() {
                 let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
                 for _ in 0..2 {
                     let (from, f) = m.recv().await.expect("answer");
-                    got.push((from.index(), f.payload));
+                    got.push((from.index(), f.payload.into_vec()));
                 }
                 got.sort();
                 assert_eq!(got, [(0, b"0cba".to_vec()), (1, b"1cba".to_vec())]);

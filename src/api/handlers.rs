@@ -26,8 +26,9 @@ pub(super) type WorkerFn = dyn FnMut(&mut Worker, &[u8]);
 pub(super) type MasterWritableFn = dyn FnMut(&mut Master, WorkerId);
 pub(super) type WorkerWritableFn = dyn FnMut(&mut Worker);
 
-/// A handler of either side, as the trampoline calls it.
-type RawFn = dyn FnMut(*mut mln_event_t, *mut c_void, &[u8]);
+/// A handler of either side, as the trampoline calls it: the loop, the core's `f_ptr`
+/// (the sender's record in the master), the payload.
+pub(super) type RawFn = dyn FnMut(*mut mln_event_t, *mut c_void, &[u8]);
 
 /// What a table entry's data slot points at (leaked: the core's tables never free an entry;
 /// [`drop_all`] frees it at the end of `run`).
@@ -58,6 +59,17 @@ pub(super) fn install_master(ty: u32, mut f: Box<MasterFn>) {
 pub(super) fn install_worker(ty: u32, mut f: Box<WorkerFn>) {
     let raw: Box<RawFn> = Box::new(move |ev, _, data| f(&mut Worker::new(ev), data));
     install(Side::Worker, "worker", ty, raw);
+}
+
+/// Installs `f` as the handler for `ty` on `side` as the trampoline calls it, without a
+/// context (the async face's receive path: it builds none per frame).
+#[cfg(feature = "tokio")]
+pub(super) fn install_raw(side: Side, ty: u32, f: Box<RawFn>) {
+    let name = match side {
+        Side::Master => "master",
+        Side::Worker => "worker",
+    };
+    install(side, name, ty, f);
 }
 
 fn install(side: Side, name: &'static str, ty: u32, f: Box<RawFn>) {

@@ -10,8 +10,9 @@
 
 use super::super::error::check_len;
 use super::super::{Error, WorkerId};
+use super::frame::Frame;
 use super::handles::{AsyncMaster, AsyncWorker};
-use super::shared::{Dest, Frame, Inner};
+use super::shared::{Dest, Inner};
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub(super) const REPLY: u32 = 1020;
 const ANSWERED: u32 = 0;
 
 /// An answer to [`AsyncMaster::call`] / [`AsyncWorker::call`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Reply {
     /// 0 ([`Reply::answered`]) when the peer's handler answered; otherwise the peer's reason
     /// (the synchronous API's statuses).
@@ -74,7 +75,7 @@ impl Call {
         p.extend_from_slice(payload);
         check_len(p.len())?;
         let (inner, from) = (&self.inner, self.from);
-        poll_fn(|cx| inner.poll_send(cx, from, REPLY, &p)).await
+        poll_fn(|cx| inner.poll_send(cx, from, REPLY, &p, &mut Vec::new())).await
     }
 }
 
@@ -109,6 +110,13 @@ impl Calls {
         }
     }
 
+    /// Whoever waits for a call looks again (the stream may have ended).
+    pub(super) fn wake_waiters(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+
     pub(super) fn close(&mut self) {
         for p in self.out.values_mut() {
             p.gone = true;
@@ -116,9 +124,7 @@ impl Calls {
                 w.wake();
             }
         }
-        for w in self.waiters.drain(..) {
-            w.wake();
-        }
+        self.wake_waiters();
     }
 }
 
@@ -138,15 +144,10 @@ pub(super) fn on_call(inner: &Inner, from: Dest, b: &[u8]) {
         ));
         return;
     };
-    let request = Frame {
-        ty,
-        payload: b[12..].to_vec(),
-    };
+    let request = Frame::new(ty, &b[12..]);
     let mut s = inner.lock();
     s.calls.incoming.push_back((from, id, request));
-    for w in s.calls.waiters.drain(..) {
-        w.wake();
-    }
+    s.calls.wake_waiters();
 }
 
 /// A REPLY frame from `from`.
@@ -162,10 +163,7 @@ pub(super) fn on_reply(inner: &Inner, from: Dest, b: &[u8]) {
     if let Some(p) = s.calls.out.get_mut(&id).filter(|p| p.to == from) {
         p.answer = Some(Reply {
             status,
-            frame: Frame {
-                ty,
-                payload: b[16..].to_vec(),
-            },
+            frame: Frame::new(ty, &b[16..]),
         });
         if let Some(w) = p.waker.take() {
             w.wake();
@@ -204,7 +202,7 @@ async fn call(inner: &Inner, to: Dest, ty: u32, payload: &[u8]) -> Result<Reply,
     p.extend_from_slice(&id.to_ne_bytes());
     p.extend_from_slice(&ty.to_ne_bytes());
     p.extend_from_slice(payload);
-    poll_fn(|cx| inner.poll_send(cx, to, CALL, &p)).await?;
+    poll_fn(|cx| inner.poll_send(cx, to, CALL, &p, &mut Vec::new())).await?;
     poll_fn(|cx: &mut Context<'_>| {
         let mut s = inner.lock();
         let Some(p) = s.calls.out.get_mut(&id) else {

@@ -9,15 +9,17 @@
 //! (`reactor::standalone::turn`). The receive queue is bounded: at its capacity the loop
 //! holds RECV back (`set_recv_muted`) until the consumers took half of it.
 
-use super::super::{error::send_error, identity, lifecycle, WorkerId};
+use super::super::{error::send_error, identity, lifecycle, Master, WorkerId};
+use super::frame;
 use super::shared::{record, Cmd, Dest, Inner};
 use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process::{self, SendError};
 use crate::reactor::standalone as ev_loop;
 use core::ffi::c_void;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,40 +50,20 @@ impl AsRawFd for Epfd {
 thread_local! {
     /// The shared state of this process's driver, for the core's writable callback.
     static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
-    /// Frames the core's handlers received during the current turn of the loop, in order:
-    /// they enter the shared inbox together when the turn ends ([`flush_staged`]), one
-    /// lock and one wake per turn instead of one per frame.
-    static STAGED: RefCell<Vec<(Dest, super::Frame)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A frame received by a handler of the core (on the loop's thread, inside a turn).
-pub(super) fn stage(from: Dest, f: super::Frame) {
-    STAGED.with_borrow_mut(|v| v.push((from, f)));
-}
-
-/// Moves the staged frames into the inbox of `inner`, in order (after each turn, and
-/// before a quit or the close, which end the stream only after the frames before them).
-pub(super) fn flush_staged(inner: &Inner) {
-    let staged = STAGED.with_borrow_mut(|v| {
-        if v.is_empty() {
-            None
-        } else {
-            Some(std::mem::take(v))
-        }
-    });
-    if let Some(mut frames) = staged {
-        inner.lock().push_frames(frames.drain(..));
-        // Keep the buffer's capacity for the next turn (the common case: a burst).
-        STAGED.with_borrow_mut(|v| {
-            if v.is_empty() {
-                *v = frames;
-            }
-        });
-    }
+/// The frames of one window, taken to be handed to the core.
+struct Taken {
+    dest: Dest,
+    buf: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+    frames: usize,
 }
 
 pub(super) struct Driver {
     ev: *mut mln_event_t,
+    /// `pump`'s list, kept for its capacity.
+    work: Vec<Taken>,
     inner: Arc<Inner>,
     afd: AsyncFd<Epfd>,
     sleep: Pin<Box<Sleep>>,
@@ -96,6 +78,8 @@ pub(super) struct Driver {
     more: bool,
     /// Every worker is being stopped (`shutdown`), with this deadline.
     stop_all: Option<Duration>,
+    /// The stop on signals is done: no child is left (master).
+    signal_done: bool,
 }
 
 impl Driver {
@@ -115,10 +99,11 @@ impl Driver {
         // state here: leaked, as the rest of the master's runtime in that process.
         CURRENT.with_borrow_mut(|c| std::mem::forget(c.replace(inner.clone())));
         // And frames the master staged in the turn that forked it are the master's.
-        STAGED.with_borrow_mut(|v| v.clear());
+        frame::forget();
         process::set_writable_handler(Some(writable), core::ptr::null_mut());
         let mut d = Driver {
             ev,
+            work: Vec::new(),
             inner,
             afd,
             sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
@@ -129,6 +114,7 @@ impl Driver {
             recheck: false,
             more: false,
             stop_all: None,
+            signal_done: false,
         };
         d.refresh();
         Ok(d)
@@ -175,99 +161,161 @@ impl Driver {
         }
     }
 
+    /// The stop on signals (master): the handles hear that a signal came, and once no
+    /// child is left their streams end.
+    fn signal_check(&mut self) {
+        if !self.master || self.signal_done || !lifecycle::stop_signalled() {
+            return;
+        }
+        let children = process::has_children();
+        let mut s = self.inner.lock();
+        if !s.signalled {
+            s.set_signalled();
+        }
+        if !children {
+            self.signal_done = true;
+            s.set_quit();
+        }
+    }
+
     /// Commands and accepted frames to the core; whether a frame was queued there.
     fn pump(&mut self) -> bool {
-        let (cmds, work) = {
+        let (cmds, mut work) = {
             let mut s = self.inner.lock();
             s.nudged = false;
             if s.cmds.is_empty() && s.windows.iter().all(|w| w.blocked || w.frames == 0) {
                 return false;
             }
-            let cmds = std::mem::take(&mut s.cmds);
-            let work: Vec<(Dest, Vec<u8>, usize)> = s
-                .windows
-                .iter_mut()
-                .filter(|w| !w.blocked && w.frames > 0)
-                .map(|w| {
-                    let n = std::mem::take(&mut w.frames);
-                    (w.dest, std::mem::take(&mut w.buf), n)
-                })
-                .collect();
-            (cmds, work)
+            let mut work = std::mem::take(&mut self.work);
+            work.extend(
+                s.windows
+                    .iter_mut()
+                    .filter(|w| !w.blocked && w.frames > 0)
+                    .map(|w| Taken {
+                        dest: w.dest,
+                        buf: std::mem::replace(&mut w.buf, std::mem::take(&mut w.spare)),
+                        fds: std::mem::take(&mut w.fds),
+                        frames: std::mem::take(&mut w.frames),
+                    }),
+            );
+            (std::mem::take(&mut s.cmds), work)
         };
         for c in cmds {
-            match c {
-                Cmd::StopWorker(id, deadline) => self.stop(id, deadline),
-                Cmd::StopAll(deadline) => {
-                    self.stop_all = Some(deadline);
-                    for id in identity::live() {
-                        self.stop(id, deadline);
-                    }
-                }
-            }
+            self.command(c);
         }
         let mut queued = false;
-        for (dest, mut buf, frames) in work {
-            let f = dest.map(identity::fork_of);
-            let (mut at, mut sent, mut bytes) = (0, 0, 0);
-            let (mut blocked, mut gone) = (false, false);
-            while sent < frames {
-                let (ty, payload, next) = record(&buf, at);
-                let r = match f {
-                    Some(Some(f)) => process::send_to_child(self.ev, f, ty, payload),
-                    Some(None) => Err(SendError::NoPeer),
-                    None => process::send_to_master(self.ev, ty, payload),
-                };
-                match r {
-                    Ok(()) => {}
-                    Err(SendError::QueueFull) | Err(SendError::Busy) => {
-                        blocked = true;
-                        break;
-                    }
-                    Err(SendError::NoPeer) => {
-                        gone = true;
-                        break;
-                    }
-                    Err(e) => {
-                        // Checked when accepted; only a core that cannot queue gets here.
-                        crate::log::error(format_args!(
-                            "async send: {}; frame dropped",
-                            send_error(e, payload.len())
-                        ));
-                    }
-                }
-                sent += 1;
-                bytes += payload.len();
-                at = next;
-            }
-            queued |= sent > 0;
-            let mut s = self.inner.lock();
-            if gone {
-                s.lost += (frames - sent) as u64;
-                s.windows.remove(dest);
-                s.wake_senders();
-                continue;
-            }
-            if let Some(w) = s.windows.get_mut(dest) {
-                w.used = w.used.saturating_sub(bytes);
-                w.blocked = blocked;
-                if sent < frames {
-                    // Frames accepted meanwhile go behind the ones the core refused.
-                    buf.drain(..at);
-                    buf.extend_from_slice(&w.buf);
-                    w.buf = buf;
-                    w.frames += frames - sent;
-                } else if w.buf.is_empty() {
-                    // The drained buffer goes back: its capacity serves the next sends.
-                    buf.clear();
-                    w.buf = buf;
+        for t in work.drain(..) {
+            queued |= self.hand_over(t);
+        }
+        self.work = work;
+        queued
+    }
+
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::StopWorker(id, deadline) => self.stop(id, deadline),
+            Cmd::StopAll(deadline) => {
+                self.stop_all = Some(deadline);
+                for id in identity::live() {
+                    self.stop(id, deadline);
                 }
             }
-            if sent > 0 {
-                s.window_room(dest);
+            Cmd::Rolling(r, ticket) => {
+                // The synchronous API's, on this loop.
+                let done = Master::new(self.ev).rolling_restart(r);
+                self.inner.lock().answer(ticket, done);
             }
         }
-        queued
+    }
+
+    /// The frames taken from one window to the core, until it refuses one (they wait for
+    /// its writable callback); whether one was queued.
+    fn hand_over(&mut self, t: Taken) -> bool {
+        let Taken {
+            dest,
+            mut buf,
+            mut fds,
+            frames,
+        } = t;
+        let f = dest.map(identity::fork_of);
+        let (mut at, mut sent, mut bytes) = (0, 0, 0);
+        let (mut blocked, mut gone) = (false, false);
+        while sent < frames {
+            let r = record(&buf, at);
+            let res = match (f, r.fds) {
+                (Some(None), _) => Err(SendError::NoPeer),
+                (Some(Some(f)), 0) => process::send_to_child(self.ev, f, r.ty, r.payload),
+                (None, 0) => process::send_to_master(self.ev, r.ty, r.payload),
+                (f, n) => {
+                    // The core duplicates them; ours close once it took the frame.
+                    let raw: Vec<i32> = fds.iter().take(n).map(|d| d.as_raw_fd()).collect();
+                    match f {
+                        Some(Some(f)) => {
+                            process::send_fds_to_child(self.ev, f, r.ty, r.payload, &raw)
+                        }
+                        _ => process::send_fds_to_master(self.ev, r.ty, r.payload, &raw),
+                    }
+                }
+            };
+            match res {
+                Ok(()) => {}
+                Err(SendError::QueueFull) | Err(SendError::Busy) => {
+                    blocked = true;
+                    break;
+                }
+                Err(SendError::NoPeer) => {
+                    gone = true;
+                    break;
+                }
+                Err(e) => {
+                    // Checked when accepted; a core that cannot queue, or out of
+                    // descriptors to duplicate these, gets here.
+                    crate::log::error(format_args!(
+                        "async send: {}; frame dropped",
+                        send_error(e, r.payload.len())
+                    ));
+                    self.inner.lock().lost += 1;
+                }
+            }
+            if r.fds > 0 {
+                fds.drain(..r.fds.min(fds.len()));
+            }
+            sent += 1;
+            bytes += r.payload.len();
+            at = r.next;
+        }
+        let mut s = self.inner.lock();
+        if gone {
+            s.lost += (frames - sent) as u64;
+            s.windows.remove(dest);
+            s.wake_senders();
+            return sent > 0;
+        }
+        if let Some(w) = s.windows.get_mut(dest) {
+            w.used = w.used.saturating_sub(bytes);
+            w.blocked = blocked;
+            if sent < frames {
+                // Frames accepted meanwhile go behind the ones the core refused.
+                buf.drain(..at);
+                buf.extend_from_slice(&w.buf);
+                w.buf = buf;
+                fds.extend(w.fds.drain(..));
+                w.fds = fds;
+                w.frames += frames - sent;
+            } else {
+                // The drained buffer goes back: its capacity serves the next sends.
+                buf.clear();
+                if w.buf.is_empty() {
+                    w.spare = std::mem::replace(&mut w.buf, buf);
+                } else {
+                    w.spare = buf;
+                }
+            }
+        }
+        if sent > 0 {
+            s.window_room(dest);
+        }
+        sent > 0
     }
 
     fn stop(&mut self, id: WorkerId, deadline: Duration) {
@@ -300,7 +348,12 @@ impl Driver {
             let due = wait.is_some_and(|d| d.is_zero());
             if !look && !due && !queued {
                 if let Some(d) = wait {
-                    self.sleep.as_mut().reset(Instant::now() + d);
+                    let at = Instant::now() + d;
+                    // A sleep due sooner only wakes the driver early: kept (a reset costs
+                    // a pass through tokio's timer wheel).
+                    if self.sleep.is_elapsed() || self.sleep.deadline() > at {
+                        self.sleep.as_mut().reset(at);
+                    }
                     if self.sleep.as_mut().poll(cx).is_ready() {
                         continue;
                     }
@@ -312,7 +365,7 @@ impl Driver {
             }
             // SAFETY: as above.
             let seen = unsafe { ev_loop::turn(self.ev, look) };
-            flush_staged(&self.inner);
+            frame::flush(&self.inner);
             if look && seen == 0 {
                 // Nothing was ready when the turn looked: what comes later raises a new
                 // edge in tokio's epoll.
@@ -324,6 +377,7 @@ impl Driver {
                 return Poll::Ready(End::BecameWorker);
             }
             self.refresh();
+            self.signal_check();
             again |= self.mute_check();
             // Descriptors were handled; whether they still have data (level-triggered:
             // no new edge) the next turn's look says, after the program's futures ran.
@@ -417,7 +471,7 @@ impl Drop for Driver {
     fn drop(&mut self) {
         process::set_writable_handler(None, core::ptr::null_mut());
         CURRENT.with_borrow_mut(|c| *c = None);
-        flush_staged(&self.inner);
+        frame::flush(&self.inner);
         self.inner.lock().close();
     }
 }
@@ -459,7 +513,7 @@ pub(super) unsafe extern "C" fn quit(
     _data: *mut c_void,
 ) -> core::ffi::c_int {
     with_current(|i| {
-        flush_staged(i);
+        frame::flush(i);
         i.lock().set_quit()
     });
     1

@@ -2,10 +2,12 @@
 //! streams. They are `Send + Sync + Clone` (shared state behind a mutex): tasks on any
 //! thread of the process's runtime may use them; only the driver touches the core.
 
-use super::super::error::check_len;
-use super::super::{Error, Message, WorkerEvent, WorkerId};
-use super::shared::{Cmd, Dest, Frame, Inner};
+use super::super::error::{check_fds, check_len};
+use super::super::{Error, Message, RollingRestart, WorkerEvent, WorkerId};
+use super::frame::Frame;
+use super::shared::{Cmd, Dest, Inner};
 use std::future::poll_fn;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,7 +35,28 @@ impl Permit {
             ));
         }
         let len = std::mem::take(&mut self.len);
-        self.inner.enqueue(self.dest, len, ty, payload);
+        self.inner.enqueue(self.dest, len, ty, payload, Vec::new());
+        Ok(())
+    }
+
+    /// [`Permit::send`] with descriptors (at most 253), as
+    /// [`AsyncMaster::send_with_fds`]: the way to send them without a future that could
+    /// be dropped with them (reserve first, then this cannot wait).
+    pub fn send_with_fds(
+        mut self,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        let payload = payload.as_ref();
+        check_fds(fds.len())?;
+        if payload.len() > self.len {
+            return Err(Error::InvalidArgument(
+                "Permit::send: payload longer than the room reserved",
+            ));
+        }
+        let len = std::mem::take(&mut self.len);
+        self.inner.enqueue(self.dest, len, ty, payload, fds);
         Ok(())
     }
 
@@ -59,6 +82,20 @@ async fn reserve(inner: &Arc<Inner>, dest: Dest, len: usize) -> Result<Permit, E
         dest,
         len,
     })
+}
+
+/// A send of either side: waits for room in `dest`'s window, then queues the frame and its
+/// descriptors in the poll that completes (dropped before, it queued nothing).
+async fn send(
+    inner: &Inner,
+    dest: Dest,
+    ty: u32,
+    payload: &[u8],
+    mut fds: Vec<OwnedFd>,
+) -> Result<(), Error> {
+    check_len(payload.len())?;
+    check_fds(fds.len())?;
+    poll_fn(|cx| inner.poll_send(cx, dest, ty, payload, &mut fds)).await
 }
 
 /// The received frames as a [`Stream`](futures_core::Stream) of `(sender, frame)`; ends
@@ -165,9 +202,40 @@ impl AsyncMaster {
         ty: u32,
         payload: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
-        let payload = payload.as_ref();
-        check_len(payload.len())?;
-        poll_fn(|cx| self.inner.poll_send(cx, Some(to), ty, payload)).await
+        send(&self.inner, Some(to), ty, payload.as_ref(), Vec::new()).await
+    }
+
+    /// [`AsyncMaster::send`] with descriptors: they arrive with this frame and no other, in
+    /// [`Frame::fds`], at most 253 (as [`Master::send_with_fds`](super::super::Master::send_with_fds)).
+    /// They are moved: closed here once the core took the frame (it sends copies), or if
+    /// `to` dies first; a future dropped before it completed closes them too (to keep them,
+    /// [`AsyncMaster::reserve`] then [`Permit::send_with_fds`]). Waits while `to`'s queue
+    /// or its descriptor limit ([`Builder::fds_limit`](super::Builder::fds_limit)) is
+    /// full. [`Error::InvalidArgument`] above 253; otherwise errors as
+    /// [`AsyncMaster::send`].
+    ///
+    /// ```no_run
+    /// # async fn f(m: mln_ipc::api::tokio::AsyncMaster, to: mln_ipc::api::WorkerId) {
+    /// use std::io::Write;
+    /// use std::os::fd::OwnedFd;
+    ///
+    /// let (r, mut w) = std::io::pipe().expect("pipe");
+    /// w.write_all(b"through the pipe").expect("write");
+    /// drop(w);
+    /// // The worker reads the pipe from `frame.fds[0]`.
+    /// m.send_with_fds(to, 2000, b"a pipe", vec![OwnedFd::from(r)])
+    ///     .await
+    ///     .expect("send");
+    /// # }
+    /// ```
+    pub async fn send_with_fds(
+        &self,
+        to: WorkerId,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        send(&self.inner, Some(to), ty, payload.as_ref(), fds).await
     }
 
     /// [`AsyncMaster::send`] for a typed message.
@@ -214,7 +282,63 @@ impl AsyncMaster {
         .await
     }
 
-    /// Frames accepted by async sends that were dropped because their worker died first.
+    /// Replaces every worker (not the spawned programs), `r.batch` at a time, as
+    /// [`Master::rolling_restart`](super::super::Master::rolling_restart) (the same code,
+    /// run on the master's loop): each replacement is forked from the master as it is
+    /// then, keeps its predecessor's index and runs the worker's async main; once its loop
+    /// runs, its predecessor is stopped as [`AsyncMaster::stop_worker`] does with
+    /// `r.deadline` (its [`AsyncWorker::quit`] fires). The event stream shows each
+    /// replacement (`Started` of the new process, `Exited` of the old one, how
+    /// [`End::Stopped`](super::super::End)) and the end, one
+    /// [`WorkerEvent::RollingDone`]. Returns once the restart has begun:
+    /// [`Error::Busy`] while one runs, [`Error::InvalidArgument`] for a zero `batch` or
+    /// `ready_timeout`. A future dropped before it returned may have begun it anyway (its
+    /// `RollingDone` says so).
+    ///
+    /// ```no_run
+    /// # async fn f(m: mln_ipc::api::tokio::AsyncMaster) {
+    /// use mln_ipc::api::{RollingRestart, WorkerEvent};
+    ///
+    /// m.rolling_restart(RollingRestart::default()).await.expect("rolling restart");
+    /// while let Some(e) = m.next_event().await {
+    ///     if let WorkerEvent::RollingDone { completed } = e {
+    ///         assert!(completed);
+    ///         break;
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn rolling_restart(&self, r: RollingRestart) -> Result<(), Error> {
+        let ticket = {
+            let mut s = self.inner.lock();
+            s.next_ticket += 1;
+            s.next_ticket
+        };
+        struct Forget<'a>(&'a Inner, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_answer(self.1);
+            }
+        }
+        let _forget = Forget(&self.inner, ticket);
+        self.inner.command(Cmd::Rolling(r, ticket));
+        poll_fn(|cx| self.inner.poll_answer(cx, ticket)).await
+    }
+
+    /// Resolves when a stop signal came ([`Builder::stop_on_signals`](super::Builder::stop_on_signals):
+    /// SIGTERM or SIGINT): the workers are being stopped gracefully; once the last one
+    /// has ended, the master's streams end. Never resolves without `stop_on_signals`.
+    pub async fn stop_requested(&self) {
+        poll_fn(|cx| self.inner.poll_quit(cx)).await
+    }
+
+    /// Whether a stop signal came (see [`AsyncMaster::stop_requested`]).
+    pub fn is_stop_requested(&self) -> bool {
+        self.inner.lock().signalled
+    }
+
+    /// Frames accepted by async sends that were dropped: their worker died first, or the
+    /// core could not take them (logged).
     pub fn frames_lost(&self) -> u64 {
         self.inner.lock().lost
     }
@@ -262,9 +386,18 @@ impl AsyncWorker {
     /// Sends a frame to the master, waiting while the queue is full; cancel-safe, as
     /// [`AsyncMaster::send`].
     pub async fn send(&self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        let payload = payload.as_ref();
-        check_len(payload.len())?;
-        poll_fn(|cx| self.inner.poll_send(cx, None, ty, payload)).await
+        send(&self.inner, None, ty, payload.as_ref(), Vec::new()).await
+    }
+
+    /// [`AsyncWorker::send`] with descriptors, as [`AsyncMaster::send_with_fds`]: the
+    /// master finds them in [`Frame::fds`].
+    pub async fn send_with_fds(
+        &self,
+        ty: u32,
+        payload: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), Error> {
+        send(&self.inner, None, ty, payload.as_ref(), fds).await
     }
 
     /// [`AsyncWorker::send`] for a typed message.

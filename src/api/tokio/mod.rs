@@ -51,12 +51,14 @@
 
 mod call;
 mod driver;
+mod frame;
 mod handles;
+mod lock;
 mod shared;
 
 pub use call::{Call, Reply};
+pub use frame::{Frame, Payload};
 pub use handles::{AsyncMaster, AsyncWorker, Events, Permit, Receiver};
-pub use shared::Frame;
 
 use super::handlers::{self, guarded_with};
 use super::run::{self as sync_run, CLAIMED};
@@ -95,6 +97,9 @@ pub struct Builder {
     worker_runtime: Option<Box<RuntimeFn>>,
     master_runtime: Option<Box<MasterRuntimeFn>>,
     programs: Vec<(Vec<std::ffi::CString>, bool)>,
+    restart_policy: Option<(u32, Duration)>,
+    stop_on_signals: Option<Duration>,
+    fds_limit: Option<usize>,
     error: Option<Error>,
 }
 
@@ -119,6 +124,9 @@ impl Builder {
             worker_runtime: None,
             master_runtime: None,
             programs: Vec::new(),
+            restart_policy: None,
+            stop_on_signals: None,
+            fds_limit: None,
             error: None,
         }
     }
@@ -192,10 +200,91 @@ impl Builder {
     {
         match super::builder::program_argv(program.as_ref(), args) {
             Ok(v) => self.programs.push((v, supervised)),
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
+            Err(e) => return self.fail(e),
         }
+        self
+    }
+
+    /// Keeps the first bad argument, for `run`.
+    fn fail(mut self, e: Error) -> Builder {
+        self.error.get_or_insert(e);
+        self
+    }
+
+    /// As [`super::Builder::fds_limit`]: the most descriptors queued per peer (default
+    /// 1,024; 0 = unlimited); an async send with descriptors beyond it waits.
+    pub fn fds_limit(mut self, n: usize) -> Builder {
+        self.fds_limit = Some(n);
+        self
+    }
+
+    /// As [`super::Builder::restart_policy`]: a worker index that already had `intensity`
+    /// restarts within `period` and dies again is given up, never restarted:
+    /// [`WorkerEvent::GaveUp`] in the master's event stream. `intensity` 0 never gives up
+    /// (the default); a non-zero one needs a `period` of at least a millisecond
+    /// ([`Error::InvalidArgument`] from `run`).
+    ///
+    /// ```no_run
+    /// use mln_ipc::api::tokio::Builder;
+    /// use mln_ipc::api::WorkerEvent;
+    /// use std::time::Duration;
+    ///
+    /// Builder::new()
+    ///     .workers(1)
+    ///     .restart_policy(3, Duration::from_secs(10)) // 3 restarts in 10 s at most
+    ///     .run(
+    ///         |_w| async move { std::process::abort() }, // dies at once, every time
+    ///         |m| async move {
+    ///             while let Some(e) = m.next_event().await {
+    ///                 if let WorkerEvent::GaveUp { index } = e {
+    ///                     println!("worker {index} given up");
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         },
+    ///     )
+    ///     .expect("run");
+    /// ```
+    pub fn restart_policy(mut self, intensity: u32, period: Duration) -> Builder {
+        match lifecycle::check_restart_policy(intensity, period) {
+            Ok(p) => self.restart_policy = Some(p),
+            Err(e) => return self.fail(e),
+        }
+        self
+    }
+
+    /// As [`super::Builder::stop_on_signals`]: on SIGTERM or SIGINT the master stops every
+    /// worker gracefully (as [`AsyncMaster::stop_worker`] with `deadline`; nobody is
+    /// restarted any more). The master's future sees it two ways:
+    /// [`AsyncMaster::stop_requested`] resolves when the signal came, and once the last
+    /// worker has ended (its `Exited` in the event stream) the master's streams end:
+    /// [`AsyncMaster::recv`], [`AsyncMaster::next_event`], [`AsyncMaster::next_call`]
+    /// give `None` once what came before is taken. The master's future should then return;
+    /// `run` returns the [`RunSummary`], every end in [`RunSummary::ends`]. Workers get the
+    /// default dispositions back.
+    ///
+    /// ```no_run
+    /// use mln_ipc::api::tokio::Builder;
+    /// use std::time::Duration;
+    ///
+    /// let summary = Builder::new()
+    ///     .workers(2)
+    ///     .master_types([2000])
+    ///     .stop_on_signals(Duration::from_secs(5))
+    ///     .run(
+    ///         |w| async move { w.quit().await }, // a graceful stop ends the worker
+    ///         |m| async move {
+    ///             // Ends after a SIGTERM, once both workers are gone.
+    ///             while let Some((from, frame)) = m.recv().await {
+    ///                 println!("{from}: {:?}", frame.payload);
+    ///             }
+    ///         },
+    ///     )
+    ///     .expect("run");
+    /// assert!(summary.is_clean());
+    /// ```
+    pub fn stop_on_signals(mut self, deadline: Duration) -> Builder {
+        self.stop_on_signals = Some(deadline);
         self
     }
 
@@ -286,31 +375,17 @@ where
     MF: Future<Output = ()>,
 {
     for &ty in &b.master_types {
-        handlers::install_master(
+        handlers::install_raw(
+            Side::Master,
             ty,
-            Box::new(move |_, from, data| {
-                driver::stage(
-                    Some(from),
-                    Frame {
-                        ty,
-                        payload: data.to_vec(),
-                    },
-                )
-            }),
+            Box::new(move |_, from, data| frame::stage(Some(from.cast()), ty, data)),
         );
     }
     for &ty in &b.worker_types {
-        handlers::install_worker(
+        handlers::install_raw(
+            Side::Worker,
             ty,
-            Box::new(move |_, data| {
-                driver::stage(
-                    None,
-                    Frame {
-                        ty,
-                        payload: data.to_vec(),
-                    },
-                )
-            }),
+            Box::new(move |_, _, data| frame::stage(None, ty, data)),
         );
     }
     // The call frames (call.rs), on both sides.
@@ -332,6 +407,10 @@ where
     );
     process::set_pacing(false);
     process::set_single_threaded_forks(true);
+    lifecycle::set_restart_policy(b.restart_policy);
+    if let Some(n) = b.fds_limit {
+        process::set_fds_limit(n);
+    }
     let on_event: Box<lifecycle::EventFn> =
         Box::new(|_, e: &WorkerEvent| driver::with_current(|i| i.lock().push_event(e.clone())));
     lifecycle::install(Some(on_event), None);
@@ -370,6 +449,14 @@ where
         )));
     }
     process::master_events_set(ev);
+    if let Some(deadline) = b.stop_on_signals {
+        // The driver sees the signal (`Driver::signal_check`); the loop goes on.
+        if let Err(e) = lifecycle::stop_on_signals(ev, deadline, false) {
+            // SAFETY: never dispatched; nothing else refers to it.
+            unsafe { ev_loop::free(ev) };
+            return Err(sync_run::abort_start(e));
+        }
+    }
     let rt = match master_runtime {
         Some(f) => f(),
         None => tokio::runtime::Builder::new_current_thread()

@@ -2,42 +2,29 @@
 //! queue, the send windows, the worker events, the commands. One mutex, never held while
 //! the core or user code runs.
 
-use super::super::{Error, Message, WorkerEvent, WorkerId};
+use super::super::{Error, RollingRestart, WorkerEvent, WorkerId};
+use super::frame::Frame;
+use super::lock::{Guard, Lock};
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-/// One received frame: its type and payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    /// The frame type.
-    pub ty: u32,
-    /// The payload bytes.
-    pub payload: Vec<u8>,
-}
-
-impl Frame {
-    /// The typed message this frame carries: `None` if its type is not `M::TYPE` or its
-    /// payload does not decode.
-    pub fn decode<M: Message>(&self) -> Option<M> {
-        if self.ty == M::TYPE {
-            M::decode(&self.payload)
-        } else {
-            None
-        }
-    }
-}
 
 /// Who a send window leads to: a worker (in the master) or the master (in a worker).
 pub(super) type Dest = Option<WorkerId>;
 
 /// Frames accepted by async sends, waiting to enter the core's queue for one peer: one
-/// buffer of `[u32 type][u32 length][payload]` records (host order), so a send costs no
-/// allocation of its own.
+/// buffer of `[u32 type][u32 length][u32 descriptors][payload]` records (host order), so a
+/// send costs no allocation of its own; the descriptors of those frames wait in `fds`, in
+/// order.
 pub(super) struct Window {
     pub(super) dest: Dest,
     pub(super) buf: Vec<u8>,
+    /// The other buffer: `buf` is taken while the driver hands its frames to the core,
+    /// and sends go on into this one (its capacity kept: no regrowing, no page faults).
+    pub(super) spare: Vec<u8>,
+    pub(super) fds: VecDeque<OwnedFd>,
     pub(super) frames: usize,
     /// Payload bytes of `buf` plus bytes reserved by live permits.
     pub(super) used: usize,
@@ -51,6 +38,8 @@ impl Window {
         Window {
             dest,
             buf: Vec::new(),
+            spare: Vec::new(),
+            fds: VecDeque::new(),
             frames: 0,
             used: 0,
             blocked: false,
@@ -58,22 +47,45 @@ impl Window {
         }
     }
 
-    fn push(&mut self, ty: u32, payload: &[u8]) {
-        self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+    fn push(&mut self, ty: u32, payload: &[u8], fds: Vec<OwnedFd>) {
+        let mut head = [0u8; RECORD_HEAD];
+        head[..4].copy_from_slice(&ty.to_ne_bytes());
+        head[4..8].copy_from_slice(&(payload.len() as u32).to_ne_bytes());
+        head[8..].copy_from_slice(&(fds.len() as u32).to_ne_bytes());
+        self.buf.reserve(RECORD_HEAD + payload.len());
+        self.buf.extend_from_slice(&head);
         self.buf.extend_from_slice(payload);
+        if !fds.is_empty() {
+            self.fds.extend(fds);
+        }
         self.frames += 1;
         self.used = self.used.saturating_add(payload.len());
     }
 }
 
-/// The record at `at` in a window's buffer: type, payload, and where the next begins.
-pub(super) fn record(buf: &[u8], at: usize) -> (u32, &[u8], usize) {
+const RECORD_HEAD: usize = 12;
+
+/// One frame of a window's buffer.
+pub(super) struct Record<'a> {
+    pub(super) ty: u32,
+    pub(super) payload: &'a [u8],
+    /// How many of the window's descriptors go with it.
+    pub(super) fds: usize,
+    /// Where the next record begins.
+    pub(super) next: usize,
+}
+
+/// The record at `at` in a window's buffer.
+pub(super) fn record(buf: &[u8], at: usize) -> Record<'_> {
     let word = |i: usize| u32::from_ne_bytes(buf[i..i + 4].try_into().expect("4 bytes"));
-    let (ty, len) = (word(at), word(at + 4) as usize);
-    let start = at + 8;
-    (ty, &buf[start..start + len], start + len)
+    let (ty, len, fds) = (word(at), word(at + 4) as usize, word(at + 8) as usize);
+    let start = at + RECORD_HEAD;
+    Record {
+        ty,
+        payload: &buf[start..start + len],
+        fds,
+        next: start + len,
+    }
 }
 
 /// The windows by peer: slot 0 the master, slot `i + 1` worker index `i` (its current
@@ -130,6 +142,8 @@ pub(super) enum Cmd {
     StopWorker(WorkerId, Duration),
     /// Every worker, also those that start later (restarts under way).
     StopAll(Duration),
+    /// `AsyncMaster::rolling_restart`; its result goes to `answers` under this ticket.
+    Rolling(RollingRestart, u64),
 }
 
 #[derive(Default)]
@@ -147,8 +161,16 @@ pub(super) struct Shared {
     pub(super) children: bool,
     pub(super) events: VecDeque<WorkerEvent>,
     event_waiters: Vec<Waker>,
+    /// In a worker: the master asked it to quit. In the master: the stop on signals is
+    /// done (no child left). The receive streams end once what came before is taken.
     pub(super) quit: bool,
+    /// In the master: a stop signal came (`Builder::stop_on_signals`).
+    pub(super) signalled: bool,
     quit_waiters: Vec<Waker>,
+    /// Results of commands that have one (`Cmd::Rolling`), by ticket.
+    pub(super) answers: Vec<(u64, Result<(), Error>)>,
+    pub(super) next_ticket: u64,
+    answer_waiters: Vec<Waker>,
     pub(super) cmds: Vec<Cmd>,
     /// The process is ending: receivers end, sends fail.
     pub(super) closed: bool,
@@ -233,9 +255,14 @@ impl Shared {
         self.live_at.get(id.index()).copied().flatten() == Some(id)
     }
 
-    /// Frames received (in order), with one wake.
-    pub(super) fn push_frames(&mut self, frames: impl Iterator<Item = (Dest, Frame)>) {
-        self.inbox.extend(frames);
+    /// Frames received (in order), with one wake; `frames` is left empty (the inbox's
+    /// buffer when it was empty: the two are swapped, no frame is moved).
+    pub(super) fn push_frames(&mut self, frames: &mut VecDeque<(Dest, Frame)>) {
+        if self.inbox.is_empty() {
+            std::mem::swap(&mut self.inbox, frames);
+        } else {
+            self.inbox.append(frames);
+        }
         if Shared::wake_list(self.polling, &self.driver, &mut self.recv_waiters) {
             self.self_woken = true;
         }
@@ -262,6 +289,20 @@ impl Shared {
         self.quit = true;
         wake_all(&mut self.quit_waiters);
         wake_all(&mut self.recv_waiters);
+        wake_all(&mut self.event_waiters);
+        self.calls.wake_waiters();
+    }
+
+    /// A stop signal came (master).
+    pub(super) fn set_signalled(&mut self) {
+        self.signalled = true;
+        wake_all(&mut self.quit_waiters);
+    }
+
+    /// The result of the command of `ticket`.
+    pub(super) fn answer(&mut self, ticket: u64, r: Result<(), Error>) {
+        self.answers.push((ticket, r));
+        wake_all(&mut self.answer_waiters);
     }
 
     pub(super) fn close(&mut self) {
@@ -270,6 +311,7 @@ impl Shared {
         wake_all(&mut self.recv_waiters);
         wake_all(&mut self.event_waiters);
         wake_all(&mut self.quit_waiters);
+        wake_all(&mut self.answer_waiters);
         for w in self.windows.iter_mut() {
             wake_all(&mut w.waiters);
         }
@@ -295,13 +337,13 @@ impl Shared {
 
 /// The shared state behind every handle of one process.
 pub(super) struct Inner {
-    state: Mutex<Shared>,
+    state: Lock<Shared>,
 }
 
 impl Inner {
     pub(super) fn new(inbox_cap: usize, window_cap: usize) -> Arc<Inner> {
         Arc::new(Inner {
-            state: Mutex::new(Shared {
+            state: Lock::new(Shared {
                 inbox_cap: inbox_cap.max(1),
                 window_cap: window_cap.max(1),
                 ..Shared::default()
@@ -309,8 +351,8 @@ impl Inner {
         })
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn lock(&self) -> Guard<'_, Shared> {
+        self.state.lock()
     }
 
     /// The next received frame, when one is there.
@@ -365,7 +407,7 @@ impl Inner {
         if let Some(e) = s.events.pop_front() {
             return Poll::Ready(Some(e));
         }
-        if s.closed {
+        if s.closed || s.quit {
             return Poll::Ready(None);
         }
         park(&mut s.event_waiters, cx);
@@ -374,11 +416,30 @@ impl Inner {
 
     pub(super) fn poll_quit(&self, cx: &Context<'_>) -> Poll<()> {
         let mut s = self.lock();
-        if s.quit || s.closed {
+        if s.quit || s.signalled || s.closed {
             return Poll::Ready(());
         }
         park(&mut s.quit_waiters, cx);
         Poll::Pending
+    }
+
+    /// The answer to the command of `ticket` (`Cmd::Rolling`); the process's end if it
+    /// never came.
+    pub(super) fn poll_answer(&self, cx: &Context<'_>, ticket: u64) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if let Some(i) = s.answers.iter().position(|(t, _)| *t == ticket) {
+            return Poll::Ready(s.answers.swap_remove(i).1);
+        }
+        if s.closed {
+            return Poll::Ready(Err(Error::PeerGone));
+        }
+        park(&mut s.answer_waiters, cx);
+        Poll::Pending
+    }
+
+    /// Forgets the answer of a command whose future went before it came.
+    pub(super) fn forget_answer(&self, ticket: u64) {
+        self.lock().answers.retain(|(t, _)| *t != ticket);
     }
 
     /// Room for `len` bytes in `dest`'s window, then `f` with the window (its room
@@ -423,8 +484,11 @@ impl Inner {
         dest: Dest,
         ty: u32,
         payload: &[u8],
+        fds: &mut Vec<OwnedFd>,
     ) -> Poll<Result<(), Error>> {
-        self.poll_room(cx, dest, payload.len(), |w| w.push(ty, payload))
+        self.poll_room(cx, dest, payload.len(), |w| {
+            w.push(ty, payload, std::mem::take(fds))
+        })
     }
 
     /// Gives back `len` reserved bytes that were not used.
@@ -437,11 +501,18 @@ impl Inner {
     }
 
     /// Queues a frame in `dest`'s window, whose `reserved` bytes were reserved for it.
-    pub(super) fn enqueue(&self, dest: Dest, reserved: usize, ty: u32, payload: &[u8]) {
+    pub(super) fn enqueue(
+        &self,
+        dest: Dest,
+        reserved: usize,
+        ty: u32,
+        payload: &[u8],
+        fds: Vec<OwnedFd>,
+    ) {
         let mut s = self.lock();
         let w = s.windows.entry(dest);
         w.used = w.used.saturating_sub(reserved);
-        w.push(ty, payload);
+        w.push(ty, payload, fds);
         s.nudge();
     }
 

@@ -1,14 +1,21 @@
 //! The async face (feature `tokio`) against the synchronous Rust API, in the same run:
-//! a worker-to-master stream of 64 B and of 16 KiB frames (messages per second), and the
-//! round trip of a 64 B request and its answer (microseconds). Each figure runs in a fresh
-//! process (the library's state is per process), `BENCH_REPS` times (default 5); the
-//! median is printed with the async/sync ratio. `cargo bench --features tokio --bench
+//! a worker-to-master stream of 64 B frames (taken one `recv` at a time, and in bursts
+//! with `recv_many`) and of 16 KiB frames (messages per second), and the round trip of a
+//! 64 B request and its answer (microseconds).
+//!
+//! Every sample runs in a fresh process (the library's state is per process) and lasts at
+//! least 0.3 s (the message counts are sized by a first sample of each figure, not kept,
+//! and a shorter sample is taken again with more); the figures are interleaved (one
+//! sample of each, sync and async in turn, then again) so a slow minute on a shared
+//! machine hits both faces alike. `BENCH_REPS` samples per figure (default and minimum
+//! 5). Printed: each figure's median and spread [min..max], the ratio of the medians
+//! (async/sync) and whether it meets its target. `cargo bench --features tokio --bench
 //! async_ipc`; under `cargo test` it only says it was skipped.
 
 use mln_ipc::api::tokio::{AsyncMaster, AsyncWorker, Builder as AsyncBuilder};
 use mln_ipc::api::{Builder, Error, Master, Worker, WorkerId};
 use std::cell::Cell;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -17,15 +24,7 @@ const DATA: u32 = 6201;
 const PING: u32 = 6202;
 const PONG: u32 = 6203;
 const ENV: &str = "MLN_ASYNC_BENCH";
-
-fn count_for(size: usize) -> u64 {
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    let n = if size <= 64 { 1_000_000.0 } else { 100_000.0 };
-    ((n * scale) as u64).max(1000)
-}
+const ENV_N: &str = "MLN_ASYNC_BENCH_N";
 
 /// Sync stream: the worker sends `n` frames on GO (resuming from its writable callback),
 /// the master counts them. Returns seconds.
@@ -169,44 +168,119 @@ fn async_rtt(n: u64) -> f64 {
     took.get()
 }
 
-/// In a fresh process: one figure, printed as seconds on stdout.
-fn child(figure: &str) {
+/// In a fresh process: one sample of `figure` with `n` messages (round trips), printed as
+/// seconds on stdout.
+fn child(figure: &str, n: u64) {
     let secs = match figure {
-        "sync-64" => sync_stream(64, count_for(64)),
-        "async-64" => async_stream(64, count_for(64), false),
-        "async-64-many" => async_stream(64, count_for(64), true),
-        "sync-16k" => sync_stream(16384, count_for(16384)),
-        "async-16k" => async_stream(16384, count_for(16384), false),
-        "sync-rtt" => sync_rtt(count_for(16384)),
-        "async-rtt" => async_rtt(count_for(16384)),
+        "sync-64" => sync_stream(64, n),
+        "async-64" => async_stream(64, n, false),
+        "async-64-many" => async_stream(64, n, true),
+        "sync-16k" => sync_stream(16384, n),
+        "async-16k" => async_stream(16384, n, false),
+        "sync-rtt" => sync_rtt(n),
+        "async-rtt" => async_rtt(n),
         _ => panic!("unknown figure {figure}"),
     };
     println!("{secs}");
 }
 
-fn median_secs(figure: &str, reps: usize) -> f64 {
+/// The shortest sample kept: a shorter one is taken again with more messages.
+const MIN_SAMPLE: f64 = 0.3;
+/// What the message counts aim at.
+const AIM: f64 = 0.5;
+/// A sample that takes longer fails the run.
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One sample in a fresh process: seconds for `n` messages.
+fn sample(figure: &str, n: u64) -> f64 {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let out = Command::new(&exe)
-                .env(ENV, figure)
-                .env("MLN_IPC_LOG", "none")
-                .output()
-                .expect("run a figure");
-            assert!(out.status.success(), "{figure}: {}", out.status);
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("seconds")
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let mut child = Command::new(&exe)
+        .env(ENV, figure)
+        .env(ENV_N, n.to_string())
+        .env("MLN_IPC_LOG", "none")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run a sample");
+    let started = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > SAMPLE_TIMEOUT {
+            let _ = child.kill();
+            panic!("{figure}: a sample of {n} took more than {SAMPLE_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(out.status.success(), "{figure}: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("seconds")
+}
+
+/// One figure: its samples (messages per second, or microseconds per round trip) and the
+/// message count its next sample uses.
+struct Figure {
+    name: &'static str,
+    rtt: bool,
+    n: u64,
+    values: Vec<f64>,
+}
+
+impl Figure {
+    fn new(name: &'static str, rtt: bool) -> Figure {
+        Figure {
+            name,
+            rtt,
+            n: if rtt { 5_000 } else { 100_000 },
+            values: Vec::new(),
+        }
+    }
+
+    /// Takes one sample of at least `MIN_SAMPLE` seconds (`keep`: recorded), the count
+    /// adjusted so the next one takes about `AIM` seconds.
+    fn take(&mut self, keep: bool) {
+        loop {
+            let secs = sample(self.name, self.n).max(1e-6);
+            let n = self.n as f64;
+            let ok = secs >= MIN_SAMPLE;
+            if ok && keep {
+                self.values
+                    .push(if self.rtt { secs / n * 1e6 } else { n / secs });
+            }
+            self.n = ((n * AIM / secs) as u64).max(1000);
+            if ok || !keep {
+                return;
+            }
+        }
+    }
+
+    /// (median, min, max).
+    fn stats(&self) -> (f64, f64, f64) {
+        let mut v = self.values.clone();
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        (median, v[0], v[v.len() - 1])
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn main() {
     if let Ok(f) = std::env::var(ENV) {
-        child(&f);
+        let n = std::env::var(ENV_N)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .expect("message count");
+        child(&f, n);
         return;
     }
     if !std::env::args().any(|a| a == "--bench") {
@@ -217,32 +291,85 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5)
-        .max(1);
-    println!("async face vs sync Rust API, median of {reps} (worker -> master stream; round trip)");
-    for (name, size, sync, asy) in [
-        ("stream 64 B", 64, "sync-64", "async-64"),
-        ("64 B recv_many", 64, "sync-64", "async-64-many"),
-        ("stream 16 KiB", 16384, "sync-16k", "async-16k"),
-    ] {
-        let n = count_for(size) as f64;
-        let (s, a) = (median_secs(sync, reps), median_secs(asy, reps));
+        .max(5);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "async face vs sync Rust API: {reps} samples per figure, each in a fresh process, \
+         at least {MIN_SAMPLE} s; the faces interleaved (sync, async, sync, ...); \
+         {cores} cores, load average {} at the start",
+        load()
+    );
+    // (row, sync figure, async figure, target: async/sync at least (throughput) or at
+    // most (round trip)).
+    let rows: [(&str, usize, usize, f64); 4] = [
+        ("stream 64 B, recv", 0, 1, 0.5),
+        ("stream 64 B, recv_many", 0, 2, 0.55),
+        ("stream 16 KiB, recv", 3, 4, 0.5),
+        ("round trip 64 B", 5, 6, 1.5),
+    ];
+    let mut figs = [
+        Figure::new("sync-64", false),
+        Figure::new("async-64", false),
+        Figure::new("async-64-many", false),
+        Figure::new("sync-16k", false),
+        Figure::new("async-16k", false),
+        Figure::new("sync-rtt", true),
+        Figure::new("async-rtt", true),
+    ];
+    // `BENCH_ONLY`: the rows whose name contains one of these words (comma-separated).
+    let only: Vec<String> = std::env::var("BENCH_ONLY")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| only.is_empty() || only.iter().any(|w| r.0.contains(w.as_str())))
+        .collect();
+    let used: Vec<usize> = (0..figs.len())
+        .filter(|&i| rows.iter().any(|r| r.1 == i || r.2 == i))
+        .collect();
+    // One sample each to size the counts, not kept.
+    for &i in &used {
+        figs[i].take(false);
+    }
+    for _ in 0..reps {
+        for &i in &used {
+            figs[i].take(true);
+        }
+    }
+    println!("load average {} at the end", load());
+    println!(
+        "{:<24} {:>30} {:>30} {:>10}  target",
+        "", "sync median [min..max]", "async median [min..max]", "async/sync"
+    );
+    let mut failed = 0;
+    for &(name, s, a, target) in &rows {
+        let ((sm, smin, smax), (am, amin, amax)) = (figs[s].stats(), figs[a].stats());
+        let rtt = figs[s].rtt;
+        let ratio = am / sm;
+        let pass = if rtt {
+            ratio <= target
+        } else {
+            ratio >= target
+        };
+        failed += usize::from(!pass);
+        let cell = |m: f64, lo: f64, hi: f64| {
+            if rtt {
+                format!("{m:.2} us [{lo:.2}..{hi:.2}]")
+            } else {
+                format!("{:.3} M/s [{:.3}..{:.3}]", m / 1e6, lo / 1e6, hi / 1e6)
+            }
+        };
         println!(
-            "{name:>14}: sync {:>10.0} msg/s  async {:>10.0} msg/s  async/sync {:.2}",
-            n / s,
-            n / a,
-            s / a
+            "{name:<24} {:>30} {:>30} {ratio:>10.2}  {} {target}: {}",
+            cell(sm, smin, smax),
+            cell(am, amin, amax),
+            if rtt { "<=" } else { ">=" },
+            if pass { "pass" } else { "FAIL" }
         );
     }
-    let n = count_for(16384) as f64;
-    let (s, a) = (
-        median_secs("sync-rtt", reps),
-        median_secs("async-rtt", reps),
-    );
     println!(
-        "{:>14}: sync {:>10.1} us      async {:>10.1} us      async/sync {:.2}",
-        "round trip",
-        s / n * 1e6,
-        a / n * 1e6,
-        a / s
+        "targets: {} of {} met (medians; throughput async/sync, round trip async/sync)",
+        rows.len() - failed,
+        rows.len()
     );
 }

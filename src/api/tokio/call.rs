@@ -75,7 +75,7 @@ impl Call {
         p.extend_from_slice(payload);
         check_len(p.len())?;
         let (inner, from) = (&self.inner, self.from);
-        poll_fn(|cx| inner.poll_send(cx, from, REPLY, &p, &mut Vec::new())).await
+        poll_fn(|cx| inner.poll_send(cx, from, REPLY, &p, None)).await
     }
 }
 
@@ -202,7 +202,7 @@ async fn call(inner: &Inner, to: Dest, ty: u32, payload: &[u8]) -> Result<Reply,
     p.extend_from_slice(&id.to_ne_bytes());
     p.extend_from_slice(&ty.to_ne_bytes());
     p.extend_from_slice(payload);
-    poll_fn(|cx| inner.poll_send(cx, to, CALL, &p, &mut Vec::new())).await?;
+    poll_fn(|cx| inner.poll_send(cx, to, CALL, &p, None)).await?;
     poll_fn(|cx: &mut Context<'_>| {
         let mut s = inner.lock();
         let Some(p) = s.calls.out.get_mut(&id) else {

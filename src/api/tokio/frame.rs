@@ -9,12 +9,11 @@
 //! together, one lock and one wake per turn ([`flush`]).
 
 use super::super::{identity, Message, WorkerId};
-use super::shared::{Dest, Inner};
+use super::shared::Inner;
 use crate::abi::mln_fork_t;
 use crate::process;
 use std::borrow::Borrow;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -51,11 +50,12 @@ unsafe impl Send for Payload {}
 unsafe impl Sync for Payload {}
 
 impl Payload {
-    /// A chunk of `data` for `n` payloads (at least one), each made with
-    /// `Payload { chunk, .. }`: exactly `n` of them must be made, or it leaks.
+    /// A chunk of `data` for `n` payloads, each made with `Payload { chunk, .. }`:
+    /// exactly `n` of them must be made, or it leaks (a staged chunk gets its count when
+    /// it is sealed).
     fn chunk(data: Vec<u8>, n: usize) -> NonNull<Chunk> {
         NonNull::from(Box::leak(Box::new(Chunk {
-            refs: AtomicUsize::new(n.max(1)),
+            refs: AtomicUsize::new(n),
             data,
         })))
     }
@@ -261,67 +261,97 @@ impl Frame {
     }
 }
 
-/// A frame received in this turn, its payload in the open chunk.
-struct Staged {
-    from: Dest,
+/// A received frame as the inbox keeps it, until a receiver takes it and it becomes a
+/// [`Frame`] ([`Entry::take`]): 40 bytes, its payload a range of its chunk, its sender
+/// an index and a pid.
+pub(super) struct Entry {
+    chunk: NonNull<Chunk>,
+    fds: Option<Box<Fds>>,
+    start: u32,
+    len: u32,
     ty: u32,
-    start: usize,
-    end: usize,
+    /// The sender's index (`NO_SENDER`: the master) and pid.
+    index: u32,
+    pid: u32,
 }
 
-/// The descriptors of open frame `at` (the few frames that have some).
-struct StagedFds {
-    at: usize,
-    fds: Box<Fds>,
+/// `Entry::index` of a frame from the master (in a worker).
+const NO_SENDER: u32 = u32::MAX;
+
+// SAFETY: as `Payload` (an entry is one payload's count of its chunk), and `Box<Fds>` is
+// Send.
+unsafe impl Send for Entry {}
+
+impl Entry {
+    /// The frame, from the master (in a worker).
+    #[inline]
+    pub(super) fn into_frame(self) -> Frame {
+        self.into_master().1
+    }
+
+    /// The sender and the frame (in the master).
+    #[inline]
+    pub(super) fn into_master(self) -> (WorkerId, Frame) {
+        let e = std::mem::ManuallyDrop::new(self);
+        // SAFETY: read once from an entry that is not dropped (`ManuallyDrop`): its count
+        // of the chunk and its descriptors move into the frame.
+        let fds = unsafe { std::ptr::read(&e.fds) };
+        let start = e.start as usize;
+        let frame = Frame {
+            ty: e.ty,
+            payload: Payload {
+                chunk: e.chunk,
+                start,
+                end: start + e.len as usize,
+            },
+            fds,
+        };
+        (WorkerId::new(e.index as usize, e.pid), frame)
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // Its count of the chunk goes, as the frame's would (and its descriptors close).
+        drop(Payload {
+            chunk: self.chunk,
+            start: 0,
+            end: 0,
+        });
+    }
 }
 
 struct Stage {
-    /// Frames whose payload is in `chunk`.
-    open: Vec<Staged>,
-    /// Their descriptors, by index in `open`, in order.
-    open_fds: VecDeque<StagedFds>,
-    chunk: Vec<u8>,
-    /// Frames of sealed chunks, in order, for the inbox.
-    ready: VecDeque<(Dest, Frame)>,
+    /// The chunk the frames of this turn go to (its count and bytes set when sealed).
+    open: Option<NonNull<Chunk>>,
+    /// Its bytes so far, and how many entries view it.
+    bytes: Vec<u8>,
+    count: usize,
+    /// The frames of this turn, in order, for the inbox.
+    ready: Vec<Entry>,
     /// The sender last resolved: (record, children generation, its id).
     last: Option<(usize, u64, WorkerId)>,
 }
 
 impl Stage {
-    /// The open chunk's frames get their shared buffer.
+    /// The open chunk gets its bytes and its count: its entries may be read from now on.
     fn seal(&mut self) {
-        if self.open.is_empty() {
+        let Some(chunk) = self.open.take() else {
             return;
-        }
-        let used = self.chunk.len();
+        };
+        let used = self.bytes.len();
         // The next chunk starts with room for about as much as this one took.
         let data = std::mem::replace(
-            &mut self.chunk,
+            &mut self.bytes,
             Vec::with_capacity(used.next_power_of_two().min(CHUNK)),
         );
-        // One payload per open frame.
-        let chunk = Payload::chunk(data, self.open.len());
-        let fds = &mut self.open_fds;
-        self.ready
-            .extend(self.open.drain(..).enumerate().map(|(i, s)| {
-                let fds = match fds.front() {
-                    Some(d) if d.at == i => fds.pop_front().map(|d| d.fds),
-                    _ => None,
-                };
-                let payload = Payload {
-                    chunk,
-                    start: s.start,
-                    end: s.end,
-                };
-                (
-                    s.from,
-                    Frame {
-                        ty: s.ty,
-                        payload,
-                        fds,
-                    },
-                )
-            }));
+        // SAFETY: made by `stage` for this turn; its entries are still in `ready`, not
+        // given to anyone: this thread alone reaches it until `flush` publishes them.
+        unsafe {
+            let c = &mut *chunk.as_ptr();
+            c.data = data;
+            *c.refs.get_mut() = std::mem::take(&mut self.count);
+        }
     }
 
     /// The identity of the sender's record `f`, cached while the children do not change.
@@ -342,10 +372,10 @@ thread_local! {
     /// The frames of the current turn (the loop thread's).
     static STAGE: RefCell<Stage> = const {
         RefCell::new(Stage {
-            open: Vec::new(),
-            open_fds: VecDeque::new(),
-            chunk: Vec::new(),
-            ready: VecDeque::new(),
+            open: None,
+            bytes: Vec::new(),
+            count: 0,
+            ready: Vec::new(),
             last: None,
         })
     };
@@ -356,10 +386,10 @@ thread_local! {
 pub(super) fn stage(from: Option<*const mln_fork_t>, ty: u32, data: &[u8]) {
     let with_fds = process::fds::count() > 0 || process::fds::truncated();
     STAGE.with_borrow_mut(|st| {
-        let from = match from {
-            None => None,
+        let (index, pid) = match from {
+            None => (NO_SENDER, 0),
             Some(f) => match st.sender(f) {
-                Some(id) => Some(id),
+                Some(id) => (id.index() as u32, id.pid()),
                 None => {
                     crate::log::error(format_args!(
                         "master handler for type {ty}: the sender is not a live child; dropped"
@@ -368,26 +398,38 @@ pub(super) fn stage(from: Option<*const mln_fork_t>, ty: u32, data: &[u8]) {
                 }
             },
         };
-        if !st.chunk.is_empty() && st.chunk.len() + data.len() > CHUNK {
+        if st.open.is_some() && st.bytes.len() + data.len() > CHUNK {
             st.seal();
         }
-        let start = st.chunk.len();
-        st.chunk.extend_from_slice(data);
-        if with_fds {
-            st.open_fds.push_back(StagedFds {
-                at: st.open.len(),
-                fds: Box::new(Fds {
-                    fds: process::fds::take_all(),
-                    truncated: process::fds::truncated(),
-                }),
-            });
-        }
-        st.open.push(Staged {
-            from,
-            ty,
-            start,
-            end: start + data.len(),
+        let chunk = *st.open.get_or_insert_with(|| Payload::chunk(Vec::new(), 0));
+        let start = st.bytes.len();
+        st.bytes.extend_from_slice(data);
+        st.count += 1;
+        let fds = with_fds.then(|| {
+            Box::new(Fds {
+                fds: process::fds::take_all(),
+                truncated: process::fds::truncated(),
+            })
         });
+        // Within one chunk: at most max(CHUNK, the largest frame) bytes, and a frame is
+        // at most 4 GiB (its length field).
+        let (start, len) = (start as u32, data.len() as u32);
+        st.ready.reserve(1);
+        let at = st.ready.len();
+        // SAFETY: `reserve` made room for one more at `at`; every field is written before
+        // `set_len` counts it. Field by field, in place: an entry built on the stack and
+        // copied stalled on store forwarding (it was most of this function's time).
+        unsafe {
+            let e = st.ready.as_mut_ptr().add(at);
+            std::ptr::addr_of_mut!((*e).chunk).write(chunk);
+            std::ptr::addr_of_mut!((*e).fds).write(fds);
+            std::ptr::addr_of_mut!((*e).start).write(start);
+            std::ptr::addr_of_mut!((*e).len).write(len);
+            std::ptr::addr_of_mut!((*e).ty).write(ty);
+            std::ptr::addr_of_mut!((*e).index).write(index);
+            std::ptr::addr_of_mut!((*e).pid).write(pid);
+            st.ready.set_len(at + 1);
+        }
     });
 }
 
@@ -418,10 +460,9 @@ pub(super) fn flush(inner: &Inner) {
 /// those frames are the master's).
 pub(super) fn forget() {
     STAGE.with_borrow_mut(|st| {
-        st.open.clear();
-        st.open_fds.clear();
-        st.chunk.clear();
+        st.seal();
         st.ready.clear();
+        st.bytes.clear();
         st.last = None;
     });
 }

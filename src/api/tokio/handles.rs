@@ -4,9 +4,9 @@
 
 use super::super::error::{check_fds, check_len};
 use super::super::{Error, Message, RollingRestart, WorkerEvent, WorkerId};
-use super::frame::Frame;
+use super::frame::{Entry, Frame};
 use super::shared::{Cmd, Dest, Inner};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ impl Permit {
             ));
         }
         let len = std::mem::take(&mut self.len);
-        self.inner.enqueue(self.dest, len, ty, payload, Vec::new());
+        self.inner.enqueue(self.dest, len, ty, payload, None);
         Ok(())
     }
 
@@ -46,7 +46,7 @@ impl Permit {
         mut self,
         ty: u32,
         payload: impl AsRef<[u8]>,
-        fds: Vec<OwnedFd>,
+        mut fds: Vec<OwnedFd>,
     ) -> Result<(), Error> {
         let payload = payload.as_ref();
         check_fds(fds.len())?;
@@ -56,7 +56,8 @@ impl Permit {
             ));
         }
         let len = std::mem::take(&mut self.len);
-        self.inner.enqueue(self.dest, len, ty, payload, fds);
+        self.inner
+            .enqueue(self.dest, len, ty, payload, Some(&mut fds));
         Ok(())
     }
 
@@ -85,31 +86,45 @@ async fn reserve(inner: &Arc<Inner>, dest: Dest, len: usize) -> Result<Permit, E
 }
 
 /// A send of either side: waits for room in `dest`'s window, then queues the frame and its
-/// descriptors in the poll that completes (dropped before, it queued nothing).
-async fn send(
-    inner: &Inner,
+/// descriptors in the poll that completes (dropped before, it queued nothing). One
+/// `poll_fn` (no state machine of its own): this is the path of every frame.
+fn send<'a>(
+    inner: &'a Inner,
     dest: Dest,
     ty: u32,
-    payload: &[u8],
-    mut fds: Vec<OwnedFd>,
-) -> Result<(), Error> {
-    check_len(payload.len())?;
-    check_fds(fds.len())?;
-    poll_fn(|cx| inner.poll_send(cx, dest, ty, payload, &mut fds)).await
+    payload: impl AsRef<[u8]> + 'a,
+    mut fds: Option<Vec<OwnedFd>>,
+) -> impl Future<Output = Result<(), Error>> + 'a {
+    let mut checked = false;
+    // Kept as two words, the `Dest` made again at each poll: copied whole from the
+    // future's state (just written, field by field), it stalled on store forwarding.
+    let (index, pid) = dest.map_or((usize::MAX, 0), |id| (id.index(), id.pid()));
+    poll_fn(move |cx| {
+        let payload = payload.as_ref();
+        if !checked {
+            let n = fds.as_ref().map_or(0, Vec::len);
+            if let Err(e) = check_len(payload.len()).and_then(|()| check_fds(n)) {
+                return Poll::Ready(Err(e));
+            }
+            checked = true;
+        }
+        let dest = (index != usize::MAX).then(|| WorkerId::new(index, pid));
+        inner.poll_send(cx, dest, ty, payload, fds.as_mut())
+    })
 }
 
 /// The received frames as a [`Stream`](futures_core::Stream) of `(sender, frame)`; ends
 /// when the process's async side ends.
 pub struct Receiver<T> {
     inner: Arc<Inner>,
-    map: fn(Dest, Frame) -> T,
+    map: fn(Entry) -> T,
 }
 
 impl<T> futures_core::Stream for Receiver<T> {
     type Item = T;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let map = self.map;
-        self.inner.poll_recv(cx).map(|o| o.map(|(d, f)| map(d, f)))
+        self.inner.poll_recv(cx).map(|o| o.map(map))
     }
 }
 
@@ -126,12 +141,12 @@ impl futures_core::Stream for Events {
     }
 }
 
-fn from_worker(d: Dest, f: Frame) -> (WorkerId, Frame) {
-    (d.expect("master side frames have a sender"), f)
+fn from_worker(e: Entry) -> (WorkerId, Frame) {
+    e.into_master()
 }
 
-fn from_master(_: Dest, f: Frame) -> Frame {
-    f
+fn from_master(e: Entry) -> Frame {
+    e.into_frame()
 }
 
 /// The master's async side, given to the master's async main.
@@ -159,10 +174,8 @@ impl AsyncMaster {
     /// Waits for the next frame from any worker (of the types given to
     /// [`Builder::master_types`](super::Builder::master_types)); `None` once the async
     /// side ends.
-    pub async fn recv(&self) -> Option<(WorkerId, Frame)> {
-        poll_fn(|cx| self.inner.poll_recv(cx))
-            .await
-            .map(|(d, f)| from_worker(d, f))
+    pub fn recv(&self) -> impl Future<Output = Option<(WorkerId, Frame)>> + '_ {
+        poll_fn(|cx| self.inner.poll_recv(cx).map(|o| o.map(Entry::into_master)))
     }
 
     /// Waits for frames as [`AsyncMaster::recv`] does, then appends up to `limit` of those
@@ -172,7 +185,7 @@ impl AsyncMaster {
     pub async fn recv_many(&self, buf: &mut Vec<(WorkerId, Frame)>, limit: usize) -> usize {
         poll_fn(|cx| {
             self.inner
-                .poll_recv_many(cx, limit, |d, f| buf.push(from_worker(d, f)))
+                .poll_recv_many(cx, limit, |e| buf.push(e.into_master()))
         })
         .await
     }
@@ -196,13 +209,13 @@ impl AsyncMaster {
     /// Sends a frame to `to`, waiting while its queue is full (never [`Error::QueueFull`]).
     /// Cancel-safe: dropped before it completed, nothing was queued; completed, the frame
     /// is queued once. Errors as [`AsyncMaster::reserve`].
-    pub async fn send(
-        &self,
+    pub fn send<'a>(
+        &'a self,
         to: WorkerId,
         ty: u32,
-        payload: impl AsRef<[u8]>,
-    ) -> Result<(), Error> {
-        send(&self.inner, Some(to), ty, payload.as_ref(), Vec::new()).await
+        payload: impl AsRef<[u8]> + 'a,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        send(&self.inner, Some(to), ty, payload, None)
     }
 
     /// [`AsyncMaster::send`] with descriptors: they arrive with this frame and no other, in
@@ -235,7 +248,7 @@ impl AsyncMaster {
         payload: impl AsRef<[u8]>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), Error> {
-        send(&self.inner, Some(to), ty, payload.as_ref(), fds).await
+        send(&self.inner, Some(to), ty, payload, Some(fds)).await
     }
 
     /// [`AsyncMaster::send`] for a typed message.
@@ -360,13 +373,17 @@ impl AsyncWorker {
     /// Waits for the next frame from the master (of the types given to
     /// [`Builder::worker_types`](super::Builder::worker_types)); `None` once the master
     /// asked this worker to quit and the frames that came before were taken.
-    pub async fn recv(&self) -> Option<Frame> {
-        poll_fn(|cx| self.inner.poll_recv(cx)).await.map(|(_, f)| f)
+    pub fn recv(&self) -> impl Future<Output = Option<Frame>> + '_ {
+        poll_fn(|cx| self.inner.poll_recv(cx).map(|o| o.map(Entry::into_frame)))
     }
 
     /// Frames from the master in one step, as [`AsyncMaster::recv_many`].
     pub async fn recv_many(&self, buf: &mut Vec<Frame>, limit: usize) -> usize {
-        poll_fn(|cx| self.inner.poll_recv_many(cx, limit, |_, f| buf.push(f))).await
+        poll_fn(|cx| {
+            self.inner
+                .poll_recv_many(cx, limit, |e| buf.push(e.into_frame()))
+        })
+        .await
     }
 
     /// The received frames as a stream.
@@ -385,8 +402,12 @@ impl AsyncWorker {
 
     /// Sends a frame to the master, waiting while the queue is full; cancel-safe, as
     /// [`AsyncMaster::send`].
-    pub async fn send(&self, ty: u32, payload: impl AsRef<[u8]>) -> Result<(), Error> {
-        send(&self.inner, None, ty, payload.as_ref(), Vec::new()).await
+    pub fn send<'a>(
+        &'a self,
+        ty: u32,
+        payload: impl AsRef<[u8]> + 'a,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        send(&self.inner, None, ty, payload, None)
     }
 
     /// [`AsyncWorker::send`] with descriptors, as [`AsyncMaster::send_with_fds`]: the
@@ -397,7 +418,7 @@ impl AsyncWorker {
         payload: impl AsRef<[u8]>,
         fds: Vec<OwnedFd>,
     ) -> Result<(), Error> {
-        send(&self.inner, None, ty, payload.as_ref(), fds).await
+        send(&self.inner, None, ty, payload, Some(fds)).await
     }
 
     /// [`AsyncWorker::send`] for a typed message.

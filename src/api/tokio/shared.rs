@@ -3,7 +3,7 @@
 //! the core or user code runs.
 
 use super::super::{Error, RollingRestart, WorkerEvent, WorkerId};
-use super::frame::Frame;
+use super::frame::Entry;
 use super::lock::{Guard, Lock};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -47,16 +47,18 @@ impl Window {
         }
     }
 
-    fn push(&mut self, ty: u32, payload: &[u8], fds: Vec<OwnedFd>) {
+    /// Queues a frame, with the descriptors of `fds` (taken) if any.
+    fn push(&mut self, ty: u32, payload: &[u8], fds: Option<&mut Vec<OwnedFd>>) {
+        let n = fds.as_ref().map_or(0, |f| f.len());
         let mut head = [0u8; RECORD_HEAD];
         head[..4].copy_from_slice(&ty.to_ne_bytes());
         head[4..8].copy_from_slice(&(payload.len() as u32).to_ne_bytes());
-        head[8..].copy_from_slice(&(fds.len() as u32).to_ne_bytes());
+        head[8..].copy_from_slice(&(n as u32).to_ne_bytes());
         self.buf.reserve(RECORD_HEAD + payload.len());
         self.buf.extend_from_slice(&head);
         self.buf.extend_from_slice(payload);
-        if !fds.is_empty() {
-            self.fds.extend(fds);
+        if let Some(f) = fds {
+            self.fds.extend(f.drain(..));
         }
         self.frames += 1;
         self.used = self.used.saturating_add(payload.len());
@@ -148,7 +150,7 @@ pub(super) enum Cmd {
 
 #[derive(Default)]
 pub(super) struct Shared {
-    pub(super) inbox: VecDeque<(Dest, Frame)>,
+    pub(super) inbox: VecDeque<Entry>,
     pub(super) inbox_cap: usize,
     recv_waiters: Vec<Waker>,
     pub(super) windows: Windows,
@@ -257,11 +259,13 @@ impl Shared {
 
     /// Frames received (in order), with one wake; `frames` is left empty (the inbox's
     /// buffer when it was empty: the two are swapped, no frame is moved).
-    pub(super) fn push_frames(&mut self, frames: &mut VecDeque<(Dest, Frame)>) {
+    pub(super) fn push_frames(&mut self, frames: &mut Vec<Entry>) {
         if self.inbox.is_empty() {
-            std::mem::swap(&mut self.inbox, frames);
+            // Both O(1): a Vec becomes a deque as it is; an empty deque a Vec.
+            let old = std::mem::replace(&mut self.inbox, std::mem::take(frames).into());
+            *frames = old.into();
         } else {
-            self.inbox.append(frames);
+            self.inbox.extend(frames.drain(..));
         }
         if Shared::wake_list(self.polling, &self.driver, &mut self.recv_waiters) {
             self.self_woken = true;
@@ -356,14 +360,14 @@ impl Inner {
     }
 
     /// The next received frame, when one is there.
-    pub(super) fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<(Dest, Frame)>> {
+    pub(super) fn poll_recv(&self, cx: &Context<'_>) -> Poll<Option<Entry>> {
         let mut s = self.lock();
-        if let Some(f) = s.inbox.pop_front() {
+        if let Some(e) = s.inbox.pop_front() {
             // Reading resumes at half the queue (see the driver's mute).
             if s.inbox.len() == s.inbox_cap / 2 {
                 s.nudge();
             }
-            return Poll::Ready(Some(f));
+            return Poll::Ready(Some(e));
         }
         // A worker asked to quit: its stream ends once what came before is taken.
         if s.closed || s.quit {
@@ -379,14 +383,14 @@ impl Inner {
         &self,
         cx: &Context<'_>,
         limit: usize,
-        mut take: impl FnMut(Dest, Frame),
+        mut take: impl FnMut(Entry),
     ) -> Poll<usize> {
         let mut s = self.lock();
         let before = s.inbox.len();
         let n = before.min(limit.max(1));
         if n > 0 {
-            for (d, f) in s.inbox.drain(..n) {
-                take(d, f);
+            for e in s.inbox.drain(..n) {
+                take(e);
             }
             // Reading resumes at half the queue (see the driver's mute).
             let half = s.inbox_cap / 2;
@@ -484,11 +488,9 @@ impl Inner {
         dest: Dest,
         ty: u32,
         payload: &[u8],
-        fds: &mut Vec<OwnedFd>,
+        fds: Option<&mut Vec<OwnedFd>>,
     ) -> Poll<Result<(), Error>> {
-        self.poll_room(cx, dest, payload.len(), |w| {
-            w.push(ty, payload, std::mem::take(fds))
-        })
+        self.poll_room(cx, dest, payload.len(), |w| w.push(ty, payload, fds))
     }
 
     /// Gives back `len` reserved bytes that were not used.
@@ -507,7 +509,7 @@ impl Inner {
         reserved: usize,
         ty: u32,
         payload: &[u8],
-        fds: Vec<OwnedFd>,
+        fds: Option<&mut Vec<OwnedFd>>,
     ) {
         let mut s = self.lock();
         let w = s.windows.entry(dest);

@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 /// The most payload bytes one chunk collects before it is sealed (a larger payload gets a
 /// chunk of its own): what a kept [`Payload`] can hold alive besides its own bytes.
@@ -101,8 +101,48 @@ impl Drop for Payload {
         if refs.fetch_sub(1, Ordering::Release) == 1 {
             std::sync::atomic::fence(Ordering::Acquire);
             // SAFETY: the last payload of this chunk: nobody else refers to it.
-            drop(unsafe { Box::from_raw(self.chunk.as_ptr()) });
+            unsafe { recycle(self.chunk) };
         }
+    }
+}
+
+/// One chunk kept for the next one the loop opens (its box and its buffer: a turn of one
+/// small frame, a round trip, then costs no allocation).
+static SPARE: AtomicPtr<Chunk> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A chunk nobody refers to any more: kept as the spare when there is none and its buffer
+/// is not large, freed otherwise.
+///
+/// # Safety
+/// `chunk` came from `Payload::chunk` and nothing refers to it.
+unsafe fn recycle(chunk: NonNull<Chunk>) {
+    // SAFETY: per the contract, it is ours.
+    let c = unsafe { &mut *chunk.as_ptr() };
+    if c.data.capacity() <= CHUNK {
+        c.data.clear();
+        if SPARE
+            .compare_exchange(
+                std::ptr::null_mut(),
+                chunk.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return;
+        }
+    }
+    // SAFETY: per the contract; not made the spare.
+    drop(unsafe { Box::from_raw(chunk.as_ptr()) });
+}
+
+/// A chunk for a new turn's frames (its count set when sealed), and the buffer for its
+/// bytes: the spare's when there is one.
+fn open_chunk() -> (NonNull<Chunk>, Vec<u8>) {
+    match NonNull::new(SPARE.swap(std::ptr::null_mut(), Ordering::Acquire)) {
+        // SAFETY: the spare is nobody's but the one that takes it.
+        Some(c) => (c, std::mem::take(unsafe { &mut (*c.as_ptr()).data })),
+        None => (Payload::chunk(Vec::new(), 0), Vec::new()),
     }
 }
 
@@ -339,12 +379,7 @@ impl Stage {
         let Some(chunk) = self.open.take() else {
             return;
         };
-        let used = self.bytes.len();
-        // The next chunk starts with room for about as much as this one took.
-        let data = std::mem::replace(
-            &mut self.bytes,
-            Vec::with_capacity(used.next_power_of_two().min(CHUNK)),
-        );
+        let data = std::mem::take(&mut self.bytes);
         // SAFETY: made by `stage` for this turn; its entries are still in `ready`, not
         // given to anyone: this thread alone reaches it until `flush` publishes them.
         unsafe {
@@ -401,7 +436,15 @@ pub(super) fn stage(from: Option<*const mln_fork_t>, ty: u32, data: &[u8]) {
         if st.open.is_some() && st.bytes.len() + data.len() > CHUNK {
             st.seal();
         }
-        let chunk = *st.open.get_or_insert_with(|| Payload::chunk(Vec::new(), 0));
+        let chunk = match st.open {
+            Some(c) => c,
+            None => {
+                let (c, bytes) = open_chunk();
+                st.bytes = bytes;
+                st.open = Some(c);
+                c
+            }
+        };
         let start = st.bytes.len();
         st.bytes.extend_from_slice(data);
         st.count += 1;

@@ -106,12 +106,15 @@ impl Drop for Payload {
     }
 }
 
-/// One chunk kept for the next one the loop opens (its box and its buffer: a turn of one
-/// small frame, a round trip, then costs no allocation).
-static SPARE: AtomicPtr<Chunk> = AtomicPtr::new(std::ptr::null_mut());
+/// Chunks kept for the next ones the loop opens (their boxes and buffers): a turn of one
+/// small frame (a round trip) then allocates nothing, and a stream of large frames does
+/// not free and allocate (and fault in) 64 KiB buffers over and over. Each slot is empty
+/// or holds a chunk nobody else refers to.
+static SPARE: [AtomicPtr<Chunk>; SPARES] = [const { AtomicPtr::new(std::ptr::null_mut()) }; SPARES];
+const SPARES: usize = 8;
 
-/// A chunk nobody refers to any more: kept as the spare when there is none and its buffer
-/// is not large, freed otherwise.
+/// A chunk nobody refers to any more: kept in an empty slot when its buffer is not large,
+/// freed otherwise.
 ///
 /// # Safety
 /// `chunk` came from `Payload::chunk` and nothing refers to it.
@@ -120,30 +123,37 @@ unsafe fn recycle(chunk: NonNull<Chunk>) {
     let c = unsafe { &mut *chunk.as_ptr() };
     if c.data.capacity() <= CHUNK {
         c.data.clear();
-        if SPARE
-            .compare_exchange(
-                std::ptr::null_mut(),
-                chunk.as_ptr(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            return;
+        for slot in &SPARE {
+            if slot
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    chunk.as_ptr(),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return;
+            }
         }
     }
-    // SAFETY: per the contract; not made the spare.
+    // SAFETY: per the contract; not kept.
     drop(unsafe { Box::from_raw(chunk.as_ptr()) });
 }
 
 /// A chunk for a new turn's frames (its count set when sealed), and the buffer for its
-/// bytes: the spare's when there is one.
+/// bytes: a kept one's when there is one.
 fn open_chunk() -> (NonNull<Chunk>, Vec<u8>) {
-    match NonNull::new(SPARE.swap(std::ptr::null_mut(), Ordering::Acquire)) {
-        // SAFETY: the spare is nobody's but the one that takes it.
-        Some(c) => (c, std::mem::take(unsafe { &mut (*c.as_ptr()).data })),
-        None => (Payload::chunk(Vec::new(), 0), Vec::new()),
+    for slot in &SPARE {
+        if slot.load(Ordering::Relaxed).is_null() {
+            continue;
+        }
+        if let Some(c) = NonNull::new(slot.swap(std::ptr::null_mut(), Ordering::Acquire)) {
+            // SAFETY: taken out of its slot: nobody else has it.
+            return (c, std::mem::take(unsafe { &mut (*c.as_ptr()).data }));
+        }
     }
+    (Payload::chunk(Vec::new(), 0), Vec::new())
 }
 
 impl Default for Payload {

@@ -16,7 +16,7 @@ use crate::abi::{mln_event_t, mln_fork_t};
 use crate::process::{self, SendError};
 use crate::reactor::standalone as ev_loop;
 use core::ffi::c_void;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -50,6 +50,28 @@ impl AsRawFd for Epfd {
 thread_local! {
     /// The shared state of this process's driver, for the core's writable callback.
     static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+    /// The loop of this thread's driver, and its shared state (`direct_send`).
+    static LOOP: Cell<(*mut mln_event_t, *const Inner)> =
+        const { Cell::new((core::ptr::null_mut(), core::ptr::null())) };
+}
+
+/// A send on the loop's own thread (outside its turns: the program's futures run between
+/// them), with nothing of `inner`'s waiting in `dest`'s window: the frame goes to the
+/// core's queue at once, as the driver would hand it. Whether the core took it (no: not
+/// this thread, the peer unknown, its queue full; the frame then goes to the window).
+pub(super) fn direct_send(inner: &Inner, dest: Dest, ty: u32, payload: &[u8]) -> bool {
+    let (ev, owner) = LOOP.get();
+    if ev.is_null() || !core::ptr::eq(owner, inner) {
+        return false;
+    }
+    let r = match dest {
+        Some(id) => match identity::fork_of(id) {
+            Some(f) => process::send_to_child(ev, f, ty, payload),
+            None => return false,
+        },
+        None => process::send_to_master(ev, ty, payload),
+    };
+    r.is_ok()
 }
 
 /// The frames of one window, taken to be handed to the core.
@@ -98,6 +120,7 @@ impl Driver {
         // A worker forked by a restart inside the master's driver still names the master's
         // state here: leaked, as the rest of the master's runtime in that process.
         CURRENT.with_borrow_mut(|c| std::mem::forget(c.replace(inner.clone())));
+        LOOP.set((ev, Arc::as_ptr(&inner)));
         // And frames the master staged in the turn that forked it are the master's.
         frame::forget();
         process::set_writable_handler(Some(writable), core::ptr::null_mut());
@@ -180,11 +203,13 @@ impl Driver {
 
     /// Commands and accepted frames to the core; whether a frame was queued there.
     fn pump(&mut self) -> bool {
-        let (cmds, mut work) = {
+        let (cmds, mut work, direct) = {
             let mut s = self.inner.lock();
             s.nudged = false;
+            // Frames handed straight to the core: this pump's turn writes them.
+            let direct = s.take_direct();
             if s.cmds.is_empty() && s.windows.iter().all(|w| w.blocked || w.frames == 0) {
-                return false;
+                return direct;
             }
             let mut work = std::mem::take(&mut self.work);
             work.extend(
@@ -198,12 +223,12 @@ impl Driver {
                         frames: std::mem::take(&mut w.frames),
                     }),
             );
-            (std::mem::take(&mut s.cmds), work)
+            (std::mem::take(&mut s.cmds), work, direct)
         };
         for c in cmds {
             self.command(c);
         }
-        let mut queued = false;
+        let mut queued = direct;
         for t in work.drain(..) {
             queued |= self.hand_over(t);
         }
@@ -471,6 +496,7 @@ impl Drop for Driver {
     fn drop(&mut self) {
         process::set_writable_handler(None, core::ptr::null_mut());
         CURRENT.with_borrow_mut(|c| *c = None);
+        LOOP.set((core::ptr::null_mut(), core::ptr::null()));
         frame::flush(&self.inner);
         self.inner.lock().close();
     }

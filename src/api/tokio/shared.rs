@@ -28,6 +28,9 @@ pub(super) struct Window {
     pub(super) frames: usize,
     /// Payload bytes of `buf` plus bytes reserved by live permits.
     pub(super) used: usize,
+    /// Payload bytes handed straight to the core since the driver's last pump (see
+    /// `Inner::poll_send`): they count toward the window until then.
+    pub(super) direct: usize,
     /// The core refused the last frame (its queue is full) and has not said writable yet.
     pub(super) blocked: bool,
     waiters: Vec<Waker>,
@@ -42,6 +45,7 @@ impl Window {
             fds: VecDeque::new(),
             frames: 0,
             used: 0,
+            direct: 0,
             blocked: false,
             waiters: Vec::new(),
         }
@@ -182,6 +186,8 @@ pub(super) struct Shared {
     pub(super) nudged: bool,
     /// Frames dropped from windows whose peer was gone.
     pub(super) lost: u64,
+    /// Frames were handed straight to the core: the driver's next turn writes them.
+    pub(super) direct: bool,
     /// The process's `block_on` is polling its futures (the driver, then the program's):
     /// wakers of that very task are not woken (a wake would cost a pass through tokio's
     /// driver) but noted in `self_woken`, and the poll goes round again.
@@ -329,6 +335,23 @@ impl Shared {
                 self.self_woken = true;
             }
         }
+    }
+
+    /// The frames handed straight to the core are being written: their bytes stop
+    /// counting toward their windows, whose waiting senders look again. Whether some were.
+    pub(super) fn take_direct(&mut self) -> bool {
+        if !std::mem::take(&mut self.direct) {
+            return false;
+        }
+        let skip = self.driver.as_ref().filter(|_| self.polling);
+        let mut woken = false;
+        for w in self.windows.slots.iter_mut().flatten() {
+            if std::mem::take(&mut w.direct) > 0 {
+                woken |= wake_except(&mut w.waiters, skip);
+            }
+        }
+        self.self_woken |= woken;
+        true
     }
 
     /// Wakes every waiting sender (the set of live workers changed).
@@ -481,7 +504,11 @@ impl Inner {
     }
 
     /// Queues a frame in `dest`'s window once it has room: in the poll that completes,
-    /// never before (a send future dropped earlier queued nothing).
+    /// never before (a send future dropped earlier queued nothing). On the loop's thread,
+    /// with nothing waiting in the window, the frame goes straight to the core's queue
+    /// instead (`driver::direct_send`: the window's copy and the driver's hand-over
+    /// saved); those bytes count toward the window until the driver's next pump, so the
+    /// driver gets to write them.
     pub(super) fn poll_send(
         &self,
         cx: &Context<'_>,
@@ -490,7 +517,30 @@ impl Inner {
         payload: &[u8],
         fds: Option<&mut Vec<OwnedFd>>,
     ) -> Poll<Result<(), Error>> {
-        self.poll_room(cx, dest, payload.len(), |w| w.push(ty, payload, fds))
+        let len = payload.len();
+        let mut s = self.lock();
+        if s.closed || dest.is_some_and(|id| !s.is_live(id)) {
+            return Poll::Ready(Err(Error::PeerGone));
+        }
+        let cap = s.window_cap;
+        let w = s.windows.entry(dest);
+        let taken = w.used.saturating_add(w.direct);
+        if taken == 0 || taken.saturating_add(len) <= cap {
+            if fds.is_none()
+                && w.frames == 0
+                && !w.blocked
+                && super::driver::direct_send(self, dest, ty, payload)
+            {
+                w.direct += len;
+                s.direct = true;
+            } else {
+                w.push(ty, payload, fds);
+            }
+            s.nudge();
+            return Poll::Ready(Ok(()));
+        }
+        park(&mut w.waiters, cx);
+        Poll::Pending
     }
 
     /// Gives back `len` reserved bytes that were not used.

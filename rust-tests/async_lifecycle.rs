@@ -1,6 +1,8 @@
 //! The async face (feature `tokio`), what the sync `Builder` offers too: descriptors with
 //! frames both ways, the rolling restart, the restart policy and the stop on signals,
-//! across real processes. Each scenario runs in a fresh process (rust-tests/common/mod.rs).
+//! across real processes; the `_mt` scenarios again with the master on a multi-thread
+//! runtime (`master_runtime`: forks by the fork server). Each scenario runs in a fresh
+//! process (rust-tests/common/mod.rs).
 
 mod common;
 
@@ -46,6 +48,25 @@ fn read_all(fd: OwnedFd) -> Vec<u8> {
     v
 }
 
+/// The master's runtime of the `_mt` scenarios: multi-thread (its forks are then the fork
+/// server's, and its tasks run on the runtime's threads).
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// The builder of a scenario: its master on a multi-thread runtime when `mt`.
+fn builder(mt: bool) -> Builder {
+    let b = Builder::new();
+    if mt {
+        b.master_runtime(multi_thread)
+    } else {
+        b
+    }
+}
+
 fn pid_of(b: &[u8]) -> u32 {
     u32::from_ne_bytes(b[..4].try_into().expect("4 bytes"))
 }
@@ -54,8 +75,8 @@ fn pid_of(b: &[u8]) -> u32 {
 /// into (and three pipes in one frame, in order), the worker reads them and answers with
 /// pipes of its own (one through `send_with_fds`, one through a `Permit`); every content
 /// is checked on the other side. Frames without descriptors carry none.
-fn fds_both_ways() {
-    let summary = Builder::new()
+fn fds_both_ways(mt: bool) {
+    let summary = builder(mt)
         .workers(2)
         .master_types([FD_BACK, PLAIN])
         .worker_types([FD, PLAIN])
@@ -155,8 +176,8 @@ async fn hello_worker(w: AsyncWorker) {
 /// replacement is seen (`Started` at its index with a new pid, the old one's `Exited`,
 /// stopped gracefully with status 0 after its BYE), then `RollingDone { completed }`; a
 /// second one meanwhile is `Busy`, a zero batch `InvalidArgument`; the new workers answer.
-fn rolling_restart() {
-    let summary = Builder::new()
+fn rolling_restart(mt: bool) {
+    let summary = builder(mt)
         .workers(2)
         .master_types([HELLO, ANS, BYE])
         .worker_types([REQ])
@@ -301,8 +322,8 @@ fn restart_policy() {
 /// `Builder::stop_on_signals`: SIGTERM to the master stops both workers gracefully (each
 /// hears its quit and says BYE), `stop_requested` resolves, the streams end once both
 /// have ended (`Exited`, Stopped, status 0), and `run` returns a clean summary.
-fn stop_on_signals() {
-    let summary = Builder::new()
+fn stop_on_signals(mt: bool) {
+    let summary = builder(mt)
         .workers(2)
         .master_types([HELLO, ANS, BYE])
         .worker_types([REQ])
@@ -347,9 +368,13 @@ fn stop_on_signals() {
 
 fn main() -> ExitCode {
     common::main(&[
-        ("fds_both_ways", fds_both_ways),
-        ("rolling_restart", rolling_restart),
+        ("fds_both_ways", || fds_both_ways(false)),
+        ("rolling_restart", || rolling_restart(false)),
         ("restart_policy", restart_policy),
-        ("stop_on_signals", stop_on_signals),
+        ("stop_on_signals", || stop_on_signals(false)),
+        // The same with the master on a multi-thread runtime (forks by the fork server).
+        ("fds_both_ways_mt", || fds_both_ways(true)),
+        ("rolling_restart_mt", || rolling_restart(true)),
+        ("stop_on_signals_mt", || stop_on_signals(true)),
     ])
 }

@@ -16,6 +16,13 @@
 //! main thread (the loop's epoll descriptor is a tokio `AsyncFd`, its timers a tokio
 //! `Sleep`); the handles talk to the driver through shared queues.
 //!
+//! What the synchronous [`Builder`](super::Builder) offers for a worker's life is here
+//! too, on the same code of the core: descriptors with frames
+//! ([`AsyncMaster::send_with_fds`], [`Frame::take_fds`]), the rolling restart
+//! ([`AsyncMaster::rolling_restart`]), the restart policy ([`Builder::restart_policy`])
+//! and the stop on signals ([`Builder::stop_on_signals`], [`AsyncMaster::stop_requested`]).
+//! A received [`Frame`]'s [`Payload`] is a view of the buffer its turn of the loop filled.
+//!
 //! ```no_run
 //! use mln_ipc::api::tokio::Builder;
 //!

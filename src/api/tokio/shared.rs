@@ -1,6 +1,7 @@
 //! What the handles (any thread) and the driver (the loop's thread) share: the receive
-//! queue, the send windows, the worker events, the commands. One mutex, never held while
-//! the core or user code runs.
+//! queue, the send windows, the worker events, the commands. One lock (`lock.rs`), never
+//! held while user code runs; the core runs under it only for a send handed straight to
+//! its queue (`Inner::poll_send`: a queueing that calls nothing back).
 
 use super::super::{Error, RollingRestart, WorkerEvent, WorkerId};
 use super::frame::Entry;

@@ -12,7 +12,7 @@
  * - after mln_framework_init no child of the master is left (server reaped). */
 #define _GNU_SOURCE
 #include "ctest.h"
-#include <dirent.h>
+#include "procs.h"
 #include "mln_event.h"
 
 #define N 3
@@ -25,40 +25,6 @@ static pid_t master_pid, server;
 static volatile sig_atomic_t seen[65];
 static int round_no, hellos;
 
-/* The live child of `parent` named mln-forkserver (0: none; -1: more than one), and how
- * many children `parent` has. */
-static pid_t find_server(pid_t parent, int *children)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    pid_t found = 0;
-    *children = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[64], buf[512], state;
-        int pid = atoi(e->d_name), ppid, fd;
-        ssize_t n;
-        char *o, *c;
-        if (pid <= 0) continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        o = strchr(buf, '(');
-        c = strrchr(buf, ')');
-        if (o == NULL || c == NULL) continue;
-        if (sscanf(c + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
-        ++*children;
-        if (state == 'Z' || c - o - 1 != 14 || memcmp(o + 1, "mln-forkserver", 14) != 0) continue;
-        found = found == 0 ? pid : -1;
-    }
-    closedir(d);
-    return found;
-}
-
 static void count_sig(int sig)
 {
     if (sig > 0 && sig < 65) ++seen[sig];
@@ -68,7 +34,7 @@ static void fire(mln_event_t *ev, void *data)
 {
     int children;
     (void)data;
-    CHECK(find_server(master_pid, &children) == server);
+    CHECK(proc_find_server(master_pid, &children) == server);
     if (round_no == NSIGS) {
         mln_event_break_set(ev);
         return;
@@ -93,7 +59,7 @@ static void master_hi(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, vo
     CHECK(hi[0] == (int)f->pid && hi[1] == (int)master_pid);
     if (++hellos < N) return;
     if (round_no == 0) {
-        server = find_server(master_pid, &children);
+        server = proc_find_server(master_pid, &children);
         CHECK(server > 0);
     } else {
         CHECK(seen[sigs[round_no - 1]] == 1);
@@ -139,7 +105,7 @@ int main(int argc, char *argv[])
     CHECK(getpid() == master_pid);
     CHECK(round_no == NSIGS);
     for (i = 0; i < NSIGS; ++i) CHECK(seen[sigs[i]] == 1);
-    CHECK(find_server(master_pid, &children) == 0);
+    CHECK(proc_find_server(master_pid, &children) == 0);
     if (children != 0) fprintf(stderr, "%d children left\n", children);
     CHECK(children == 0);
     return 0;

@@ -13,6 +13,7 @@
  *   reaped), and no process whose parent is the master exists. */
 #define _GNU_SOURCE
 #include "ctest.h"
+#include "procs.h"
 #include <dirent.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -32,36 +33,25 @@ static pid_t spawned_pid = -1;
 static int round_no, hellos, want = N, exited, spawned_exited;
 static mln_event_t *mev;
 
+struct tally { int n, zombies, servers; };
+
+static void tally_one(const struct proc_child *c, void *data)
+{
+    struct tally *t = data;
+    if (c->pid == spawned_pid) return; /* the spawned program, reaped by the kernel */
+    ++t->n;
+    if (c->state == 'Z') ++t->zombies;
+    if (c->server) ++t->servers;
+}
+
 /* Children of `parent`: how many, how many zombies, how many named mln-forkserver. */
 static void children_of(pid_t parent, int *n, int *zombies, int *servers)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    *n = *zombies = *servers = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[64], buf[512], state;
-        int pid = atoi(e->d_name), ppid, fd;
-        ssize_t len;
-        char *o, *c;
-        if (pid <= 0) continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0) continue;
-        buf[len] = 0;
-        o = strchr(buf, '(');
-        c = strrchr(buf, ')');
-        if (o == NULL || c == NULL) continue;
-        if (sscanf(c + 1, " %c %d", &state, &ppid) != 2 || ppid != parent) continue;
-        if (pid == spawned_pid) continue; /* the spawned program, reaped by the kernel */
-        ++*n;
-        if (state == 'Z') ++*zombies;
-        if (c - o - 1 == 14 && memcmp(o + 1, "mln-forkserver", 14) == 0) ++*servers;
-    }
-    closedir(d);
+    struct tally t = {0, 0, 0};
+    proc_children(parent, tally_one, &t);
+    *n = t.n;
+    *zombies = t.zombies;
+    *servers = t.servers;
 }
 
 /* The highest open descriptor. */

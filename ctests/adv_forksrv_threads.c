@@ -10,7 +10,7 @@
  * returns from it, and this process has no child afterwards (none forked). */
 #define _GNU_SOURCE
 #include "ctest.h"
-#include <dirent.h>
+#include "procs.h"
 #include <pthread.h>
 
 static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
@@ -28,34 +28,16 @@ static void *hold(void *arg)
     return NULL;
 }
 
+static void kill_one(const struct proc_child *c, void *data)
+{
+    (void)data;
+    kill(c->pid, SIGKILL);
+}
+
 /* The processes whose parent is `parent` (killed with SIGKILL if `kill_them`). */
 static int children_of(pid_t parent, int kill_them)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[64], buf[512], state;
-        int pid = atoi(e->d_name), ppid, fd;
-        ssize_t len;
-        char *c;
-        if (pid <= 0) continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0) continue;
-        buf[len] = 0;
-        c = strrchr(buf, ')');
-        if (c != NULL && sscanf(c + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
-            ++n;
-            if (kill_them) kill(pid, SIGKILL);
-        }
-    }
-    closedir(d);
-    return n;
+    return proc_children(parent, kill_them ? kill_one : NULL, NULL);
 }
 
 int main(void)

@@ -19,7 +19,7 @@
  * - after mln_framework_init: the server is gone (and reaped: no such pid), every process
  *   started said hello, 5 in all. */
 #include "life.h"
-#include <dirent.h>
+#include "procs.h"
 #include <pthread.h>
 
 #define N 2
@@ -35,39 +35,6 @@ static int phase; /* 0 starting, 1 rolling, 2 crash restart, 3 done */
 static int hellos_in_phase, started_in_phase, old_exited, rolling_done;
 static pid_t old_pid[N], crashed_pid;
 static int event_tag;
-
-/* The live child of `parent` named mln-forkserver (0: none; -1: more than one). */
-static pid_t find_server(pid_t parent)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    pid_t found = 0;
-    CHECK(d != NULL);
-    while ((e = readdir(d)) != NULL) {
-        char path[64], buf[512], name[32], state;
-        int pid = atoi(e->d_name), ppid, fd;
-        ssize_t n;
-        char *open_paren, *close_paren;
-        if (pid <= 0) continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-        fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        open_paren = strchr(buf, '(');
-        close_paren = strrchr(buf, ')');
-        if (open_paren == NULL || close_paren == NULL || close_paren - open_paren > 30) continue;
-        memcpy(name, open_paren + 1, (size_t)(close_paren - open_paren - 1));
-        name[close_paren - open_paren - 1] = 0;
-        if (sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
-        if (state == 'Z' || ppid != parent || strcmp(name, "mln-forkserver") != 0) continue;
-        found = found == 0 ? pid : -1;
-    }
-    closedir(d);
-    return found;
-}
 
 static void *hold(void *arg)
 {
@@ -178,7 +145,7 @@ static void master_process(mln_event_t *ev)
 {
     life_master_watch(ev);
     life_watchdog(valgrind() ? 240 : 50);
-    server = find_server(getpid());
+    server = proc_find_server(getpid(), NULL);
     if (server <= 0) fprintf(stderr, "master: no fork server (%d)\n", (int)server);
     CHECK(server > 0);
     CHECK(pipe(release_pipe) == 0);

@@ -105,7 +105,10 @@ static void worker_go(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, vo
     fprintf(stderr, "worker: %d signal sends: %u accepted, %u EAGAIN, %u other; %u main sends\n",
             (int)attempts, c.accepted, c.eagain, c.other, c.mains);
     CHECK(c.other == 0);
-    CHECK(attempts >= ATTEMPTS); /* not stuck */
+    /* Not stuck. Under valgrind, signals are delivered between blocks of translated code
+     * and a loaded machine delivers fewer than 3000 in a minute (1,473 seen): progress is
+     * what this checks, not the rate. */
+    CHECK(attempts >= (valgrind() ? ATTEMPTS / 10 : ATTEMPTS));
     CHECK(c.accepted > 0);
     CHECK(mln_ipc_worker_send_prepare(ev, T_END, &c, sizeof(c)) == 0);
 }

@@ -1,10 +1,14 @@
 /* Adversarial: signals sent to the whole process group (a terminal's Ctrl-C, a
  * supervisor's SIGTERM or SIGHUP) while a fork server runs (mln_fork_server_set). The
  * test is its own process group (setpgid). The master handles each signal (a counting
- * handler installed after mln_fork); the workers keep the default action and die of it.
+ * handler installed after mln_fork); the workers keep the default action and die of it,
+ * except for the terminal's stop signals (SIGTSTP, SIGTTIN, SIGTTOU), which would only
+ * stop them: their handler exits.
  * CTEST_STANDALONE_ONLY: mln_fork_server_set is an extension of the standalone build.
- * For each of SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, then SIGWINCH (ignored
- * by default): kill(0, sig) once every worker of the round said hello. Checks:
+ * For each of SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTSTP, SIGTTIN,
+ * SIGTTOU, then SIGWINCH (ignored by default): kill(0, sig) once every worker of the
+ * round said hello. Checks (a stopped server would make the next restart wait 5 s and
+ * fail, RESTART_FAILED, and no worker would come back):
  * - the fork server survives every one (same pid, still the master's child), so each
  *   dead worker is restarted through it: every round ends with N hellos from new
  *   workers whose parent is the master;
@@ -18,7 +22,8 @@
 #define N 3
 #define T_HI 9401
 
-static const int sigs[] = {SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+static const int sigs[] = {SIGTERM, SIGHUP,  SIGINT,  SIGQUIT, SIGUSR1,
+                           SIGUSR2, SIGTSTP, SIGTTIN, SIGTTOU, SIGWINCH};
 #define NSIGS ((int)(sizeof(sigs) / sizeof(sigs[0])))
 
 static pid_t master_pid, server;
@@ -67,9 +72,22 @@ static void master_hi(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, vo
     mln_event_timer_set(ev, 0, NULL, fire);
 }
 
+static void worker_stop_signal(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
 static void worker_process(mln_event_t *ev)
 {
+    struct sigaction sa;
     int hi[2];
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = worker_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGTSTP, &sa, NULL) == 0);
+    CHECK(sigaction(SIGTTIN, &sa, NULL) == 0);
+    CHECK(sigaction(SIGTTOU, &sa, NULL) == 0);
     hi[0] = (int)getpid();
     hi[1] = (int)getppid();
     CHECK(mln_ipc_worker_send_prepare(ev, T_HI, hi, sizeof(hi)) == 0);

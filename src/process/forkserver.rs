@@ -27,8 +27,8 @@
 //! # The server's life
 //! It closes what is the master's (the children's sockets, pidfds, the wake-up eventfd:
 //! `fork.rs`), ignores the signals a terminal or a supervisor sends to a whole process
-//! group (it must live as long as the master, not die of the master's Ctrl-C or SIGHUP;
-//! its children get the master's dispositions back), is named `mln-forkserver` (its
+//! group (it must live as long as the master, not die of the master's Ctrl-C or SIGHUP,
+//! nor stop at a terminal's Ctrl-Z; its children get the master's dispositions back), is named `mln-forkserver` (its
 //! children get the master's name back) and asks for SIGKILL if the master dies. It exits
 //! when the master's end of its socket closes: the master exited, or ended its IPC
 //! (`shutdown`, [`close`]). It is no child of the core: never listed, no events, never
@@ -335,14 +335,18 @@ pub(crate) struct Served {
 }
 
 /// Signals sent to a whole process group (a terminal's, a supervisor's): the server
-/// ignores them.
-const GROUP_SIGNALS: [c_int; 6] = [
+/// ignores them. The terminal's stop signals too: a stopped server would make the next
+/// fork wait for its answer and then kill it (every later fork failing).
+const GROUP_SIGNALS: [c_int; 9] = [
     libc::SIGHUP,
     libc::SIGINT,
     libc::SIGQUIT,
     libc::SIGTERM,
     libc::SIGUSR1,
     libc::SIGUSR2,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
 ];
 
 /// What the server changed of the process it copies, given back to its children.

@@ -15,7 +15,6 @@
 #include "ctest.h"
 #include "procs.h"
 #include <dirent.h>
-#include <pthread.h>
 #include <sys/resource.h>
 #include "mln_event.h"
 
@@ -24,9 +23,6 @@
 #define ROUNDS 6
 #define T_HI 9201
 
-static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t holder;
-static int release_pipe[2];
 static pid_t master_pid;
 static pid_t spawned_pid = -1;
 
@@ -68,17 +64,6 @@ static int highest_fd(void)
     }
     closedir(d);
     return hi;
-}
-
-static void *hold(void *arg)
-{
-    char c;
-    (void)arg;
-    CHECK(pthread_mutex_lock(&held) == 0);
-    while (read(release_pipe[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    CHECK(pthread_mutex_unlock(&held) == 0);
-    return NULL;
 }
 
 static int kill_one(mln_event_t *ev, mln_fork_t *f, void *data)
@@ -203,8 +188,7 @@ static void worker_process(mln_event_t *ev)
 static void master_process(mln_event_t *ev)
 {
     mev = ev;
-    CHECK(pipe(release_pipe) == 0);
-    CHECK(pthread_create(&holder, NULL, hold, NULL) == 0);
+    holder_start();
 }
 
 static int global_init(void)
@@ -226,8 +210,7 @@ int main(int argc, char *argv[])
     CHECK(getpid() == master_pid);
     CHECK(round_no == ROUNDS && spawned_exited);
     CHECK(exited >= N * 2 + (N + EXTRA) * (ROUNDS - 2));
-    CHECK(write(release_pipe[1], "x", 1) == 1);
-    CHECK(pthread_join(holder, NULL) == 0);
+    holder_release();
     children_of(master_pid, &n, &z, &s);
     if (n != 0) fprintf(stderr, "after the end: %d children (%d zombies, %d servers)\n", n, z, s);
     CHECK(n == 0);

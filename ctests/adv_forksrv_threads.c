@@ -11,22 +11,7 @@
 #define _GNU_SOURCE
 #include "ctest.h"
 #include "procs.h"
-#include <pthread.h>
 
-static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
-static int locked_pipe[2], release_pipe[2];
-
-static void *hold(void *arg)
-{
-    char c;
-    (void)arg;
-    CHECK(pthread_mutex_lock(&held) == 0);
-    CHECK(write(locked_pipe[1], "l", 1) == 1);
-    while (read(release_pipe[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    CHECK(pthread_mutex_unlock(&held) == 0);
-    return NULL;
-}
 
 static void kill_one(const struct proc_child *c, void *data)
 {
@@ -42,14 +27,10 @@ static int children_of(pid_t parent, int kill_them)
 
 int main(void)
 {
-    pthread_t t;
     pid_t me = getpid();
-    char c;
     int r, e, n;
     alarm(30);
-    CHECK(pipe(locked_pipe) == 0 && pipe(release_pipe) == 0);
-    CHECK(pthread_create(&t, NULL, hold, NULL) == 0);
-    CHECK(read(locked_pipe[0], &c, 1) == 1);
+    holder_start();
     mln_fork_worker_num_set(2);
     mln_fork_server_set(1);
     CHECK(mln_fork_prepare() == 0);
@@ -66,7 +47,6 @@ int main(void)
         fprintf(stderr, "mln_fork: %d (errno %d), %d children forked\n", r, e, n);
     CHECK(r == -1 && e == EDEADLK);
     CHECK(n == 0);
-    CHECK(write(release_pipe[1], "r", 1) == 1);
-    CHECK(pthread_join(t, NULL) == 0);
+    holder_release();
     return 0;
 }

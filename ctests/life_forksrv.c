@@ -20,33 +20,17 @@
  *   started said hello, 5 in all. */
 #include "life.h"
 #include "procs.h"
-#include <pthread.h>
 
 #define N 2
 #define T_HI 6201
 #define T_EXIT 6202
 
 static int generation = 1;
-static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER;
-static int release_pipe[2];
-static pthread_t holder;
 static pid_t server;
 static int phase; /* 0 starting, 1 rolling, 2 crash restart, 3 done */
 static int hellos_in_phase, started_in_phase, old_exited, rolling_done;
 static pid_t old_pid[N], crashed_pid;
 static int event_tag;
-
-static void *hold(void *arg)
-{
-    char c;
-    (void)arg;
-    CHECK(pthread_mutex_lock(&held) == 0);
-    /* Holds it until the master writes to the pipe. */
-    while (read(release_pipe[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    CHECK(pthread_mutex_unlock(&held) == 0);
-    return NULL;
-}
 
 static void master_hi(mln_event_t *ev, void *f_ptr, void *buf, mln_u32_t len, void **udata_ptr)
 {
@@ -148,8 +132,7 @@ static void master_process(mln_event_t *ev)
     server = proc_find_server(getpid(), NULL);
     if (server <= 0) fprintf(stderr, "master: no fork server (%d)\n", (int)server);
     CHECK(server > 0);
-    CHECK(pipe(release_pipe) == 0);
-    CHECK(pthread_create(&holder, NULL, hold, NULL) == 0);
+    holder_start();
 }
 
 static int global_init(void)
@@ -173,7 +156,6 @@ int main(int argc, char *argv[])
     CHECK(life_started.n == 5);
     /* The end of the framework ended the server and reaped it. */
     CHECK(kill(server, 0) == -1 && errno == ESRCH);
-    CHECK(write(release_pipe[1], "x", 1) == 1);
-    CHECK(pthread_join(holder, NULL) == 0);
+    holder_release();
     return 0;
 }

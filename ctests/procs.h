@@ -1,12 +1,14 @@
-/* The children of a process as /proc lists them, for the fork-server tests (the server
+/* For the fork-server tests: the children of a process as /proc lists them (the server
  * and the workers it makes are the master's children: their count, their states and
- * the server's name are what those tests check). */
+ * the server's name are what those tests check), and a thread holding a lock (what a
+ * fork beside it must not copy). */
 #ifndef CTEST_PROCS_H
 #define CTEST_PROCS_H
 
 #include "ctest.h"
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 
 struct proc_child {
@@ -65,6 +67,40 @@ static inline pid_t proc_find_server(pid_t parent, int *children)
     int n = proc_children(parent, proc_note_server, &found);
     if (children != NULL) *children = n;
     return found;
+}
+
+/* A second thread that holds `held` until `holder_release()`: what a fork beside it copies
+ * locked for ever (the fork-server tests' workers take `held` at their start). */
+static pthread_mutex_t held __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
+static int holder_locked[2] __attribute__((unused)), holder_release_pipe[2] __attribute__((unused));
+static pthread_t holder_thread __attribute__((unused));
+
+static inline void *holder_main(void *arg)
+{
+    char c;
+    (void)arg;
+    CHECK(pthread_mutex_lock(&held) == 0);
+    CHECK(write(holder_locked[1], "l", 1) == 1);
+    while (read(holder_release_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    CHECK(pthread_mutex_unlock(&held) == 0);
+    return NULL;
+}
+
+/* Starts the holder and returns once it holds `held`. */
+static inline void holder_start(void)
+{
+    char c;
+    CHECK(pipe(holder_locked) == 0 && pipe(holder_release_pipe) == 0);
+    CHECK(pthread_create(&holder_thread, NULL, holder_main, NULL) == 0);
+    CHECK(read(holder_locked[0], &c, 1) == 1);
+}
+
+/* Lets the holder unlock and end, and joins it. */
+static inline void holder_release(void)
+{
+    CHECK(write(holder_release_pipe[1], "r", 1) == 1);
+    CHECK(pthread_join(holder_thread, NULL) == 0);
 }
 
 #endif
